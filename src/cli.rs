@@ -1,0 +1,310 @@
+//! The `tidewater` command line: commands, their options, and exit codes.
+//!
+//! Exit codes are part of the contract with schedulers (Airflow's
+//! `BashOperator` looks only at them):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the command ran and failed (a service unreachable, a pipeline stopped) |
+//! | 2 | invalid input: a pipeline file or a command-line argument |
+//! | 3 | the command is not built in this version |
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::model::{PipelineConfig, SourceConfig};
+use crate::config::{self, Diagnostic, LoadReport, Severity};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID: u8 = 2;
+pub const EXIT_NOT_BUILT: u8 = 3;
+
+/// Change-data-capture from Postgres and MySQL/MariaDB into Kafka
+/// (Debezium-compatible Avro) and Apache Hudi tables on S3 or a local
+/// directory.
+#[derive(Debug, Parser)]
+#[command(name = "tidewater", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TIDEWATER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `tidewater=debug,rdkafka=warn`.
+    #[arg(long, global = true, default_value = "info", env = "TIDEWATER_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Capture and sink in one process.
+    All,
+    /// Source → Kafka only.
+    Capture,
+    /// Kafka → lake only (workers in one consumer group share the tables).
+    Sink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dialect {
+    Athena,
+    Redshift,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate pipeline files offline and report every problem with file,
+    /// YAML path and line:column. Exit 0 when all are valid, 2 otherwise.
+    Check {
+        /// Pipeline files, or directories whose *.yaml/*.yml files are checked.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// Also run preflight checks against the live source, Kafka and lake
+        /// (wal_level, replica identity, binlog settings, privileges).
+        #[arg(long)]
+        connect: bool,
+        /// `text` for people, `json` for tools.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Run the daemon: capture and/or sink for every pipeline given. SIGTERM or
+    /// SIGINT flushes, commits and exits 0; a second signal exits at once.
+    Run {
+        /// Pipeline files or directories.
+        #[arg(value_name = "FILE|DIR", default_value = "pipelines")]
+        paths: Vec<PathBuf>,
+        /// Which half of the pipeline this process runs.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+        /// Address of the admin HTTP endpoint (health, metrics, status).
+        #[arg(long, default_value = "127.0.0.1:8089", env = "TIDEWATER_ADMIN_ADDR")]
+        admin_addr: String,
+        /// Bearer token required by the admin endpoint; mandatory when it
+        /// listens on a non-loopback address.
+        #[arg(long, env = "TIDEWATER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
+    /// Re-snapshot a table (or the rows matching --where) while streaming
+    /// continues. With --wait, exit 0 once the backfill is committed to the lake.
+    Backfill {
+        /// The pipeline file.
+        #[arg(value_name = "FILE")]
+        pipeline: PathBuf,
+        /// The table to re-snapshot, as written in the pipeline file.
+        #[arg(long)]
+        table: String,
+        /// A predicate on the table's columns selecting the rows to re-read.
+        #[arg(long = "where", value_name = "PREDICATE")]
+        predicate: Option<String>,
+        /// Wait until the backfill is committed to the lake; progress on stderr.
+        #[arg(long)]
+        wait: bool,
+        /// Admin endpoint of the running daemon.
+        #[arg(long, default_value = "127.0.0.1:8089", env = "TIDEWATER_ADMIN_ADDR")]
+        admin_addr: String,
+    },
+    /// Per pipeline: state, source lag (bytes and seconds), Kafka lag and the
+    /// last commit per table, from the running daemon's admin endpoint.
+    Status {
+        /// Admin endpoint of the running daemon.
+        #[arg(long, default_value = "127.0.0.1:8089", env = "TIDEWATER_ADMIN_ADDR")]
+        admin_addr: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print CREATE EXTERNAL TABLE statements (and ADD PARTITION statements)
+    /// for the pipeline's lake tables.
+    Ddl {
+        /// The pipeline file.
+        #[arg(value_name = "FILE")]
+        pipeline: PathBuf,
+        /// The query engine.
+        #[arg(long, value_enum)]
+        dialect: Dialect,
+    },
+    /// Print the JSON Schema of pipeline files (for editors), or with
+    /// --markdown the reference table the README embeds.
+    Schema {
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+/// Runs a parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Check {
+            paths,
+            connect,
+            format,
+        } => check(&paths, connect, format),
+        Command::Schema { markdown } => {
+            let text = if markdown {
+                config::reference::markdown_reference()
+            } else {
+                config::schema::pipeline_schema_text()
+            };
+            print_stdout(&text);
+            EXIT_OK
+        }
+        Command::Run { .. } => not_built("run", "the daemon (capture, sink, admin endpoint)"),
+        Command::Backfill { .. } => not_built("backfill", "backfills"),
+        Command::Status { .. } => not_built("status", "the admin endpoint it reads"),
+        Command::Ddl { .. } => not_built("ddl", "Athena/Redshift DDL generation"),
+    };
+    ExitCode::from(code)
+}
+
+fn not_built(command: &str, what: &str) -> u8 {
+    eprintln!(
+        "tidewater {command}: not built in this version ({what} is still to come); nothing was done"
+    );
+    EXIT_NOT_BUILT
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`tidewater check … | head`) is not an error worth a panic.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+fn check(paths: &[PathBuf], connect: bool, format: OutputFormat) -> u8 {
+    if connect {
+        eprintln!(
+            "tidewater check --connect: preflight checks against live systems are not built in this version; run without --connect for the offline checks"
+        );
+        return EXIT_NOT_BUILT;
+    }
+    let report = config::load(paths);
+    let text = match format {
+        OutputFormat::Text => check_text(&report),
+        OutputFormat::Json => check_json(&report),
+    };
+    print_stdout(&text);
+    if report.has_errors() {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    }
+}
+
+/// One line per diagnostic, then one summary line per valid pipeline and a
+/// total. Never prints a configured value that could be a secret.
+pub fn check_text(report: &LoadReport) -> String {
+    let mut out = String::new();
+    let mut diagnostics: Vec<&Diagnostic> = report.diagnostics.iter().collect();
+    diagnostics.sort_by(|a, b| (&a.file, a.mark).cmp(&(&b.file, b.mark)));
+    for d in &diagnostics {
+        out.push_str(&format!("{d}\n"));
+    }
+    for p in &report.pipelines {
+        out.push_str(&format!(
+            "ok {}: {}\n",
+            p.file.display(),
+            summary(&p.config)
+        ));
+    }
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diagnostics.len() - errors;
+    if errors > 0 {
+        let mut files: Vec<&PathBuf> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| &d.file)
+            .collect();
+        files.dedup();
+        out.push_str(&format!(
+            "{errors} error{} and {warnings} warning{} in {} file{}\n",
+            plural(errors),
+            plural(warnings),
+            files.len(),
+            plural(files.len())
+        ));
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The one-line description of a valid pipeline.
+pub fn summary(cfg: &PipelineConfig) -> String {
+    let tables = cfg.source.tables().len();
+    let prefix = cfg.kafka.topic_prefix.as_deref().unwrap_or(&cfg.name);
+    let source = match &cfg.source {
+        SourceConfig::Postgres(_) => "postgres",
+        SourceConfig::Mysql(_) => "mysql",
+    };
+    let lake = match &cfg.lake {
+        Some(lake) => format!(
+            "lake {} (commit every {}s)",
+            lake.uri, lake.commit_interval_secs
+        ),
+        None => "no lake (Kafka only)".to_string(),
+    };
+    format!(
+        "pipeline `{}`: {source}, {tables} table{} -> kafka topics {prefix}.* -> {lake}",
+        cfg.name,
+        plural(tables)
+    )
+}
+
+/// The same report as JSON: `{"pipelines": [...], "diagnostics": [...]}`.
+pub fn check_json(report: &LoadReport) -> String {
+    let diagnostics: Vec<serde_json::Value> = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "file": d.file.display().to_string(),
+                "line": d.mark.line,
+                "column": d.mark.column,
+                "path": d.path.to_string(),
+                "message": d.message,
+            })
+        })
+        .collect();
+    let pipelines: Vec<serde_json::Value> = report
+        .pipelines
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "file": p.file.display().to_string(),
+                "name": p.config.name,
+                "summary": summary(&p.config),
+            })
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({
+        "valid": !report.has_errors(),
+        "pipelines": pipelines,
+        "diagnostics": diagnostics,
+    }))
+    .unwrap_or_default();
+    text.push('\n');
+    text
+}

@@ -1,0 +1,6 @@
+//! Everything that talks to Kafka: client settings (brokers, TLS/SASL, the
+//! property allow-list) and topic naming. The Avro encoding, the producer with
+//! delivery tracking and the sink consumer join it with the change-event work.
+
+pub mod client;
+pub mod topic;
