@@ -231,3 +231,6 @@ pub fn load_with(paths: &[PathBuf], lookup: &dyn Lookup) -> LoadReport {
 pub fn load(paths: &[PathBuf]) -> LoadReport {
     load_with(paths, &secrets::SystemLookup)
 }
+
+#[cfg(test)]
+mod tests;

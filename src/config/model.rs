@@ -84,8 +84,8 @@ impl SourceConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSource {
-    /// Connection URL, `postgres://user@host:5432/database`. Keep the password
-    /// out of it: use `password`.
+    /// Connection URL: `postgres://user@host:5432/database` or
+    /// `mysql://user@host:3306`. Keep the password out of it: use `password`.
     pub url: String,
     /// Password of the replication user, usually `${env:NAME}` or `${file:/path}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,8 +113,8 @@ pub struct PostgresSource {
     #[serde(default = "default_snapshot_parallelism")]
     #[schemars(range(min = 1, max = 64))]
     pub snapshot_parallelism: u32,
-    /// How often an idle slot is moved forward so it does not hold WAL back;
-    /// `0` disables heartbeats.
+    /// How often an idle source position is moved forward (Postgres: so the
+    /// slot does not hold WAL back; MySQL: binlog heartbeats); `0` disables.
     #[serde(default = "default_heartbeat_interval_secs")]
     pub heartbeat_interval_secs: u32,
     /// A table (`schema.table`) that heartbeats update, for databases whose
@@ -133,8 +133,8 @@ pub struct PostgresSource {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlSource {
-    /// Connection URL, `mysql://user@host:3306`. Keep the password out of it:
-    /// use `password`.
+    /// Connection URL: `postgres://user@host:5432/database` or
+    /// `mysql://user@host:3306`. Keep the password out of it: use `password`.
     pub url: String,
     /// Password of the replication user, usually `${env:NAME}` or `${file:/path}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,8 +160,8 @@ pub struct MysqlSource {
     #[serde(default = "default_snapshot_parallelism")]
     #[schemars(range(min = 1, max = 64))]
     pub snapshot_parallelism: u32,
-    /// How often the server is asked for a binlog heartbeat while idle; `0`
-    /// disables heartbeats.
+    /// How often an idle source position is moved forward (Postgres: so the
+    /// slot does not hold WAL back; MySQL: binlog heartbeats); `0` disables.
     #[serde(default = "default_heartbeat_interval_secs")]
     pub heartbeat_interval_secs: u32,
     /// What a `TRUNCATE` of a captured table does.
@@ -254,6 +254,7 @@ pub struct TableConfig {
 pub struct PartitionBy {
     /// A date or timestamp column of the table.
     pub column: String,
+    /// One partition per day, month or year.
     #[serde(default)]
     pub granularity: Granularity,
 }
@@ -447,8 +448,27 @@ pub struct LakeConfig {
     pub dead_letter_topic: Option<String>,
 }
 
+impl LakeConfig {
+    /// A lake at `uri` with every other option at its default.
+    pub fn with_uri(uri: impl Into<String>) -> Self {
+        LakeConfig {
+            uri: uri.into(),
+            s3: None,
+            database: None,
+            commit_interval_secs: default_commit_interval_secs(),
+            max_changes_per_commit: default_max_changes_per_commit(),
+            buffer_mb: default_buffer_mb(),
+            target_file_size_mb: default_target_file_size_mb(),
+            keep_commits: default_keep_commits(),
+            parquet_compression: ParquetCompression::default(),
+            on_undecodable: UndecodablePolicy::default(),
+            dead_letter_topic: None,
+        }
+    }
+}
+
 /// S3 and S3-compatible object stores.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000`.

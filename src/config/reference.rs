@@ -171,11 +171,17 @@ fn push_property(
         (false, Some(d)) => format!("`{}`", json_text(d)),
         (false, None) => "—".to_string(),
     };
+    let values = documented_values(target);
+    let description = if values.is_empty() {
+        description
+    } else {
+        format!("{description} {values}")
+    };
     rows.push(Row {
         key: key.clone(),
         ty: type_text(root, target),
         default,
-        description: format!("{note}{}", escape(&description)),
+        description: format!("{note}{}", escape(description.trim())),
     });
     let is_array = target.get("type").and_then(Json::as_str) == Some("array")
         || target
@@ -188,6 +194,26 @@ fn push_property(
         }
     } else if target.get("properties").is_some() || target.get("oneOf").is_some() {
         walk(root, target, &key, rows);
+    }
+}
+
+/// `` `a`: what a means; `b`: what b means `` for enums with documented values.
+fn documented_values(schema: &Json) -> String {
+    let Some(alts) = schema.get("oneOf").and_then(Json::as_array) else {
+        return String::new();
+    };
+    let parts: Vec<String> = alts
+        .iter()
+        .filter_map(|a| {
+            let value = json_text(a.get("const")?);
+            let text = first_paragraph(a.get("description")?.as_str()?);
+            Some(format!("`{value}`: {}", text.trim_end_matches('.')))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{}.", parts.join("; "))
     }
 }
 
