@@ -42,9 +42,26 @@
 # (database `tidewater` in Postgres); S3 access key `tidewater`, secret
 # `tidewater-secret`, region us-east-1, bucket `tidewater`.
 #
-# Must run as root for `up`/`start` (apt-get, and the servers run as the
-# `postgres` and `mysql` OS users). Daemons are started with setsid+nohup and
-# survive this script's exit.
+# tansu 0.6.0 (libsql engine) behaviour seen with confluent-kafka 2.16:
+#   - topics are not auto-created: create them with the admin API (CreateTopics);
+#   - DeleteTopics deletes EVERY topic of the cluster, whatever name is given
+#     (its topic_delete_by.sql matches on the cluster only): use unique topic
+#     names instead of deleting topics;
+#   - a fetch waits the full fetch.wait.max.ms (default 500 ms) even when data
+#     arrives earlier: lower it for latency-sensitive consumers;
+#   - consumer groups with manual commits work, and a replacement consumer
+#     resumes from the committed offsets; but when the group leader leaves while
+#     a rebalance is pending, the group stays stuck ("Forming" with the departed
+#     leader; new members get no assignment for minutes). DescribeGroups fails
+#     (the broker logs a JSON decode error and drops the connection);
+#   - the idempotent producer works; transactions do not (EndTxn unsupported);
+#   - data and committed offsets survive restarts and SIGKILL.
+#
+# `stop s3` takes ~16 s: SeaweedFS's filer waits 15 s for its gRPC streams.
+#
+# Everything but `status` and `env` must run as root (apt-get; the servers run
+# as the `postgres` and `mysql` OS users). Daemons are started with
+# setsid+nohup and survive this script's exit.
 
 set -euo pipefail
 
@@ -176,6 +193,11 @@ port_owner() {
   ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1
 }
 
+# owns_port PID PORT: process PID listens on PORT.
+owns_port() {
+  [[ -n $1 ]] && ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
+}
+
 # pid_alive PIDFILE NAME: the pid in PIDFILE is a live process whose command is NAME.
 pid_alive() {
   local pidfile=$1 name=$2 pid comm
@@ -209,20 +231,31 @@ kill_and_wait() {
   rm -f "$pidfile"
 }
 
-# wait_port SERVICE PORT TIMEOUT CHECKFN: wait until the port accepts connections,
-# returning early (failure) when CHECKFN (is the process alive?) fails.
+# wait_port SERVICE PORT TIMEOUT ALIVEFN PIDFN: wait until the port accepts
+# connections, returning early (failure) when ALIVEFN (is our process alive?)
+# fails; then check that the listener is our process (PIDFN prints its pid), not
+# another server on the same port.
 wait_port() {
-  local svc=$1 port=$2 timeout=$3 alive=$4 i
+  local svc=$1 port=$2 timeout=$3 alive=$4 pidfn=$5 i pid owner
   for ((i = 0; i < timeout * 5; i++)); do
-    port_open "$port" && return 0
+    port_open "$port" && break
     if ! "$alive"; then
       warn "$svc: the server process exited during start-up"
       return 1
     fi
     sleep 0.2
   done
-  warn "$svc: nothing listens on $HOST:$port after ${timeout}s"
-  return 1
+  if ! port_open "$port"; then
+    warn "$svc: nothing listens on $HOST:$port after ${timeout}s"
+    return 1
+  fi
+  pid=$("$pidfn")
+  if ! owns_port "$pid" "$port"; then
+    owner=$(port_owner "$port")
+    warn "$svc: $HOST:$port is served by ${owner:-another process}, not by our $svc (pid ${pid:-?});"
+    warn "$svc: if $svc was started with other settings, run '$0 restart $svc'"
+    return 1
+  fi
 }
 
 # check_port_free SERVICE PORT: fail if someone else already listens on PORT.
@@ -257,7 +290,8 @@ run_daemon() {
   shift 3
   (
     cd "$workdir"
-    setsid nohup "$@" >>"$log" 2>&1 </dev/null &
+    # 9>&-: do not pass our lock (see take_lock) on to the daemon.
+    setsid nohup "$@" >>"$log" 2>&1 </dev/null 9>&- &
     echo $! >"$pidfile"
   )
 }
@@ -407,6 +441,8 @@ pg_running() {
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
 }
 
+pg_pid() { head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null; }
+
 pg_psql_admin() {
   runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres "$@"
 }
@@ -414,8 +450,8 @@ pg_psql_admin() {
 pg_configure() {
   mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
   chown postgres:postgres "$PG_DIR" "$PG_SOCKET_DIR"
-  chmod 0700 "$PG_DIR"
-  chmod 0755 "$PG_SOCKET_DIR"
+  # The data directory itself is 0700 (initdb); the socket dir is reachable by all.
+  chmod 0755 "$PG_DIR" "$PG_SOCKET_DIR"
   local log
   log=$(log_file postgres)
   touch "$log"
@@ -471,7 +507,7 @@ pg_start() {
   local log
   log=$(log_file postgres)
   # pg_ctl forks the postmaster (in its own session) and waits until it accepts connections.
-  if ! runuser -u postgres -- setsid "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$log" -w -t 60 start >/dev/null 2>&1; then
+  if ! runuser -u postgres -- setsid "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$log" -w -t 60 start >/dev/null 2>&1 9>&-; then
     warn "postgres: pg_ctl start failed"
     return 1
   fi
@@ -495,7 +531,7 @@ EOF
 
 pg_wait() {
   local i
-  wait_port postgres "$PG_PORT" 60 pg_running || return 1
+  wait_port postgres "$PG_PORT" 60 pg_running pg_pid || return 1
   for ((i = 0; i < 100; i++)); do
     "$PG_BIN/pg_isready" -q -h "$PG_SOCKET_DIR" -p "$PG_PORT" && break
     sleep 0.2
@@ -523,13 +559,13 @@ pg_stop() {
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
 }
 
-pg_up() { pg_running && port_open "$PG_PORT"; }
 
 # ------------------------------------------------------------------- mariadb
 
 mariadb_bin() { command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd; }
 
 mariadb_running() { pid_alive "$MARIADB_PID" mariadbd; }
+mariadb_pid() { pid_of "$MARIADB_PID"; }
 
 mariadb_admin() {
   mariadb --defaults-file="$MARIADB_CNF" --user=root --batch --skip-column-names "$@"
@@ -621,7 +657,7 @@ EOF
 
 mariadb_wait() {
   local i out
-  wait_port mariadb "$MYSQL_PORT" 120 mariadb_running || return 1
+  wait_port mariadb "$MYSQL_PORT" 120 mariadb_running mariadb_pid || return 1
   for ((i = 0; i < 100; i++)); do
     mariadb_admin -e 'SELECT 1' >/dev/null 2>&1 && break
     sleep 0.2
@@ -642,12 +678,11 @@ mariadb_wait() {
 
 mariadb_stop() { kill_and_wait "$MARIADB_PID" mariadbd mariadb 120; }
 
-# A password login over TCP (a bare port probe would log "Aborted connection").
-mariadb_up() { mariadb_running && mariadb_tcp -e 'SELECT 1' >/dev/null 2>&1; }
 
 # --------------------------------------------------------------------- kafka
 
 kafka_running() { pid_alive "$KAFKA_PID" tansu; }
+kafka_pid() { pid_of "$KAFKA_PID"; }
 
 kafka_start() {
   kafka_running && return 0
@@ -655,7 +690,9 @@ kafka_start() {
   mkdir -p "$KAFKA_DIR"
   # The libsql engine resolves the sqlite:// URL against the working
   # directory: sqlite://tansu.db -> $KAFKA_DIR/tansu.db (+ -wal/-shm files).
-  RUST_LOG=${TIDEWATER_TANSU_LOG:-warn} run_daemon "$(log_file kafka)" "$KAFKA_PID" "$KAFKA_DIR" \
+  # Logs: RUST_LOG syntax, default warn; NO_COLOR keeps ANSI escapes out of the file.
+  # tansu loads a .env file from its working directory (dotenv): none there.
+  NO_COLOR=1 RUST_LOG=${TIDEWATER_TANSU_LOG:-warn} run_daemon "$(log_file kafka)" "$KAFKA_PID" "$KAFKA_DIR" \
     "$TANSU_BIN" broker \
     --cluster-id tidewater \
     --listener-url "tcp://$HOST:$KAFKA_PORT" \
@@ -710,7 +747,7 @@ finally:
 
 kafka_wait() {
   local out i
-  wait_port kafka "$KAFKA_PORT" 60 kafka_running || return 1
+  wait_port kafka "$KAFKA_PORT" 60 kafka_running kafka_pid || return 1
   for ((i = 0; i < 3; i++)); do
     if out=$(timeout 60 "$PY" -c "$KAFKA_CHECK_PY" "$HOST:$KAFKA_PORT" "$KAFKA_HEALTH_TOPIC" 2>&1); then
       return 0
@@ -724,11 +761,11 @@ kafka_wait() {
 
 kafka_stop() { kill_and_wait "$KAFKA_PID" tansu kafka 60; }
 
-kafka_up() { kafka_running && port_open "$KAFKA_PORT"; }
 
 # ------------------------------------------------------------------------ s3
 
 s3_running() { pid_alive "$S3_PID" weed; }
+s3_pid() { pid_of "$S3_PID"; }
 
 s3_configure() {
   mkdir -p "$S3_DIR" "$S3_DATA"
@@ -803,7 +840,7 @@ if got != token:
 
 s3_wait() {
   local out i
-  wait_port s3 "$S3_PORT" 90 s3_running || return 1
+  wait_port s3 "$S3_PORT" 90 s3_running s3_pid || return 1
   # The S3 port opens before the master has a volume server; retry a while.
   for ((i = 0; i < 60; i++)); do
     if out=$(timeout 60 "$PY" -c "$S3_CHECK_PY" "http://$HOST:$S3_PORT" "$S3_ACCESS_KEY" \
@@ -819,9 +856,17 @@ s3_wait() {
 
 s3_stop() { kill_and_wait "$S3_PID" weed s3 60; }
 
-s3_up() { s3_running && port_open "$S3_PORT"; }
 
 # ------------------------------------------------------------- orchestration
+
+service_port() {
+  case $1 in
+  postgres) echo "$PG_PORT" ;;
+  mariadb) echo "$MYSQL_PORT" ;;
+  kafka) echo "$KAFKA_PORT" ;;
+  s3) echo "$S3_PORT" ;;
+  esac
+}
 
 service_address() {
   case $1 in
@@ -904,24 +949,35 @@ cmd_up() {
   ensure_venv
   ensure_tansu
   start_services "${SERVICES[@]}"
+  say "all up; for the variables: eval \"\$($0 env)\""
 }
 
+# Stops run in parallel: SeaweedFS alone needs ~16s (its filer waits 15s for
+# gRPC streams to end before it forces them closed).
 cmd_down() {
-  local svc rc=0
+  local svc rc=0 pids=() pid
   for svc in "${SERVICES[@]}"; do
-    stop_service "$svc" || rc=1
+    stop_service "$svc" &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || rc=1
   done
   return "$rc"
 }
 
 cmd_status() {
-  local svc p rc=0
+  local svc p pid rc=0
   for svc in "${SERVICES[@]}"; do
     p=$(fn_prefix "$svc")
-    if "${p}_up"; then
+    pid=$("${p}_pid" || true)
+    if ! "${p}_running"; then
+      say "$svc: down ($(service_address "$svc"))"
+      rc=1
+    elif owns_port "$pid" "$(service_port "$svc")"; then
       say "$svc: up on $(service_address "$svc")"
     else
-      say "$svc: down ($(service_address "$svc"))"
+      say "$svc: running (pid $pid) but not listening on $(service_address "$svc"): started with other settings? ('$0 restart $svc')"
       rc=1
     fi
   done
@@ -933,6 +989,7 @@ cmd_env() {
     "TIDEWATER_SERVICES_DIR=$SERVICES_DIR"
     "TIDEWATER_CACHE_DIR=$CACHE_DIR"
     "TIDEWATER_PG_URL=postgres://$DB_USER:$DB_PASSWORD@$HOST:$PG_PORT/$DB_NAME"
+    "TIDEWATER_PG_PASSWORD=$DB_PASSWORD"
     "TIDEWATER_PG_HOST=$HOST"
     "TIDEWATER_PG_PORT=$PG_PORT"
     "TIDEWATER_PG_SOCKET_DIR=$PG_SOCKET_DIR"
@@ -940,6 +997,7 @@ cmd_env() {
     "TIDEWATER_PG_RECVLOGICAL=$PG_BIN/pg_recvlogical"
     "TIDEWATER_PSQL=$PG_BIN/psql"
     "TIDEWATER_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@$HOST:$MYSQL_PORT"
+    "TIDEWATER_MYSQL_PASSWORD=$DB_PASSWORD"
     "TIDEWATER_MYSQL_HOST=$HOST"
     "TIDEWATER_MYSQL_PORT=$MYSQL_PORT"
     "TIDEWATER_MYSQL_SOCKET=$MARIADB_SOCKET"
@@ -960,6 +1018,7 @@ cmd_env() {
     "AWS_REGION=$S3_REGION"
     "AWS_DEFAULT_REGION=$S3_REGION"
     "AWS_ENDPOINT_URL=http://$HOST:$S3_PORT"
+    "AWS_ALLOW_HTTP=true"
     "TIDEWATER_PYTHON=$PY"
     "TIDEWATER_WEED=$WEED_BIN"
   )
@@ -967,6 +1026,16 @@ cmd_env() {
   for v in "${vars[@]}"; do
     printf 'export %s=%q\n' "${v%%=*}" "${v#*=}"
   done
+}
+
+# One mutating command at a time (two `up`s would race on installs and pid files).
+take_lock() {
+  mkdir -p "$SERVICES_DIR"
+  exec 9>"$SERVICES_DIR/.services.lock"
+  if ! flock -n 9; then
+    say "another $(basename "$0") command is running; waiting for it"
+    flock 9
+  fi
 }
 
 usage() {
@@ -980,6 +1049,12 @@ EOF
 
 main() {
   local cmd=${1:-}
+  case $cmd in
+  up | down | start | stop | restart)
+    need_root "$cmd"
+    take_lock
+    ;;
+  esac
   case $cmd in
   up) cmd_up ;;
   down) cmd_down ;;

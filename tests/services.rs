@@ -214,11 +214,9 @@ async fn kafka_broker_round_trips_through_an_idempotent_producer_and_a_group() {
         let expected: Vec<u32> = (0..n).filter(|i| i % 10 == k).collect();
         assert_eq!(values, &expected, "key {key}");
     }
-    drop(stream);
-    admin
-        .delete_topics(&[&topic], &AdminOptions::new())
-        .await
-        .unwrap();
+    // No topic deletion: tansu 0.6.0 deletes every topic of the cluster on
+    // DeleteTopics, which would wipe the topics of tests running beside this
+    // one. Unique names keep tests apart instead.
 }
 
 #[tokio::test]

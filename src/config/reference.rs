@@ -62,11 +62,11 @@ fn non_null<'a>(root: &'a Json, schema: &'a Json) -> &'a Json {
 
 fn walk(root: &Json, schema: &Json, prefix: &str, rows: &mut Vec<Row>) {
     let schema = non_null(root, schema);
-    if let Some(variants) = schema.get("oneOf").and_then(Json::as_array) {
-        if variants.iter().all(|v| v.get("properties").is_some()) {
-            walk_variants(root, variants, prefix, rows);
-            return;
-        }
+    if let Some(variants) = schema.get("oneOf").and_then(Json::as_array)
+        && variants.iter().all(|v| v.get("properties").is_some())
+    {
+        walk_variants(root, variants, prefix, rows);
+        return;
     }
     let Some(properties) = schema.get("properties").and_then(Json::as_object) else {
         return;

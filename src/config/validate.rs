@@ -77,30 +77,30 @@ impl<'a> Checker<'a> {
             SourceConfig::Mysql(_) => (Dialect::Mysql, &["mysql", "mariadb"]),
         };
         self.check_source_url(&source, cfg, schemes);
-        if let Some(tls) = cfg.source.tls() {
-            if let Some(ca) = &tls.ca_file {
-                self.check_readable_file(source.key("tls").key("ca_file"), ca);
-            }
+        if let Some(tls) = cfg.source.tls()
+            && let Some(ca) = &tls.ca_file
+        {
+            self.check_readable_file(source.key("tls").key("ca_file"), ca);
         }
         match &cfg.source {
             SourceConfig::Postgres(pg) => {
-                if let Some(slot) = &pg.slot {
-                    if let Some(problem) = invalid_slot_name(slot) {
-                        self.error(source.key("slot"), problem);
-                    }
+                if let Some(slot) = &pg.slot
+                    && let Some(problem) = invalid_slot_name(slot)
+                {
+                    self.error(source.key("slot"), problem);
                 }
-                if let Some(publication) = &pg.publication {
-                    if publication.is_empty() || publication.len() > 63 {
-                        self.error(
-                            source.key("publication"),
-                            "a publication name is 1 to 63 bytes long",
-                        );
-                    }
+                if let Some(publication) = &pg.publication
+                    && (publication.is_empty() || publication.len() > 63)
+                {
+                    self.error(
+                        source.key("publication"),
+                        "a publication name is 1 to 63 bytes long",
+                    );
                 }
-                if let Some(table) = &pg.heartbeat_table {
-                    if let Err(problem) = TableId::parse(table, Dialect::Postgres) {
-                        self.error(source.key("heartbeat_table"), problem);
-                    }
+                if let Some(table) = &pg.heartbeat_table
+                    && let Err(problem) = TableId::parse(table, Dialect::Postgres)
+                {
+                    self.error(source.key("heartbeat_table"), problem);
                 }
             }
             SourceConfig::Mysql(my) => {
@@ -260,18 +260,18 @@ impl<'a> Checker<'a> {
         if let Err(problem) = parse_brokers(&kafka.brokers) {
             self.error(path.key("brokers"), problem);
         }
-        if let Some(prefix) = &kafka.topic_prefix {
-            if let Some(problem) = invalid_topic(prefix) {
-                self.error(path.key("topic_prefix"), problem);
-            }
+        if let Some(prefix) = &kafka.topic_prefix
+            && let Some(problem) = invalid_topic(prefix)
+        {
+            self.error(path.key("topic_prefix"), problem);
         }
-        if let Some(group) = &kafka.consumer_group {
-            if group.trim().is_empty() {
-                self.error(
-                    path.key("consumer_group"),
-                    "a consumer group cannot be empty",
-                );
-            }
+        if let Some(group) = &kafka.consumer_group
+            && group.trim().is_empty()
+        {
+            self.error(
+                path.key("consumer_group"),
+                "a consumer group cannot be empty",
+            );
         }
         for name in kafka.properties.keys() {
             if let Some(problem) = refuse_property(name) {
@@ -322,15 +322,14 @@ impl<'a> Checker<'a> {
                 self.check_readable_file(p.key("ca_file"), ca);
             }
         }
-        if let Some(lake) = &cfg.lake {
-            if let Some(topic) = &lake.dead_letter_topic {
-                if let Some(problem) = invalid_topic(topic) {
-                    self.error(
-                        YamlPath::root().key("lake").key("dead_letter_topic"),
-                        problem,
-                    );
-                }
-            }
+        if let Some(lake) = &cfg.lake
+            && let Some(topic) = &lake.dead_letter_topic
+            && let Some(problem) = invalid_topic(topic)
+        {
+            self.error(
+                YamlPath::root().key("lake").key("dead_letter_topic"),
+                problem,
+            );
         }
     }
 
@@ -381,17 +380,16 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let Some(database) = &lake.database {
-            if database.is_empty()
+        if let Some(database) = &lake.database
+            && (database.is_empty()
                 || !database
                     .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                self.error(
-                    path.key("database"),
-                    "a Glue/Hive database name uses lower-case letters, digits and `_`",
-                );
-            }
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        {
+            self.error(
+                path.key("database"),
+                "a Glue/Hive database name uses lower-case letters, digits and `_`",
+            );
         }
         if lake.dead_letter_topic.is_some() && lake.on_undecodable != UndecodablePolicy::DeadLetter
         {
