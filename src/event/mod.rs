@@ -1,4 +1,16 @@
-//! The change-event model shared by capture and sink: table identities, and
-//! (with the change-event work) `ChangeEvent`, positions and table schemas.
+//! The change-event model shared by capture and sink.
+//!
+//! - [`table_id`]: which table (`schema.table`).
+//! - [`types`]: column types and the mapping from Postgres and MySQL types.
+//! - [`schema`]: a table's shape at one position.
+//! - [`datum`]: typed column values and rows.
+//! - [`decimal`]: exact decimals of any precision.
+//! - [`change`]: the change event, its position and source block.
 
+pub mod change;
+pub mod datum;
+pub mod decimal;
+pub mod sample;
+pub mod schema;
 pub mod table_id;
+pub mod types;

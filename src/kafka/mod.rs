@@ -2,5 +2,6 @@
 //! property allow-list) and topic naming. The Avro encoding, the producer with
 //! delivery tracking and the sink consumer join it with the change-event work.
 
+pub mod avro;
 pub mod client;
 pub mod topic;
