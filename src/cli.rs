@@ -140,6 +140,33 @@ pub enum Command {
         #[arg(long, value_enum)]
         dialect: Dialect,
     },
+    /// Print a topic's change events as JSON lines (key, op, position,
+    /// before/after), like kcat for tidewater's topics. Reads every partition
+    /// without a consumer group.
+    Tail {
+        /// The topic, e.g. `shop.public.orders`.
+        topic: String,
+        /// Take brokers, security and schema registry from this pipeline file.
+        #[arg(long, value_name = "FILE", conflicts_with = "brokers")]
+        pipeline: Option<PathBuf>,
+        /// Brokers (plaintext, schemas from `_tidewater_schemas`), when no
+        /// pipeline file is given.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:9092",
+            env = "TIDEWATER_KAFKA_BROKERS"
+        )]
+        brokers: String,
+        /// Start at the oldest message instead of waiting for new ones.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many messages.
+        #[arg(long, value_name = "N")]
+        max_messages: Option<u64>,
+        /// Stop after this many seconds without a message.
+        #[arg(long, value_name = "SECS")]
+        idle_exit_secs: Option<u64>,
+    },
     /// Print the JSON Schema of pipeline files (for editors), or with
     /// --markdown the reference table the README embeds.
     Schema {
@@ -165,12 +192,74 @@ pub fn run(cli: Cli) -> ExitCode {
             print_stdout(&text);
             EXIT_OK
         }
+        Command::Tail {
+            topic,
+            pipeline,
+            brokers,
+            from_beginning,
+            max_messages,
+            idle_exit_secs,
+        } => tail(
+            pipeline.as_deref(),
+            &brokers,
+            crate::kafka::tail::TailOptions {
+                topic,
+                from_beginning,
+                max_messages,
+                idle_exit: idle_exit_secs.map(std::time::Duration::from_secs),
+            },
+        ),
         Command::Run { .. } => not_built("run", "the daemon (capture, sink, admin endpoint)"),
         Command::Backfill { .. } => not_built("backfill", "backfills"),
         Command::Status { .. } => not_built("status", "the admin endpoint it reads"),
         Command::Ddl { .. } => not_built("ddl", "Athena/Redshift DDL generation"),
     };
     ExitCode::from(code)
+}
+
+fn tail(
+    pipeline: Option<&std::path::Path>,
+    brokers: &str,
+    opts: crate::kafka::tail::TailOptions,
+) -> u8 {
+    let kafka = match pipeline {
+        Some(file) => {
+            let report = config::load(&[file.to_path_buf()]);
+            if report.has_errors() {
+                print_stdout(&check_text(&report));
+                return EXIT_INVALID;
+            }
+            match report.pipelines.into_iter().next() {
+                Some(p) => p.config.kafka,
+                None => return EXIT_INVALID,
+            }
+        }
+        None => crate::config::model::KafkaConfig::with_brokers(brokers),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidewater tail: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let client = crate::kafka::client::client_config(&kafka);
+    let result = runtime.block_on(async {
+        let store = crate::kafka::schemas::SchemaStore::new(&kafka).map_err(|e| e.to_string())?;
+        crate::kafka::tail::tail(&client, store, &opts)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(_) => EXIT_OK,
+        Err(e) => {
+            eprintln!("tidewater tail: {e}");
+            EXIT_FAILED
+        }
+    }
 }
 
 fn not_built(command: &str, what: &str) -> u8 {

@@ -312,6 +312,24 @@ pub struct KafkaConfig {
     pub consumer_group: Option<String>,
 }
 
+impl KafkaConfig {
+    /// Plaintext brokers with every other option at its default.
+    pub fn with_brokers(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            topic_prefix: None,
+            topic_partitions: default_topic_partitions(),
+            topic_replication_factor: None,
+            compression: KafkaCompression::default(),
+            tombstones: true,
+            schema_registry: None,
+            security: None,
+            properties: BTreeMap::new(),
+            consumer_group: None,
+        }
+    }
+}
+
 /// A scalar librdkafka property value.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]

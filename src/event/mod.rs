@@ -10,7 +10,9 @@
 pub mod change;
 pub mod datum;
 pub mod decimal;
+pub mod json;
 pub mod sample;
 pub mod schema;
 pub mod table_id;
+pub mod time;
 pub mod types;

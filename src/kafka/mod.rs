@@ -4,4 +4,10 @@
 
 pub mod avro;
 pub mod client;
+pub mod consumer;
+pub mod delivery;
+pub mod producer;
+pub mod registry;
+pub mod schemas;
+pub mod tail;
 pub mod topic;

@@ -70,3 +70,104 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}_{}_{nanos:x}_{n}", std::process::id())
 }
+
+/// One message read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Reads every message of every partition of `topic` present now (up to the
+/// high watermarks), without a consumer group.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Read> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    use std::time::{Duration, Instant};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "tidewater-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{}", unreachable("Kafka broker", brokers, e)));
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))
+                .unwrap();
+            remaining.insert(*p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !remaining.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        out.push(Read {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+        });
+        if remaining
+            .get(&m.partition())
+            .is_some_and(|high| m.offset() + 1 >= *high)
+        {
+            remaining.remove(&m.partition());
+        }
+    }
+    out
+}
+
+/// Kafka's Java `Utils.murmur2`, as the default partitioner uses it.
+pub fn java_murmur2(data: &[u8]) -> i32 {
+    let m: i32 = 0x5bd1_e995;
+    let mut h: i32 = 0x9747_b28c_u32 as i32 ^ data.len() as i32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(m);
+        k ^= ((k as u32) >> 24) as i32;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m);
+        h ^= k;
+    }
+    if tail.len() >= 3 {
+        h ^= i32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= i32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= i32::from(tail[0]);
+        h = h.wrapping_mul(m);
+    }
+    h ^= ((h as u32) >> 13) as i32;
+    h = h.wrapping_mul(m);
+    h ^= ((h as u32) >> 15) as i32;
+    h
+}
+
+/// The partition Java's default partitioner picks for a key.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (java_murmur2(key) & 0x7fff_ffff) % partitions
+}

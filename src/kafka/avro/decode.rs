@@ -265,15 +265,17 @@ fn union_branch<'n>(r: &mut Reader<'_>, branches: &'n [Node]) -> Result<&'n Node
 pub struct Plan {
     pub table: Arc<TableSchema>,
     pub connector: Connector,
-    key: Node,
+    key: Option<Node>,
     envelope: Vec<(String, Node)>,
     row: Vec<Node>,
 }
 
 impl Plan {
-    pub fn new(key_schema: &Json, value_schema: &Json) -> Result<Plan, DecodeError> {
-        let (table, connector) = table_from_schemas(key_schema, value_schema)?;
-        let key = compile(key_schema)?;
+    /// A plan for messages written with `value_schema`, and their keys
+    /// written with `key_schema` (a truncate has no key).
+    pub fn new(key_schema: Option<&Json>, value_schema: &Json) -> Result<Plan, DecodeError> {
+        let (table, connector) = table_from_schemas(value_schema)?;
+        let key = key_schema.map(compile).transpose()?;
         let Node::Record(envelope) = compile(value_schema)? else {
             return Err(DecodeError::Schema(
                 "the value schema is not a record".into(),
@@ -306,9 +308,14 @@ impl Plan {
     /// Decodes a key body into the key columns' values.
     pub fn decode_key(&self, body: &[u8]) -> Result<Row, DecodeError> {
         let mut r = Reader::new(body);
-        let Node::Record(fields) = &self.key else {
-            return Err(DecodeError::Schema("the key schema is not a record".into()));
+        let Some(Node::Record(fields)) = &self.key else {
+            return Err(DecodeError::Schema("no key schema, or not a record".into()));
         };
+        if fields.len() != self.table.key.len() {
+            return Err(DecodeError::Schema(
+                "key fields and key columns differ".into(),
+            ));
+        }
         let mut values = Vec::with_capacity(fields.len());
         for ((_, node), column_index) in fields.iter().zip(&self.table.key) {
             let column = self
@@ -317,6 +324,11 @@ impl Plan {
                 .get(*column_index)
                 .ok_or_else(|| DecodeError::Schema("key column out of range".into()))?;
             values.push(read_value(&mut r, node, &column.ty, &column.name)?);
+        }
+        if !r.is_empty() {
+            return Err(DecodeError::Read(ReadError::Invalid(
+                "bytes left after the key".into(),
+            )));
         }
         Ok(Row(values))
     }

@@ -243,6 +243,7 @@ pub fn value_schema(
         "tidewater.db": table.database,
         "tidewater.schema": table.id.schema,
         "tidewater.table": table.id.name,
+        "tidewater.key": table.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>(),
     });
     let optional_long = json!(["null", "long"]);
     Ok(json!({
@@ -349,12 +350,9 @@ fn transaction_schema() -> Json {
     })
 }
 
-/// Rebuilds the table schema from a key and a value (envelope) schema written
-/// by tidewater, and tells which connector's source block the envelope holds.
-pub fn table_from_schemas(
-    key: &Json,
-    value: &Json,
-) -> Result<(TableSchema, Connector), SchemaError> {
+/// Rebuilds the table schema from a value (envelope) schema written by
+/// tidewater, and tells which connector's source block the envelope holds.
+pub fn table_from_schemas(value: &Json) -> Result<(TableSchema, Connector), SchemaError> {
     let not_ours = |what: &str| SchemaError::NotOurs(what.to_string());
     let fields = value
         .get("fields")
@@ -385,47 +383,41 @@ pub fn table_from_schemas(
     let id = TableId::new(text("tidewater.schema")?, text("tidewater.table")?);
     let database = text("tidewater.db")?;
     let mut columns = Vec::new();
-    let mut avro_names = Vec::new();
     for f in row
         .get("fields")
         .and_then(Json::as_array)
         .ok_or_else(|| not_ours("the row record has no fields"))?
     {
-        let (column, avro) = column_from_field(f)?;
-        columns.push(column);
-        avro_names.push(avro);
+        columns.push(column_from_field(f)?);
     }
-    let mut key_columns = Vec::new();
-    for f in key
-        .get("fields")
+    let mut key = Vec::new();
+    for name in row
+        .get("tidewater.key")
         .and_then(Json::as_array)
-        .ok_or_else(|| not_ours("the key schema is not a record"))?
+        .ok_or_else(|| not_ours("the row record has no `tidewater.key`"))?
     {
-        let name = f
-            .get("name")
-            .and_then(Json::as_str)
-            .ok_or_else(|| not_ours("a key field has no name"))?;
-        let index = avro_names
+        let name = name.as_str().unwrap_or_default();
+        let index = columns
             .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| not_ours(&format!("key field `{name}` is not a column")))?;
-        key_columns.push(index);
+            .position(|c| c.name == name)
+            .ok_or_else(|| not_ours(&format!("key column `{name}` is not a column")))?;
+        key.push(index);
     }
-    if key_columns.is_empty() {
-        return Err(not_ours("the key record has no fields"));
+    if key.is_empty() {
+        return Err(not_ours("the table has no key columns"));
     }
     Ok((
         TableSchema {
             id,
             database,
             columns,
-            key: key_columns,
+            key,
         },
         connector,
     ))
 }
 
-fn column_from_field(f: &Json) -> Result<(Column, String), SchemaError> {
+fn column_from_field(f: &Json) -> Result<Column, SchemaError> {
     let not_ours = |what: String| SchemaError::NotOurs(what);
     let avro = f
         .get("name")
@@ -452,15 +444,12 @@ fn column_from_field(f: &Json) -> Result<(Column, String), SchemaError> {
         .and_then(Json::as_str)
         .unwrap_or(ty_name)
         .to_string();
-    Ok((
-        Column {
-            name,
-            ty,
-            nullable,
-            source_type,
-        },
-        avro,
-    ))
+    Ok(Column {
+        name,
+        ty,
+        nullable,
+        source_type,
+    })
 }
 
 #[cfg(test)]
@@ -519,7 +508,8 @@ mod tests {
         let topic = "shop-pg.public.Order_Items";
         let key = key_schema(&table, topic).unwrap();
         let value = value_schema(&table, topic, Connector::Postgres).unwrap();
-        let (back, connector) = table_from_schemas(&key, &value).unwrap();
+        assert_eq!(key["fields"][0]["name"], "id");
+        let (back, connector) = table_from_schemas(&value).unwrap();
         assert_eq!(back, table);
         assert_eq!(connector, Connector::Postgres);
         // The interval record is defined once and referenced after.

@@ -15,7 +15,7 @@ fn plan_for(table: &crate::event::schema::TableSchema, connector: Connector) -> 
     let topic = "sample.public.all_types";
     let key = key_schema(table, topic).unwrap();
     let value = value_schema(table, topic, connector).unwrap();
-    Plan::new(&key, &value).unwrap()
+    Plan::new(Some(&key), &value).unwrap()
 }
 
 #[test]

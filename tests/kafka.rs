@@ -1,0 +1,390 @@
+//! The change-event contract against the real broker: events of every type
+//! through the producer and back through the decoder, key placement as Java
+//! producers place keys, truncate barriers in every partition, tombstones,
+//! and a consumer no one here wrote (Python confluent-kafka + fastavro).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test glue"
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+
+use tidewater::config::model::KafkaConfig;
+use tidewater::event::change::{ChangeEvent, Op, Position};
+use tidewater::event::datum::Datum;
+use tidewater::event::sample::{self, Rng};
+use tidewater::event::schema::TableSchema;
+use tidewater::event::table_id::TableId;
+use tidewater::event::types::ColumnType;
+use tidewater::kafka::avro::framing::SchemaRef;
+use tidewater::kafka::avro::schema::{Connector, avro_name};
+use tidewater::kafka::client::client_config;
+use tidewater::kafka::consumer::{Decoded, EventDecoder};
+use tidewater::kafka::producer::{EventProducer, EventSerializer, ProducerOptions};
+use tidewater::kafka::schemas::SchemaStore;
+use tidewater::kafka::topic::table_topic;
+
+const PARTITIONS: u32 = 8;
+
+fn kafka() -> KafkaConfig {
+    let mut k = KafkaConfig::with_brokers(common::kafka_brokers());
+    k.topic_partitions = PARTITIONS;
+    k
+}
+
+fn producer(kafka: &KafkaConfig, prefix: &str) -> EventProducer {
+    let store = SchemaStore::new(kafka).unwrap();
+    let serializer = EventSerializer::new(store, Connector::Postgres, prefix);
+    EventProducer::new(
+        &client_config(kafka),
+        serializer,
+        ProducerOptions::from_config(kafka),
+    )
+    .unwrap()
+}
+
+/// Produces `txns` transactions of `per_txn` random events; returns them.
+async fn produce(
+    producer: &mut EventProducer,
+    table: &Arc<TableSchema>,
+    rng: &mut Rng,
+    txns: u64,
+    per_txn: u64,
+    fix: impl Fn(&mut ChangeEvent),
+) -> Vec<ChangeEvent> {
+    let mut events = Vec::new();
+    for t in 0..txns {
+        for o in 0..per_txn {
+            let mut e = sample::event(rng, table, Position::new(1_000 + t, o));
+            fix(&mut e);
+            producer.send(&e).await.unwrap();
+            events.push(e);
+        }
+        producer.end_of_transaction(Position::new(1_000 + t, u64::MAX));
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_every_type_round_trip_through_the_broker() {
+    let kafka = kafka();
+    let prefix = common::unique_name("evt");
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let mut rng = Rng::new(seed);
+    let table = Arc::new(sample::all_types_table(TableId::new("public", "all_types")));
+    let mut producer = producer(&kafka, &prefix);
+    let events = produce(&mut producer, &table, &mut rng, 300, 10, |_| {}).await;
+    producer.flush().await.unwrap();
+    let tracker = producer.tracker();
+    assert_eq!(
+        tracker.acknowledged_commit(),
+        Some(Position::new(1_299, u64::MAX))
+    );
+    assert_eq!(tracker.in_flight(), 0);
+
+    let topic = table_topic(&prefix, &table.id);
+    let reads = common::read_topic(&kafka.brokers, &topic);
+    // A fresh store: schemas must be found through the schemas topic.
+    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let mut decoded: BTreeMap<Position, ChangeEvent> = BTreeMap::new();
+    let mut tombstones = 0;
+    let mut key_partition: HashMap<Vec<u8>, i32> = HashMap::new();
+    for r in &reads {
+        let key = r.key.clone().expect("every message has a key");
+        let expected = common::java_partition(&key, PARTITIONS as i32);
+        assert_eq!(
+            r.partition, expected,
+            "key placed where Java's partitioner places it"
+        );
+        if let Some(p) = key_partition.insert(key.clone(), r.partition) {
+            assert_eq!(p, r.partition, "one key, one partition");
+        }
+        match decoder
+            .decode(
+                &topic,
+                r.partition,
+                r.offset,
+                r.key.as_deref(),
+                r.value.as_deref(),
+            )
+            .await
+            .unwrap()
+        {
+            Decoded::Event(e) => {
+                assert!(decoded.insert(e.position, e).is_none(), "an event twice");
+            }
+            Decoded::Tombstone { table: t, key: k } => {
+                assert_eq!(t.as_deref(), Some(&*table));
+                assert!(k.is_some());
+                tombstones += 1;
+            }
+        }
+    }
+    assert_eq!(decoded.len(), events.len(), "seed {seed}");
+    for e in &events {
+        assert_eq!(
+            decoded.get(&e.position),
+            Some(e),
+            "seed {seed}: event at {}",
+            e.position
+        );
+    }
+    let deletes = events.iter().filter(|e| e.op == Op::Delete).count();
+    assert_eq!(tombstones, deletes, "a tombstone after every delete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncate_is_a_barrier_in_every_partition() {
+    let kafka = kafka();
+    let prefix = common::unique_name("trunc");
+    let mut rng = Rng::new(11);
+    let table = Arc::new(sample::all_types_table(TableId::new("public", "t")));
+    let mut producer = producer(&kafka, &prefix);
+    let mut truncate = sample::event(&mut rng, &table, Position::new(50, 0));
+    truncate.op = Op::Truncate;
+    truncate.before = None;
+    truncate.after = None;
+    producer.send(&truncate).await.unwrap();
+    producer.end_of_transaction(Position::new(50, u64::MAX));
+    producer.flush().await.unwrap();
+    let topic = table_topic(&prefix, &table.id);
+    let reads = common::read_topic(&kafka.brokers, &topic);
+    let mut partitions: Vec<i32> = reads.iter().map(|r| r.partition).collect();
+    partitions.sort_unstable();
+    assert_eq!(partitions, (0..PARTITIONS as i32).collect::<Vec<_>>());
+    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    for r in &reads {
+        assert!(r.key.is_none());
+        match decoder
+            .decode(&topic, r.partition, r.offset, None, r.value.as_deref())
+            .await
+            .unwrap()
+        {
+            Decoded::Event(e) => {
+                assert_eq!(e.op, Op::Truncate);
+                assert_eq!(e.position, Position::new(50, 0));
+                assert_eq!(*e.table, *table);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_is_a_clear_error() {
+    let kafka = kafka();
+    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let err = decoder
+        .decode("t", 3, 42, Some(b"k"), Some(br#"{"json": true}"#))
+        .await
+        .unwrap_err();
+    assert_eq!(err.partition, 3);
+    let text = err.to_string();
+    assert!(
+        text.starts_with("message t/3@42 does not decode: key:"),
+        "{text}"
+    );
+    // A well-framed message whose fingerprint nobody published.
+    let mut value = Vec::new();
+    SchemaRef::Fingerprint(0xdead_beef).write_header(&mut value);
+    let mut key = Vec::new();
+    SchemaRef::Fingerprint(0xbeef_dead).write_header(&mut key);
+    let err = decoder
+        .decode("t", 0, 7, Some(&key), Some(&value))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not in _tidewater_schemas"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+}
+
+/// Keeps values inside what Python's datetime and date can hold.
+fn python_safe(d: &mut Datum, ty: &ColumnType) {
+    match (d, ty) {
+        (Datum::Date(days), _) if !(-719_162..=2_932_896).contains(days) => *days = 0,
+        (Datum::Micros(m), ColumnType::Timestamp | ColumnType::TimestampTz)
+            if !(-62_135_596_800_000_000..=253_402_300_799_999_999).contains(m) =>
+        {
+            *m = 0
+        }
+        (Datum::Micros(m), ColumnType::Time) if *m >= 86_400_000_000 => *m = 0,
+        (Datum::Array(items), ColumnType::Array { element, dims }) => {
+            let inner = if *dims > 1 {
+                ColumnType::Array {
+                    element: element.clone(),
+                    dims: dims - 1,
+                }
+            } else {
+                (**element).clone()
+            };
+            for i in items {
+                python_safe(i, &inner);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A value in the form the Python reader prints (see read_events.py).
+fn plain(d: &Datum, ty: &ColumnType) -> Json {
+    match (d, ty) {
+        (Datum::Null | Datum::Unchanged, _) => Json::Null,
+        (Datum::Bool(b), _) => json!(b),
+        (Datum::Int(i), _) => json!(i),
+        (Datum::UInt64(u), _) => json!(u.to_string()),
+        (Datum::Float32(f), _) => float(f64::from(*f)),
+        (Datum::Float64(f), _) => float(*f),
+        (Datum::Decimal(v), ColumnType::Decimal { scale, .. }) => json!(v.to_string_scaled(*scale)),
+        (Datum::Text(s), _) => json!(s),
+        (Datum::Bytes(b), _) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        (Datum::Date(x), _) => json!(x),
+        (Datum::Micros(m), _) => json!(m),
+        (
+            Datum::Interval {
+                months,
+                days,
+                micros,
+            },
+            _,
+        ) => json!({"months": months, "days": days, "micros": micros}),
+        (Datum::Array(items), ColumnType::Array { element, dims }) => {
+            let inner = if *dims > 1 {
+                ColumnType::Array {
+                    element: element.clone(),
+                    dims: dims - 1,
+                }
+            } else {
+                (**element).clone()
+            };
+            Json::Array(items.iter().map(|i| plain(i, &inner)).collect())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn float(f: f64) -> Json {
+    if f.is_nan() {
+        json!("NaN")
+    } else if f.is_infinite() {
+        json!(if f > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(f)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_confluent_kafka_and_fastavro_read_our_events() {
+    let kafka = kafka();
+    let prefix = common::unique_name("interop");
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let mut rng = Rng::new(seed);
+    let table = Arc::new(sample::all_types_table(TableId::new("public", "all_types")));
+    let mut producer = producer(&kafka, &prefix);
+    let table_for_fix = table.clone();
+    let events = produce(&mut producer, &table, &mut rng, 40, 5, move |e| {
+        for row in [&mut e.before, &mut e.after].into_iter().flatten() {
+            for (d, c) in row.0.iter_mut().zip(&table_for_fix.columns) {
+                python_safe(d, &c.ty);
+            }
+        }
+    })
+    .await;
+    producer.flush().await.unwrap();
+
+    let topic = table_topic(&prefix, &table.id);
+    let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_events.py");
+    let out = std::process::Command::new(&python)
+        .args([script, &kafka.brokers, &topic])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {python} (set TIDEWATER_PYTHON; scripts/services.sh env prints it): {e}"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Json> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let by_position: HashMap<(u64, u64), &ChangeEvent> = events
+        .iter()
+        .map(|e| ((e.position.commit, e.position.ordinal), e))
+        .collect();
+    let mut seen = 0;
+    for line in &lines {
+        let value = &line["value"];
+        if value.is_null() {
+            continue; // a tombstone
+        }
+        let source = &value["source"];
+        let pos = (
+            source["commit_position"].as_u64().unwrap(),
+            source["event_ordinal"].as_u64().unwrap(),
+        );
+        let e = by_position[&pos];
+        seen += 1;
+        assert_eq!(value["op"], json!(e.op.code()));
+        assert_eq!(source["connector"], json!("postgresql"));
+        assert_eq!(source["table"], json!("all_types"));
+        assert_eq!(source["snapshot"], json!(e.source.snapshot.as_str()));
+        assert_eq!(source["ts_us"], json!(e.source.commit_ts_us));
+        for (name, row) in [("before", &e.before), ("after", &e.after)] {
+            match row {
+                None => assert!(value[name].is_null(), "{name} at {pos:?}"),
+                Some(row) => {
+                    for (d, c) in row.0.iter().zip(&table.columns) {
+                        assert_eq!(
+                            value[name][avro_name(&c.name)],
+                            plain(d, &c.ty),
+                            "seed {seed}: {name}.{} at {pos:?}",
+                            c.name
+                        );
+                    }
+                }
+            }
+        }
+        let unchanged: Vec<String> = e
+            .after
+            .iter()
+            .flat_map(|r| r.0.iter().zip(&table.columns))
+            .filter(|(d, _)| matches!(d, Datum::Unchanged))
+            .map(|(_, c)| c.name.clone())
+            .collect();
+        if unchanged.is_empty() {
+            assert!(value["unchanged_columns"].is_null());
+        } else {
+            assert_eq!(value["unchanged_columns"], json!(unchanged));
+        }
+        let key = e.key_row().unwrap();
+        assert_eq!(
+            line["key"]["id"],
+            plain(
+                &key.0[0],
+                &ColumnType::Int {
+                    bits: 64,
+                    signed: true
+                }
+            )
+        );
+    }
+    assert_eq!(seen, events.len());
+}
