@@ -168,10 +168,15 @@ pub enum Command {
         idle_exit_secs: Option<u64>,
     },
     /// Print the JSON Schema of pipeline files (for editors), or with
-    /// --markdown the reference table the README embeds.
+    /// --markdown the reference table and with --types the type mapping the
+    /// README embeds.
     Schema {
+        /// The pipeline reference as a Markdown table.
         #[arg(long)]
         markdown: bool,
+        /// The type-mapping tables (source types, Avro types) as Markdown.
+        #[arg(long, conflicts_with = "markdown")]
+        types: bool,
     },
 }
 
@@ -183,9 +188,11 @@ pub fn run(cli: Cli) -> ExitCode {
             connect,
             format,
         } => check(&paths, connect, format),
-        Command::Schema { markdown } => {
+        Command::Schema { markdown, types } => {
             let text = if markdown {
                 config::reference::markdown_reference()
+            } else if types {
+                crate::kafka::avro::reference::type_table_markdown()
             } else {
                 config::schema::pipeline_schema_text()
             };

@@ -6,6 +6,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "test glue"
 )]
 
@@ -146,7 +147,9 @@ fn help_is_complete() {
     let out = tidewater(&["--help"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0));
-    for command in ["check", "run", "backfill", "status", "ddl", "schema"] {
+    for command in [
+        "check", "run", "backfill", "status", "ddl", "tail", "schema",
+    ] {
         assert!(
             text.contains(command),
             "--help does not list {command}: {text}"
@@ -225,5 +228,19 @@ fn readme_pipeline_reference_is_current() {
     assert!(
         embedded == generated.trim(),
         "the README's pipeline reference is stale: replace it with `cargo run -q -- schema --markdown`"
+    );
+}
+
+#[test]
+fn readme_type_mapping_is_current() {
+    let generated = stdout(&tidewater(&["schema", "--types"]));
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let begin = tidewater::kafka::avro::reference::BEGIN_MARKER;
+    let end = tidewater::kafka::avro::reference::END_MARKER;
+    let start = readme.find(begin).expect("README has the begin marker") + begin.len();
+    let stop = readme.find(end).expect("README has the end marker");
+    assert!(
+        readme[start..stop].trim() == generated.trim(),
+        "the README's type mapping is stale: replace it with `cargo run -q -- schema --types`"
     );
 }

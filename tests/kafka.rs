@@ -7,6 +7,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::panic,
     reason = "test glue"
 )]
 
@@ -387,4 +388,272 @@ async fn python_confluent_kafka_and_fastavro_read_our_events() {
         );
     }
     assert_eq!(seen, events.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_events_as_json_lines() {
+    let kafka = kafka();
+    let prefix = common::unique_name("tail");
+    let mut rng = Rng::new(21);
+    let table = Arc::new(sample::all_types_table(TableId::new("public", "tailed")));
+    let mut producer = producer(&kafka, &prefix);
+    let events = produce(&mut producer, &table, &mut rng, 3, 4, |_| {}).await;
+    producer.flush().await.unwrap();
+    let topic = table_topic(&prefix, &table.id);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args([
+            "tail",
+            &topic,
+            "--brokers",
+            &kafka.brokers,
+            "--from-beginning",
+            "--idle-exit-secs",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Json> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deletes = events.iter().filter(|e| e.op == Op::Delete).count();
+    assert_eq!(
+        lines.len(),
+        events.len() + deletes,
+        "events plus tombstones"
+    );
+    for e in &events {
+        let line = lines
+            .iter()
+            .find(|l| l["event"]["position"] == json!(e.position.to_string()))
+            .unwrap_or_else(|| panic!("no line for {}", e.position));
+        assert_eq!(line["event"], tidewater::event::json::event_json(e));
+    }
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["tombstone"] == json!(true))
+            .count(),
+        deletes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_decodes_with_the_schema_it_was_written_with() {
+    let kafka = kafka();
+    let prefix = common::unique_name("evolve");
+    let mut rng = Rng::new(31);
+    let v1 = Arc::new(sample::all_types_table(TableId::new("public", "t")));
+    let mut v2 = (*v1).clone();
+    v2.columns.push(tidewater::event::schema::Column::new(
+        "added",
+        ColumnType::Text,
+        true,
+    ));
+    let v2 = Arc::new(v2);
+    let mut producer = producer(&kafka, &prefix);
+    let mut first = produce(&mut producer, &v1, &mut rng, 2, 3, |_| {}).await;
+    let mut later = Vec::new();
+    for o in 0..3 {
+        let mut e = sample::event(&mut rng, &v2, Position::new(2_000, o));
+        e.op = Op::Create;
+        e.before = None;
+        e.after = Some(sample::row(&mut rng, &v2, 1 + o as i64));
+        producer.send(&e).await.unwrap();
+        later.push(e);
+    }
+    producer.flush().await.unwrap();
+    first.append(&mut later);
+    let topic = table_topic(&prefix, &v1.id);
+    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let mut widths = BTreeMap::new();
+    for r in common::read_topic(&kafka.brokers, &topic) {
+        if let Decoded::Event(e) = decoder
+            .decode(
+                &topic,
+                r.partition,
+                r.offset,
+                r.key.as_deref(),
+                r.value.as_deref(),
+            )
+            .await
+            .unwrap()
+        {
+            let expected = first.iter().find(|x| x.position == e.position).unwrap();
+            assert_eq!(&e, expected);
+            widths.insert(e.position, e.table.columns.len());
+        }
+    }
+    assert_eq!(widths.len(), first.len());
+    assert!(widths.iter().all(|(p, w)| *w
+        == if p.commit == 2_000 {
+            v1.columns.len() + 1
+        } else {
+            v1.columns.len()
+        }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_consumer_starts_each_partition_where_it_is_told() {
+    use rdkafka::Offset;
+    use tidewater::kafka::consumer::{Polled, SinkConsumer};
+    let kafka = kafka();
+    let prefix = common::unique_name("group");
+    let mut rng = Rng::new(41);
+    let table = Arc::new(sample::all_types_table(TableId::new("public", "g")));
+    let mut producer = producer(&kafka, &prefix);
+    let events = produce(&mut producer, &table, &mut rng, 20, 10, |e| {
+        if e.op == Op::Delete {
+            e.op = Op::Update;
+            e.after = e.before.clone();
+        }
+    })
+    .await;
+    producer.flush().await.unwrap();
+    let topic = table_topic(&prefix, &table.id);
+    let all = common::read_topic(&kafka.brokers, &topic);
+    // The "checkpoint": start every partition at its third message.
+    const START: i64 = 2;
+    let mut expected: Vec<(i32, i64)> = all
+        .iter()
+        .filter(|r| r.offset >= START)
+        .map(|r| (r.partition, r.offset))
+        .collect();
+    expected.sort_unstable();
+
+    let decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let mut consumer = SinkConsumer::new(
+        &client_config(&kafka),
+        &format!("{prefix}-sink"),
+        &[topic.as_str()],
+        decoder,
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while got.len() < expected.len() {
+        let polled = tokio::time::timeout_at(deadline, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {} messages", got.len(), expected.len()))
+            .unwrap();
+        match polled {
+            Polled::Assigned(parts) => {
+                for (t, p) in parts {
+                    consumer.start_at(&t, p, Offset::Offset(START)).unwrap();
+                }
+            }
+            Polled::Revoked(_) => {}
+            Polled::Message {
+                partition,
+                offset,
+                decoded,
+                ..
+            } => {
+                assert!(
+                    offset >= START,
+                    "partition {partition} delivered offset {offset} before its start"
+                );
+                let Decoded::Event(e) = decoded.unwrap() else {
+                    panic!("no tombstones here")
+                };
+                assert!(events.contains(&e));
+                got.push((partition, offset));
+            }
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_messages_can_go_to_a_dead_letter_topic() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::message::Headers;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use tidewater::kafka::consumer::DeadLetters;
+    let kafka = kafka();
+    let topic = common::unique_name("foreign");
+    let dlq = format!("{topic}.dead_letter");
+    let admin: AdminClient<DefaultClientContext> = client_config(&kafka).create().unwrap();
+    admin
+        .create_topics(
+            &[
+                NewTopic::new(&topic, 1, TopicReplication::Fixed(1)),
+                NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+            ],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let plain: FutureProducer = client_config(&kafka).create().unwrap();
+    plain
+        .send(
+            FutureRecord::to(&topic)
+                .key("k")
+                .payload(r#"{"not":"avro"}"#),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let r = &common::read_topic(&kafka.brokers, &topic)[0];
+    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let err = decoder
+        .decode(
+            &topic,
+            r.partition,
+            r.offset,
+            r.key.as_deref(),
+            r.value.as_deref(),
+        )
+        .await
+        .unwrap_err();
+    let letters = DeadLetters::new(&client_config(&kafka), &dlq).unwrap();
+    letters
+        .send(&err, r.key.as_deref(), r.value.as_deref())
+        .await
+        .unwrap();
+
+    // Read the dead letter back with its headers.
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = client_config(&kafka)
+        .set("group.id", "dlq-check")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&dlq, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let m = loop {
+        if let Some(m) = c.poll(std::time::Duration::from_secs(1)) {
+            break m.unwrap();
+        }
+    };
+    assert_eq!(m.payload(), r.value.as_deref());
+    assert_eq!(m.key(), Some(&b"k"[..]));
+    let headers = m.headers().unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).to_string())
+    };
+    assert_eq!(header("tidewater.source.topic"), Some(topic.clone()));
+    assert_eq!(
+        header("tidewater.source.offset"),
+        Some(r.offset.to_string())
+    );
+    assert!(
+        header("tidewater.error")
+            .unwrap()
+            .contains("unknown first byte")
+    );
 }

@@ -254,4 +254,41 @@ mod tests {
                 .contains("empty broker entry")
         );
     }
+
+    #[test]
+    fn security_and_properties_reach_librdkafka() {
+        use crate::config::model::{KafkaConfig, KafkaSecurity, PropertyValue, Secret};
+        let mut k = KafkaConfig::with_brokers("b1:9093, b2:9093");
+        k.security = Some(KafkaSecurity {
+            protocol: KafkaProtocol::SaslSsl,
+            sasl_mechanism: Some(SaslMechanism::ScramSha512),
+            username: Some("svc".into()),
+            password: Some(Secret::new("pw")),
+            ca_file: Some("/etc/ca.pem".into()),
+            verify_hostname: true,
+        });
+        k.properties
+            .insert("linger.ms".into(), PropertyValue::Integer(5));
+        k.properties.insert(
+            "plugin.library.paths".into(),
+            PropertyValue::Text("/x.so".into()),
+        );
+        let cc = client_config(&k);
+        assert_eq!(cc.get("bootstrap.servers"), Some("b1:9093, b2:9093"));
+        assert_eq!(cc.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(cc.get("sasl.username"), Some("svc"));
+        assert_eq!(cc.get("sasl.password"), Some("pw"));
+        assert_eq!(cc.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(
+            cc.get("ssl.endpoint.identification.algorithm"),
+            Some("https")
+        );
+        assert_eq!(cc.get("linger.ms"), Some("5"));
+        assert_eq!(
+            cc.get("plugin.library.paths"),
+            None,
+            "refused properties never reach librdkafka"
+        );
+    }
 }

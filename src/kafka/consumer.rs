@@ -186,3 +186,279 @@ impl EventDecoder {
         Ok(Decoded::Event(event))
     }
 }
+
+pub use sink::{DeadLetters, Polled, RawMessage, SinkConsumer};
+
+/// The consumer sink workers use: a consumer group whose partitions start
+/// where the caller says (the lake table's last commit), not where the group's
+/// committed offsets point.
+mod sink {
+    use std::collections::{HashSet, VecDeque};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+
+    use super::{Decoded, EventDecoder, Undecodable};
+
+    /// What [`SinkConsumer::next`] returns.
+    #[derive(Debug)]
+    pub enum Polled {
+        /// The group gave this worker these partitions. They deliver nothing
+        /// until [`SinkConsumer::start_at`] positions each one.
+        Assigned(Vec<(String, i32)>),
+        /// These partitions were taken away (after a rebalance).
+        Revoked(Vec<(String, i32)>),
+        /// A message of a positioned partition.
+        Message {
+            topic: String,
+            partition: i32,
+            offset: i64,
+            decoded: Result<Decoded, Undecodable>,
+            /// The raw bytes, kept only for messages that did not decode.
+            raw: Option<RawMessage>,
+        },
+    }
+
+    /// A message's key and value as they were on the topic.
+    #[derive(Debug, Clone)]
+    pub struct RawMessage {
+        pub key: Option<Vec<u8>>,
+        pub value: Option<Vec<u8>>,
+    }
+
+    #[derive(Default)]
+    struct Shared {
+        events: Mutex<VecDeque<Polled>>,
+    }
+
+    /// Pauses partitions as soon as they are assigned and reports the change.
+    pub struct GroupContext {
+        shared: Arc<Shared>,
+    }
+
+    fn list(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+        tpl.elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect()
+    }
+
+    impl ClientContext for GroupContext {}
+
+    impl ConsumerContext for GroupContext {
+        fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+            let event = match rebalance {
+                Rebalance::Assign(tpl) => {
+                    if let Err(e) = consumer.pause(tpl) {
+                        tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+                    }
+                    Polled::Assigned(list(tpl))
+                }
+                Rebalance::Revoke(tpl) => Polled::Revoked(list(tpl)),
+                Rebalance::Error(e) => {
+                    tracing::warn!(error = %e, "rebalance error");
+                    return;
+                }
+            };
+            if let Ok(mut events) = self.shared.events.lock() {
+                events.push_back(event);
+            }
+        }
+    }
+
+    pub struct SinkConsumer {
+        consumer: StreamConsumer<GroupContext>,
+        shared: Arc<Shared>,
+        decoder: EventDecoder,
+        positioned: HashSet<(String, i32)>,
+    }
+
+    impl SinkConsumer {
+        /// Joins `group` and subscribes to `topics`. Offsets are never
+        /// committed automatically.
+        pub fn new(
+            client: &ClientConfig,
+            group: &str,
+            topics: &[&str],
+            decoder: EventDecoder,
+        ) -> Result<Self, KafkaError> {
+            let shared = Arc::new(Shared::default());
+            let consumer: StreamConsumer<GroupContext> = client
+                .clone()
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "false")
+                .create_with_context(GroupContext {
+                    shared: shared.clone(),
+                })?;
+            consumer.subscribe(topics)?;
+            Ok(SinkConsumer {
+                consumer,
+                shared,
+                decoder,
+                positioned: HashSet::new(),
+            })
+        }
+
+        /// Positions an assigned partition at `offset` (the next offset to
+        /// read) and lets it deliver.
+        pub fn start_at(
+            &mut self,
+            topic: &str,
+            partition: i32,
+            offset: Offset,
+        ) -> Result<(), KafkaError> {
+            self.consumer
+                .seek(topic, partition, offset, Duration::from_secs(10))?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            self.consumer.resume(&tpl)?;
+            self.positioned.insert((topic.to_string(), partition));
+            Ok(())
+        }
+
+        /// The next assignment change or decoded message.
+        ///
+        /// # Cancel safety
+        /// Cancel safe: a message received but not returned is dropped, and
+        /// it is read again after the partition is repositioned, which every
+        /// caller does from its own checkpoint.
+        pub async fn next(&mut self) -> Result<Polled, KafkaError> {
+            loop {
+                if let Some(event) = self
+                    .shared
+                    .events
+                    .lock()
+                    .ok()
+                    .and_then(|mut e| e.pop_front())
+                {
+                    if let Polled::Revoked(parts) = &event {
+                        for p in parts {
+                            self.positioned.remove(p);
+                        }
+                    }
+                    return Ok(event);
+                }
+                let message =
+                    match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv())
+                        .await
+                    {
+                        Err(_) => continue,
+                        Ok(result) => result?,
+                    };
+                let (topic, partition, offset) = (
+                    message.topic().to_string(),
+                    message.partition(),
+                    message.offset(),
+                );
+                if !self.positioned.contains(&(topic.clone(), partition)) {
+                    // Fetched before `start_at`: it will be read again.
+                    continue;
+                }
+                let (key, value) = (
+                    message.key().map(<[u8]>::to_vec),
+                    message.payload().map(<[u8]>::to_vec),
+                );
+                drop(message);
+                let decoded = self
+                    .decoder
+                    .decode(&topic, partition, offset, key.as_deref(), value.as_deref())
+                    .await;
+                let raw = decoded.is_err().then_some(RawMessage { key, value });
+                return Ok(Polled::Message {
+                    topic,
+                    partition,
+                    offset,
+                    decoded,
+                    raw,
+                });
+            }
+        }
+
+        /// Records the group's offsets (advisory: the lake commit is what a
+        /// restart trusts).
+        pub fn commit_offsets(&self, offsets: &[(String, i32, i64)]) -> Result<(), KafkaError> {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition, next) in offsets {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+            }
+            self.consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+        }
+    }
+
+    /// Writes undecodable messages to a dead-letter topic, as they were, with
+    /// headers saying where they came from and why.
+    pub struct DeadLetters {
+        producer: FutureProducer,
+        topic: String,
+    }
+
+    impl DeadLetters {
+        pub fn new(client: &ClientConfig, topic: impl Into<String>) -> Result<Self, KafkaError> {
+            let producer = client
+                .clone()
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .create()?;
+            Ok(DeadLetters {
+                producer,
+                topic: topic.into(),
+            })
+        }
+
+        pub fn topic(&self) -> &str {
+            &self.topic
+        }
+
+        /// Copies the message and waits until Kafka acknowledged it, so the
+        /// caller may then count its offset as processed.
+        pub async fn send(
+            &self,
+            error: &Undecodable,
+            key: Option<&[u8]>,
+            value: Option<&[u8]>,
+        ) -> Result<(), KafkaError> {
+            let partition = error.partition.to_string();
+            let offset = error.offset.to_string();
+            let reason = error.reason.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "tidewater.source.topic",
+                    value: Some(error.topic.as_str()),
+                })
+                .insert(Header {
+                    key: "tidewater.source.partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "tidewater.source.offset",
+                    value: Some(offset.as_str()),
+                })
+                .insert(Header {
+                    key: "tidewater.error",
+                    value: Some(reason.as_str()),
+                });
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(&self.topic).headers(headers);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            self.producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        }
+    }
+}

@@ -115,10 +115,10 @@ impl DeliveryTracker {
     /// The broker acknowledged message `seq`.
     pub fn delivered(&self, seq: u64) {
         self.with(|s| {
-            if let Some(i) = seq.checked_sub(s.base) {
-                if let Some(e) = s.pending.get_mut(i as usize) {
-                    e.done = true;
-                }
+            if let Some(i) = seq.checked_sub(s.base)
+                && let Some(e) = s.pending.get_mut(i as usize)
+            {
+                e.done = true;
             }
             if s.failure.is_none() {
                 s.advance();

@@ -111,10 +111,10 @@ impl RegistryClient {
     pub async fn register(&self, subject: &str, schema: &Json) -> Result<u32, RegistryError> {
         let text = schema.to_string();
         let cache_key = (subject.to_string(), text.clone());
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(id) = cache.ids.get(&cache_key) {
-                return Ok(*id);
-            }
+        if let Ok(cache) = self.cache.lock()
+            && let Some(id) = cache.ids.get(&cache_key)
+        {
+            return Ok(*id);
         }
         let what = format!("registering subject `{subject}`");
         let body = serde_json::json!({ "schema": text, "schemaType": "AVRO" });
@@ -174,10 +174,10 @@ impl RegistryClient {
 
     /// The schema with `id`, from the cache or the registry.
     pub async fn schema(&self, id: u32) -> Result<Arc<Json>, RegistryError> {
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(s) = cache.schemas.get(&id) {
-                return Ok(s.clone());
-            }
+        if let Ok(cache) = self.cache.lock()
+            && let Some(s) = cache.schemas.get(&id)
+        {
+            return Ok(s.clone());
         }
         let what = format!("fetching schema id {id}");
         let response = self

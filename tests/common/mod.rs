@@ -6,6 +6,13 @@
 //! service fails with a message saying how to start it; nothing is skipped.
 
 #![allow(dead_code, reason = "each test binary uses part of the glue")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test glue"
+)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -6,6 +6,7 @@ pub mod binary;
 pub mod decode;
 pub mod encode;
 pub mod framing;
+pub mod reference;
 pub mod schema;
 
 #[cfg(test)]

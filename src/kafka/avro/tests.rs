@@ -107,3 +107,79 @@ fn truncated_and_corrupt_bodies_are_errors() {
         let _ = plan.decode_key(&junk);
     }
 }
+
+/// The example table of the golden files: the README's `orders`.
+fn golden_table() -> crate::event::schema::TableSchema {
+    use crate::event::schema::{Column, TableSchema};
+    use crate::event::types::ColumnType;
+    TableSchema {
+        id: TableId::new("public", "orders"),
+        database: "shop".into(),
+        columns: vec![
+            Column::new(
+                "id",
+                ColumnType::Int {
+                    bits: 64,
+                    signed: true,
+                },
+                false,
+            ),
+            Column::new(
+                "customer_id",
+                ColumnType::Int {
+                    bits: 64,
+                    signed: true,
+                },
+                true,
+            ),
+            Column::new("status", ColumnType::Text, true),
+            Column::new(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+            ),
+            Column::new("created_at", ColumnType::TimestampTz, true),
+            Column::new("payload", ColumnType::Json, true),
+        ],
+        key: vec![0],
+    }
+}
+
+/// Checked-in schemas in `schemas/avro/` are what the code generates. Run
+/// with `TIDEWATER_BLESS=1` to rewrite them after an intended change.
+#[test]
+fn golden_avro_schemas_are_current() {
+    use super::schema::source_schema;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/avro");
+    let table = golden_table();
+    let topic = "shop.public.orders";
+    let files = [
+        ("source.postgresql.avsc", source_schema(Connector::Postgres)),
+        ("source.mysql.avsc", source_schema(Connector::Mysql)),
+        (
+            "example.shop.public.orders.key.avsc",
+            key_schema(&table, topic).unwrap(),
+        ),
+        (
+            "example.shop.public.orders.value.avsc",
+            value_schema(&table, topic, Connector::Postgres).unwrap(),
+        ),
+    ];
+    let bless = std::env::var("TIDEWATER_BLESS").is_ok();
+    for (name, schema) in files {
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = dir.join(name);
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == text,
+            "schemas/avro/{name} is stale: rerun with TIDEWATER_BLESS=1 and review the diff"
+        );
+    }
+}
