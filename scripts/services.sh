@@ -143,6 +143,7 @@ urllib3==2.8.0
 pyarrow==26.0.1
 hudi==0.5.0
 duckdb==2.0.0
+numpy==2.4.6
 deltalake==1.6.6
 arro3-core==0.9.1
 Deprecated==1.3.1

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod failpoint;
 pub mod kafka;
 pub mod lake;
 pub mod pipeline;

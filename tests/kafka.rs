@@ -237,53 +237,6 @@ fn python_safe(d: &mut Datum, ty: &ColumnType) {
     }
 }
 
-/// A value in the form the Python reader prints (see read_events.py).
-fn plain(d: &Datum, ty: &ColumnType) -> Json {
-    match (d, ty) {
-        (Datum::Null | Datum::Unchanged, _) => Json::Null,
-        (Datum::Bool(b), _) => json!(b),
-        (Datum::Int(i), _) => json!(i),
-        (Datum::UInt64(u), _) => json!(u.to_string()),
-        (Datum::Float32(f), _) => float(f64::from(*f)),
-        (Datum::Float64(f), _) => float(*f),
-        (Datum::Decimal(v), ColumnType::Decimal { scale, .. }) => json!(v.to_string_scaled(*scale)),
-        (Datum::Text(s), _) => json!(s),
-        (Datum::Bytes(b), _) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-        (Datum::Date(x), _) => json!(x),
-        (Datum::Micros(m), _) => json!(m),
-        (
-            Datum::Interval {
-                months,
-                days,
-                micros,
-            },
-            _,
-        ) => json!({"months": months, "days": days, "micros": micros}),
-        (Datum::Array(items), ColumnType::Array { element, dims }) => {
-            let inner = if *dims > 1 {
-                ColumnType::Array {
-                    element: element.clone(),
-                    dims: dims - 1,
-                }
-            } else {
-                (**element).clone()
-            };
-            Json::Array(items.iter().map(|i| plain(i, &inner)).collect())
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-fn float(f: f64) -> Json {
-    if f.is_nan() {
-        json!("NaN")
-    } else if f.is_infinite() {
-        json!(if f > 0.0 { "Infinity" } else { "-Infinity" })
-    } else {
-        json!(f)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_confluent_kafka_and_fastavro_read_our_events() {
     let kafka = kafka();
@@ -355,7 +308,7 @@ async fn python_confluent_kafka_and_fastavro_read_our_events() {
                     for (d, c) in row.0.iter().zip(&table.columns) {
                         assert_eq!(
                             value[name][avro_name(&c.name)],
-                            plain(d, &c.ty),
+                            common::plain(d, &c.ty),
                             "seed {seed}: {name}.{} at {pos:?}",
                             c.name
                         );
@@ -378,7 +331,7 @@ async fn python_confluent_kafka_and_fastavro_read_our_events() {
         let key = e.key_row().unwrap();
         assert_eq!(
             line["key"]["id"],
-            plain(
+            common::plain(
                 &key.0[0],
                 &ColumnType::Int {
                     bits: 64,

@@ -1,5 +1,18 @@
-//! The lake: Apache Hudi copy-on-write tables (table version 6) on object
-//! storage. So far it opens the object store a pipeline's `lake.uri` names;
-//! the table writer, timeline and cleaner join it with the lake-sink work.
+//! The lake: Apache Hudi copy-on-write tables (table version 6, timeline
+//! layout 1) on object storage, written natively.
+//!
+//! - [`store`]: the object store a `lake.uri` names;
+//! - [`properties`], [`timeline`], [`metadata`]: Hudi's on-disk metadata;
+//! - [`layout`], [`batch`], [`files`]: columns, Arrow batches, base files;
+//! - [`log`]: the commit log that fences concurrent writers;
+//! - [`table`]: loading, recovery and the upsert commit.
 
+pub mod batch;
+pub mod files;
+pub mod layout;
+pub mod log;
+pub mod metadata;
+pub mod properties;
 pub mod store;
+pub mod table;
+pub mod timeline;

@@ -15,7 +15,11 @@
 )]
 
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{Value as Json, json};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tidewater::event::datum::Datum;
+use tidewater::event::types::ColumnType;
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -177,4 +181,53 @@ pub fn java_murmur2(data: &[u8]) -> i32 {
 /// The partition Java's default partitioner picks for a key.
 pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     (java_murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+pub mod s3_faults;
+
+/// A value in the form the Python reader prints (see read_events.py).
+pub fn plain(d: &Datum, ty: &ColumnType) -> Json {
+    match (d, ty) {
+        (Datum::Null | Datum::Unchanged, _) => Json::Null,
+        (Datum::Bool(b), _) => json!(b),
+        (Datum::Int(i), _) => json!(i),
+        (Datum::UInt64(u), _) => json!(u.to_string()),
+        (Datum::Float32(f), _) => float(f64::from(*f)),
+        (Datum::Float64(f), _) => float(*f),
+        (Datum::Decimal(v), ColumnType::Decimal { scale, .. }) => json!(v.to_string_scaled(*scale)),
+        (Datum::Text(s), _) => json!(s),
+        (Datum::Bytes(b), _) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        (Datum::Date(x), _) => json!(x),
+        (Datum::Micros(m), _) => json!(m),
+        (
+            Datum::Interval {
+                months,
+                days,
+                micros,
+            },
+            _,
+        ) => json!({"months": months, "days": days, "micros": micros}),
+        (Datum::Array(items), ColumnType::Array { element, dims }) => {
+            let inner = if *dims > 1 {
+                ColumnType::Array {
+                    element: element.clone(),
+                    dims: dims - 1,
+                }
+            } else {
+                (**element).clone()
+            };
+            Json::Array(items.iter().map(|i| plain(i, &inner)).collect())
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn float(f: f64) -> Json {
+    if f.is_nan() {
+        json!("NaN")
+    } else if f.is_infinite() {
+        json!(if f > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        json!(f)
+    }
 }

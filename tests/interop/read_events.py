@@ -13,20 +13,14 @@ compare them exactly:
 Usage: read_events.py BROKERS TOPIC
 """
 
-import datetime
-import decimal
 import io
 import json
-import math
 import sys
-import uuid
 
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-EPOCH_UTC = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-EPOCH = datetime.datetime(1970, 1, 1)
-
+from plain import plain
 
 def read_all(brokers, topic):
     consumer = Consumer({
@@ -57,36 +51,6 @@ def read_all(brokers, topic):
             highs.pop(m.partition(), None)
     consumer.close()
     return messages
-
-
-def plain(value):
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            delta = value - EPOCH_UTC
-        else:
-            delta = value - EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(value, datetime.date):
-        return (value - datetime.date(1970, 1, 1)).days
-    if isinstance(value, datetime.time):
-        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def main():

@@ -1,0 +1,635 @@
+//! A lake table's shape: its columns (data columns as they evolved, plus
+//! Hudi's meta columns and tidewater's own), their Arrow/Parquet types, the
+//! record key and partition path of a row, and how a new source table shape
+//! is absorbed.
+//!
+//! Column order in every base file: the five `_hoodie_*` meta columns, the
+//! data columns in the order they first appeared, `_tidewater_position`
+//! (Hudi's ordering/precombine field), then the derived partition column
+//! (`<column>_<granularity>`, e.g. `created_at_day`) when partitioned.
+//!
+//! Evolution ([`LakeSchema::absorb`]): an added column is appended (older
+//! rows read it as NULL); a dropped column stays, NULL for new rows; a
+//! widening (int16→int32→int64, float32→float64, a decimal with more integer
+//! digits at the same scale) is absorbed by rewriting every file group with
+//! the new type; anything else (a narrowing, a type change, a new key) stops
+//! the table with an error naming the column and both types.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, TimeUnit};
+use serde_json::{Value as Json, json};
+
+use crate::config::model::Granularity;
+use crate::event::datum::{Datum, Row};
+use crate::event::schema::TableSchema;
+use crate::event::time::{civil_from_days, date_text, time_text};
+use crate::event::types::ColumnType;
+use crate::kafka::avro::schema::avro_name;
+
+pub const COMMIT_TIME: &str = "_hoodie_commit_time";
+pub const COMMIT_SEQNO: &str = "_hoodie_commit_seqno";
+pub const RECORD_KEY: &str = "_hoodie_record_key";
+pub const PARTITION_PATH: &str = "_hoodie_partition_path";
+pub const FILE_NAME: &str = "_hoodie_file_name";
+pub const META_COLUMNS: [&str; 5] = [
+    COMMIT_TIME,
+    COMMIT_SEQNO,
+    RECORD_KEY,
+    PARTITION_PATH,
+    FILE_NAME,
+];
+/// The source position of the row's last change: Hudi's ordering field.
+pub const POSITION: &str = "_tidewater_position";
+/// Hive's name for the partition of NULL values.
+pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// A data column of the lake table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LakeColumn {
+    /// The column's name at the source.
+    pub name: String,
+    /// Its name in base files and schemas: a valid Avro name (readers refuse
+    /// others), `Order Items` → `Order_Items`.
+    pub field: String,
+    /// [`ColumnType::name`].
+    #[serde(rename = "type")]
+    pub ty_name: String,
+    pub source_type: String,
+    /// Dropped at the source: kept, NULL for new rows.
+    #[serde(default)]
+    pub dropped: bool,
+}
+
+impl LakeColumn {
+    pub fn ty(&self) -> Option<ColumnType> {
+        ColumnType::from_name(&self.ty_name)
+    }
+
+    fn new(name: &str, ty: &ColumnType, source_type: &str) -> LakeColumn {
+        LakeColumn {
+            name: name.to_string(),
+            field: avro_name(name),
+            ty_name: ty.name(),
+            source_type: source_type.to_string(),
+            dropped: false,
+        }
+    }
+}
+
+/// Date partitioning of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSpec {
+    pub column: String,
+    pub granularity: Granularity,
+}
+
+impl PartitionSpec {
+    /// The derived partition column: `created_at_day`.
+    pub fn field(&self) -> String {
+        let g = match self.granularity {
+            Granularity::Day => "day",
+            Granularity::Month => "month",
+            Granularity::Year => "year",
+        };
+        format!("{}_{g}", avro_name(&self.column))
+    }
+
+    /// The partition value of a date or timestamp datum.
+    pub fn value(&self, datum: &Datum) -> Result<String, String> {
+        let days = match datum {
+            Datum::Null | Datum::Unchanged => return Ok(DEFAULT_PARTITION.into()),
+            Datum::Date(d) => i64::from(*d),
+            Datum::Micros(m) => m.div_euclid(86_400_000_000),
+            other => {
+                return Err(format!(
+                    "partition column `{}` must be a date or timestamp, found {other:?}",
+                    self.column
+                ));
+            }
+        };
+        let (y, m, _) = civil_from_days(days);
+        Ok(match self.granularity {
+            Granularity::Day => {
+                date_text(i32::try_from(days).unwrap_or(if days < 0 { i32::MIN } else { i32::MAX }))
+            }
+            Granularity::Month => format!("{y:04}-{m:02}"),
+            Granularity::Year => format!("{y:04}"),
+        })
+    }
+}
+
+/// The lake table's column set, as recorded in each commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LakeSchema {
+    pub columns: Vec<LakeColumn>,
+    /// Record key columns (source names), in key order.
+    pub key: Vec<String>,
+}
+
+/// What absorbing a new source shape changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Evolution {
+    pub added: Vec<String>,
+    pub dropped: Vec<String>,
+    /// Columns whose type was widened: every file group must be rewritten.
+    pub widened: Vec<String>,
+}
+
+impl Evolution {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.dropped.is_empty() && self.widened.is_empty()
+    }
+}
+
+/// Whether values of `from` always fit `to` exactly.
+fn widens(from: &ColumnType, to: &ColumnType) -> bool {
+    use ColumnType as T;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (
+            T::Int {
+                bits: a,
+                signed: sa,
+            },
+            T::Int {
+                bits: b,
+                signed: sb,
+            },
+        ) => (sa == sb && a <= b) || (!sa && *sb && a < b),
+        (
+            T::Int {
+                bits,
+                signed: false,
+            },
+            T::UInt64,
+        ) => *bits <= 32,
+        (T::Float32, T::Float64) => true,
+        (
+            T::Decimal {
+                precision: p1,
+                scale: s1,
+            },
+            T::Decimal {
+                precision: p2,
+                scale: s2,
+            },
+        ) => s1 == s2 && p2 >= p1,
+        (T::Text | T::Json | T::Uuid | T::NumericText, T::Text) => true,
+        _ => false,
+    }
+}
+
+impl LakeSchema {
+    /// The lake schema of a table seen for the first time.
+    pub fn from_table(table: &TableSchema) -> Result<LakeSchema, String> {
+        let schema = LakeSchema {
+            columns: table
+                .columns
+                .iter()
+                .map(|c| LakeColumn::new(&c.name, &c.ty, &c.source_type))
+                .collect(),
+            key: table.key_columns().map(|c| c.name.clone()).collect(),
+        };
+        schema.check_fields()?;
+        Ok(schema)
+    }
+
+    /// Two source columns must not share a lake field name.
+    fn check_fields(&self) -> Result<(), String> {
+        for (i, a) in self.columns.iter().enumerate() {
+            if let Some(b) = self.columns.iter().skip(i + 1).find(|b| b.field == a.field) {
+                return Err(format!(
+                    "columns `{}` and `{}` both become the lake column `{}`; rename one or exclude it",
+                    a.name, b.name, a.field
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lake field names of the key columns.
+    pub fn key_fields(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|k| {
+                self.columns
+                    .iter()
+                    .find(|c| &c.name == k)
+                    .map_or_else(|| avro_name(k), |c| c.field.clone())
+            })
+            .collect()
+    }
+
+    /// Absorbs a new source shape, or says why it cannot.
+    pub fn absorb(&mut self, table: &TableSchema) -> Result<Evolution, String> {
+        let key: Vec<String> = table.key_columns().map(|c| c.name.clone()).collect();
+        if key != self.key {
+            return Err(format!(
+                "the record key changed from ({}) to ({}); a lake table keeps its key: re-snapshot into a new table",
+                self.key.join(", "),
+                key.join(", ")
+            ));
+        }
+        let mut evolution = Evolution::default();
+        let mut next = self.clone();
+        for column in &table.columns {
+            match next.columns.iter_mut().find(|c| c.name == column.name) {
+                None => {
+                    next.columns.push(LakeColumn::new(
+                        &column.name,
+                        &column.ty,
+                        &column.source_type,
+                    ));
+                    evolution.added.push(column.name.clone());
+                }
+                Some(existing) => {
+                    let old = existing.ty().ok_or_else(|| {
+                        format!("column `{}` has an unknown stored type", existing.name)
+                    })?;
+                    if old != column.ty {
+                        if !widens(&old, &column.ty) {
+                            return Err(format!(
+                                "column `{}` changed from {} ({}) to {} ({}), which the lake table cannot absorb without loss",
+                                column.name,
+                                existing.source_type,
+                                old,
+                                column.source_type,
+                                column.ty
+                            ));
+                        }
+                        evolution.widened.push(column.name.clone());
+                        existing.ty_name = column.ty.name();
+                    }
+                    existing.source_type = column.source_type.clone();
+                    if existing.dropped {
+                        existing.dropped = false;
+                        evolution.added.push(column.name.clone());
+                    }
+                }
+            }
+        }
+        for existing in next.columns.iter_mut() {
+            if !existing.dropped && !table.columns.iter().any(|c| c.name == existing.name) {
+                existing.dropped = true;
+                evolution.dropped.push(existing.name.clone());
+            }
+        }
+        next.check_fields()?;
+        *self = next;
+        Ok(evolution)
+    }
+
+    /// The positions of a source row's columns in this lake schema.
+    pub fn mapping(&self, table: &TableSchema) -> Vec<Option<usize>> {
+        self.columns
+            .iter()
+            .map(|lc| table.column_index(&lc.name))
+            .collect()
+    }
+}
+
+/// The Arrow type a column has in base files.
+pub fn arrow_type(ty: &ColumnType) -> DataType {
+    match ty {
+        ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Int {
+            bits: 8,
+            signed: true,
+        } => DataType::Int8,
+        ColumnType::Int {
+            bits: 16,
+            signed: true,
+        } => DataType::Int16,
+        ColumnType::Int {
+            bits: 32,
+            signed: true,
+        } => DataType::Int32,
+        ColumnType::Int {
+            bits: 8 | 16,
+            signed: false,
+        } => DataType::Int32,
+        ColumnType::Int { .. } => DataType::Int64,
+        ColumnType::UInt64 => DataType::Decimal128(20, 0),
+        ColumnType::Float32 => DataType::Float32,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Decimal { precision, scale } if *precision <= 38 => {
+            DataType::Decimal128(*precision as u8, *scale as i8)
+        }
+        ColumnType::Decimal { .. }
+        | ColumnType::NumericText
+        | ColumnType::Text
+        | ColumnType::Json
+        | ColumnType::Uuid
+        | ColumnType::Time => DataType::Utf8,
+        ColumnType::Bytes => DataType::Binary,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::DurationMicros => DataType::Int64,
+        // Local date-times carry their wall-clock digits in a UTC-adjusted
+        // timestamp: hudi-rs cannot read `local-timestamp-micros` schemas,
+        // and no value is ever shifted.
+        ColumnType::Timestamp | ColumnType::TimestampTz => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        ColumnType::Interval => DataType::Struct(interval_fields()),
+        ColumnType::Array { element, dims } => {
+            let mut inner = arrow_type(element);
+            for _ in 0..*dims {
+                inner = DataType::List(Arc::new(Field::new("element", inner, true)));
+            }
+            inner
+        }
+    }
+}
+
+pub fn interval_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("months", DataType::Int32, true),
+        Field::new("days", DataType::Int32, true),
+        Field::new("micros", DataType::Int64, true),
+    ])
+}
+
+/// Everything about one lake table that does not change between commits.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    /// `hoodie.table.name`, also the directory name.
+    pub name: String,
+    pub database: String,
+    pub partition: Option<PartitionSpec>,
+}
+
+impl TableLayout {
+    /// The Arrow schema of base files for `schema`.
+    pub fn arrow_schema(&self, schema: &LakeSchema) -> Result<Schema, String> {
+        let mut fields: Vec<Field> = META_COLUMNS
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, true))
+            .collect();
+        for c in &schema.columns {
+            let ty = c.ty().ok_or_else(|| {
+                format!("column `{}` has an unknown type `{}`", c.name, c.ty_name)
+            })?;
+            if META_COLUMNS.contains(&c.field.as_str())
+                || c.field == POSITION
+                || self
+                    .partition
+                    .as_ref()
+                    .is_some_and(|p| p.field() == c.field)
+            {
+                return Err(format!(
+                    "column `{}` has a name the lake table reserves; exclude or rename it",
+                    c.name
+                ));
+            }
+            fields.push(Field::new(&c.field, arrow_type(&ty), true));
+        }
+        fields.push(Field::new(POSITION, DataType::Utf8, false));
+        if let Some(p) = &self.partition {
+            if !schema.columns.iter().any(|c| c.name == p.column) {
+                return Err(format!(
+                    "partition column `{}` is not a column of the table",
+                    p.column
+                ));
+            }
+            fields.push(Field::new(p.field(), DataType::Utf8, false));
+        }
+        Ok(Schema::new(fields))
+    }
+
+    /// The Avro schema of the data columns, as `extraMetadata.schema` and
+    /// `hoodie.table.create.schema` carry it (meta columns excluded).
+    pub fn avro_schema(&self, schema: &LakeSchema) -> Json {
+        let mut fields: Vec<Json> = schema
+            .columns
+            .iter()
+            .filter_map(|c| Some((c, c.ty()?)))
+            .map(|(c, ty)| json!({"name": c.field, "type": ["null", avro_type(&ty, &mut 0)], "default": null}))
+            .collect();
+        fields.push(json!({"name": POSITION, "type": "string"}));
+        if let Some(p) = &self.partition {
+            fields.push(json!({"name": p.field(), "type": "string"}));
+        }
+        json!({
+            "type": "record",
+            "name": format!("{}_record", self.name),
+            "namespace": format!("hoodie.{}", self.name),
+            "fields": fields,
+        })
+    }
+
+    /// The relative directory of a partition value (`created_at_day=2024-01-01`),
+    /// or `""` for an unpartitioned table.
+    pub fn partition_path(&self, value: Option<&str>) -> String {
+        match (&self.partition, value) {
+            (Some(p), Some(v)) => format!("{}={v}", p.field()),
+            _ => String::new(),
+        }
+    }
+}
+
+fn avro_type(ty: &ColumnType, records: &mut usize) -> Json {
+    match ty {
+        ColumnType::Boolean => json!("boolean"),
+        ColumnType::Int { bits: 8 | 16, .. }
+        | ColumnType::Int {
+            bits: 32,
+            signed: true,
+        } => json!("int"),
+        ColumnType::Int { .. } | ColumnType::DurationMicros => json!("long"),
+        ColumnType::UInt64 => {
+            json!({"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 0})
+        }
+        ColumnType::Float32 => json!("float"),
+        ColumnType::Float64 => json!("double"),
+        ColumnType::Decimal { precision, scale } if *precision <= 38 => {
+            json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale})
+        }
+        ColumnType::Decimal { .. }
+        | ColumnType::NumericText
+        | ColumnType::Text
+        | ColumnType::Json
+        | ColumnType::Uuid
+        | ColumnType::Time => json!("string"),
+        ColumnType::Bytes => json!("bytes"),
+        ColumnType::Date => json!({"type": "int", "logicalType": "date"}),
+        ColumnType::Timestamp | ColumnType::TimestampTz => {
+            json!({"type": "long", "logicalType": "timestamp-micros"})
+        }
+        ColumnType::Interval => {
+            *records += 1;
+            json!({
+                "type": "record",
+                "name": format!("interval{}", records),
+                "fields": [
+                    {"name": "months", "type": ["null", "int"], "default": null},
+                    {"name": "days", "type": ["null", "int"], "default": null},
+                    {"name": "micros", "type": ["null", "long"], "default": null}
+                ]
+            })
+        }
+        ColumnType::Array { element, dims } => {
+            let mut inner = avro_type(element, records);
+            for _ in 0..*dims {
+                inner = json!({"type": "array", "items": ["null", inner]});
+            }
+            inner
+        }
+    }
+}
+
+/// The text of one record-key value, as Hudi's key generators print values.
+fn key_value_text(datum: &Datum, ty: &ColumnType) -> String {
+    match datum {
+        Datum::Null | Datum::Unchanged => "__null__".into(),
+        Datum::Bool(b) => b.to_string(),
+        Datum::Int(i) => i.to_string(),
+        Datum::UInt64(u) => u.to_string(),
+        Datum::Float32(f) => f.to_string(),
+        Datum::Float64(f) => f.to_string(),
+        Datum::Decimal(d) => match ty {
+            ColumnType::Decimal { scale, .. } => d.to_string_scaled(*scale),
+            _ => d.to_string_scaled(0),
+        },
+        Datum::Text(s) if s.is_empty() => "__empty__".into(),
+        Datum::Text(s) => s.clone(),
+        Datum::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Datum::Date(d) => date_text(*d),
+        Datum::Micros(m) => match ty {
+            ColumnType::Time => time_text(*m),
+            _ => m.to_string(),
+        },
+        Datum::Interval {
+            months,
+            days,
+            micros,
+        } => format!("{months}m{days}d{micros}us"),
+        Datum::Array(items) => format!("{items:?}"),
+    }
+}
+
+/// `_hoodie_record_key` of a row given as its key values (in key order):
+/// the raw value for one key column (SimpleKeyGenerator), `col:value,...`
+/// for several (ComplexKeyGenerator).
+pub fn record_key(key_columns: &[(&str, &ColumnType)], key: &Row) -> String {
+    if let ([(_, ty)], [datum]) = (key_columns, key.0.as_slice()) {
+        return key_value_text(datum, ty);
+    }
+    key_columns
+        .iter()
+        .zip(&key.0)
+        .map(|((name, ty), d)| format!("{name}:{}", key_value_text(d, ty)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The record key of an event's row under `table`'s key columns.
+pub fn event_record_key(table: &TableSchema, key: &Row) -> String {
+    let fields: Vec<(String, &ColumnType)> = table
+        .key_columns()
+        .map(|c| (avro_name(&c.name), &c.ty))
+        .collect();
+    let refs: Vec<(&str, &ColumnType)> = fields.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    record_key(&refs, key)
+}
+
+/// `_tidewater_position`: sortable text of a source position.
+pub fn position_text(position: crate::event::change::Position) -> String {
+    format!("{:016x}.{:016x}", position.commit, position.ordinal)
+}
+
+/// Parses [`position_text`].
+pub fn parse_position(text: &str) -> Option<crate::event::change::Position> {
+    let (c, o) = text.split_once('.')?;
+    Some(crate::event::change::Position::new(
+        u64::from_str_radix(c, 16).ok()?,
+        u64::from_str_radix(o, 16).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::schema::Column;
+    use crate::event::table_id::TableId;
+
+    fn table(columns: Vec<Column>) -> TableSchema {
+        TableSchema {
+            id: TableId::new("public", "t"),
+            database: "db".into(),
+            columns,
+            key: vec![0],
+        }
+    }
+
+    fn int(bits: u8) -> ColumnType {
+        ColumnType::Int { bits, signed: true }
+    }
+
+    #[test]
+    fn evolution_adds_drops_widens_and_refuses() {
+        let v1 = table(vec![
+            Column::new("id", int(64), false),
+            Column::new("n", int(16), true),
+            Column::new("s", ColumnType::Text, true),
+        ]);
+        let mut lake = LakeSchema::from_table(&v1).unwrap();
+        let v2 = table(vec![
+            Column::new("id", int(64), false),
+            Column::new("n", int(32), true),
+            Column::new("x", ColumnType::Bytes, true),
+        ]);
+        let e = lake.absorb(&v2).unwrap();
+        assert_eq!(e.added, vec!["x"]);
+        assert_eq!(e.dropped, vec!["s"]);
+        assert_eq!(e.widened, vec!["n"]);
+        let names: Vec<&str> = lake.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec!["id", "n", "s", "x"], "dropped columns stay");
+        let v3 = table(vec![
+            Column::new("id", int(64), false),
+            Column::new("n", int(8), true),
+            Column::new("x", ColumnType::Bytes, true),
+        ]);
+        let err = lake.absorb(&v3).unwrap_err();
+        assert!(err.contains("column `n` changed from int32"), "{err}");
+        let mut v4 = v2.clone();
+        v4.key = vec![1];
+        assert!(lake.absorb(&v4).unwrap_err().contains("record key changed"));
+    }
+
+    #[test]
+    fn partition_values_and_keys() {
+        let day = PartitionSpec {
+            column: "created_at".into(),
+            granularity: Granularity::Day,
+        };
+        assert_eq!(day.field(), "created_at_day");
+        assert_eq!(
+            day.value(&Datum::Micros(1_704_067_200_000_000 + 5))
+                .unwrap(),
+            "2024-01-01"
+        );
+        assert_eq!(day.value(&Datum::Micros(-1)).unwrap(), "1969-12-31");
+        assert_eq!(day.value(&Datum::Null).unwrap(), DEFAULT_PARTITION);
+        let month = PartitionSpec {
+            column: "d".into(),
+            granularity: Granularity::Month,
+        };
+        assert_eq!(month.value(&Datum::Date(19_723)).unwrap(), "2024-01");
+        assert!(day.value(&Datum::Text("x".into())).is_err());
+        let one = [("id", &int(64))];
+        assert_eq!(record_key(&one, &Row(vec![Datum::Int(42)])), "42");
+        let t = ColumnType::Text;
+        let two = [("a", &int(64)), ("b", &t)];
+        assert_eq!(
+            record_key(&two, &Row(vec![Datum::Int(1), Datum::Text("x".into())])),
+            "a:1,b:x"
+        );
+        let p = crate::event::change::Position::new(0x1234, 7);
+        assert_eq!(parse_position(&position_text(p)), Some(p));
+        assert!(
+            position_text(crate::event::change::Position::new(2, 0))
+                > position_text(crate::event::change::Position::new(1, 99))
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! tidewater's commit log: the fencing behind "exactly one commit wins".
+//!
+//! Hudi's timeline alone cannot stop two writers (a zombie after a rebalance
+//! and its successor) from both committing on top of the same table state:
+//! their instants differ, so both completed instants would be written. Like
+//! Delta's `_delta_log/N.json`, tidewater numbers the actions that change a
+//! table and records action N by creating
+//! `.hoodie/.aux/tidewater/log/<N>.json` with put-if-absent. A writer claims
+//! the number after the last one it has read; of two writers that read the
+//! same state, exactly one creates the entry and the other gets
+//! `AlreadyExists`, deletes what it wrote, and reloads. Only after winning
+//! its entry does a writer publish `<instant>.commit`, so a completed
+//! instant always corresponds to a won entry; an entry won but not yet
+//! published (a crash in between) is published by the next writer, since the
+//! entry holds the whole commit metadata.
+//!
+//! A writer that finds failed instants to roll back first claims an entry
+//! for the rollback: a zombie still holding those instants can then no longer
+//! win an entry for them.
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::metadata::CommitMetadata;
+
+pub const LOG_DIR: &str = ".hoodie/.aux/tidewater/log";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub seq: u64,
+    /// `commit`, `rollback` or `clean`.
+    pub action: String,
+    /// The instant the action created (commit, clean) or removed (rollback:
+    /// comma-separated).
+    pub instant: String,
+    /// Identifies the writer process that claimed the entry.
+    pub writer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<CommitMetadata>,
+}
+
+pub fn entry_path(seq: u64) -> Path {
+    Path::from(format!("{LOG_DIR}/{seq:020}.json"))
+}
+
+/// The highest sequence number present and its entry.
+pub async fn latest(store: &dyn ObjectStore) -> Result<Option<LogEntry>, object_store::Error> {
+    use futures::TryStreamExt;
+    let prefix = Path::from(LOG_DIR);
+    let metas: Vec<object_store::ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
+    let best = metas
+        .iter()
+        .filter_map(|m| {
+            let name = m.location.filename()?;
+            let seq: u64 = name.strip_suffix(".json")?.parse().ok()?;
+            Some(seq)
+        })
+        .max();
+    let Some(seq) = best else { return Ok(None) };
+    let bytes = store.get(&entry_path(seq)).await?.bytes().await?;
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// What claiming an entry came to.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    Won,
+    /// Another writer holds this number.
+    Lost(Option<LogEntry>),
+}
+
+/// Claims `entry.seq`. A retried put whose first attempt already stored
+/// the entry (the response was lost) also counts as won: the stored entry is
+/// read back and compared.
+pub async fn claim(
+    store: &dyn ObjectStore,
+    entry: &LogEntry,
+) -> Result<Claim, object_store::Error> {
+    let body = serde_json::to_vec_pretty(entry).unwrap_or_default();
+    let path = entry_path(entry.seq);
+    let options = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store
+        .put_opts(&path, PutPayload::from(Bytes::from(body)), options)
+        .await
+    {
+        Ok(_) => Ok(Claim::Won),
+        // `AlreadyExists` after a retry, or a reset or timeout after the
+        // server stored the entry: read it back to know whose it is.
+        Err(e) => match store.get(&path).await {
+            Ok(found) => {
+                let stored: Option<LogEntry> = serde_json::from_slice(&found.bytes().await?).ok();
+                if stored.as_ref() == Some(entry) {
+                    Ok(Claim::Won)
+                } else {
+                    Ok(Claim::Lost(stored))
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(e),
+            Err(read) => Err(read),
+        },
+    }
+}

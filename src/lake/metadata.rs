@@ -1,0 +1,170 @@
+//! The JSON of completed and inflight commits (`HoodieCommitMetadata`), as
+//! Hudi 0.14 writes it for layout 1, and the keys tidewater stores in
+//! `extraMetadata`:
+//!
+//! - `schema`: the Avro schema of the data columns (what readers use);
+//! - `deltastreamer.checkpoint.key`: `topic,partition:offset,...` with the
+//!   next offset to read, as Hudi's own streamer writes it;
+//! - `tidewater.source.position`: the highest source position the commit
+//!   includes;
+//! - `tidewater.schema`: the lake schema ([`LakeSchema`]) with column types
+//!   and dropped columns, to resume with the exact shape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::LakeSchema;
+
+pub const CHECKPOINT_KEY: &str = "deltastreamer.checkpoint.key";
+pub const POSITION_KEY: &str = "tidewater.source.position";
+pub const LAKE_SCHEMA_KEY: &str = "tidewater.schema";
+pub const SCHEMA_KEY: &str = "schema";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeStats {
+    pub total_scan_time: i64,
+    pub total_upsert_time: i64,
+    pub total_create_time: i64,
+}
+
+/// One written (or planned) base file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteStat {
+    pub file_id: String,
+    /// Relative to the table base path; `null` in an inflight profile.
+    pub path: Option<String>,
+    pub cdc_stats: Option<serde_json::Value>,
+    /// The instant of the slice this one replaces, or `"null"`.
+    pub prev_commit: String,
+    pub num_writes: i64,
+    pub num_deletes: i64,
+    pub num_update_writes: i64,
+    pub num_inserts: i64,
+    pub total_write_bytes: i64,
+    pub total_write_errors: i64,
+    pub temp_path: Option<String>,
+    pub partition_path: String,
+    pub total_log_records: i64,
+    pub total_log_files_compacted: i64,
+    pub total_log_size_compacted: i64,
+    pub total_updated_records_compacted: i64,
+    pub total_log_blocks: i64,
+    pub total_corrupt_log_block: i64,
+    pub total_rollback_blocks: i64,
+    pub file_size_in_bytes: i64,
+    pub min_event_time: Option<i64>,
+    pub max_event_time: Option<i64>,
+    pub runtime_stats: Option<RuntimeStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitMetadata {
+    pub partition_to_write_stats: BTreeMap<String, Vec<WriteStat>>,
+    pub compacted: bool,
+    pub extra_metadata: BTreeMap<String, String>,
+    pub operation_type: String,
+}
+
+impl CommitMetadata {
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.extra_metadata
+            .get(CHECKPOINT_KEY)
+            .and_then(|s| Checkpoint::parse(s).ok())
+    }
+
+    pub fn lake_schema(&self) -> Option<LakeSchema> {
+        self.extra_metadata
+            .get(LAKE_SCHEMA_KEY)
+            .and_then(|s| serde_json::from_str(s).ok())
+    }
+
+    pub fn stats(&self) -> impl Iterator<Item = &WriteStat> {
+        self.partition_to_write_stats.values().flatten()
+    }
+}
+
+/// Kafka offsets: the next offset to read, per partition of one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub topic: String,
+    pub offsets: BTreeMap<i32, i64>,
+}
+
+impl Checkpoint {
+    /// `topic,partition:offset,...`
+    pub fn to_text(&self) -> String {
+        let mut out = self.topic.clone();
+        for (p, o) in &self.offsets {
+            out.push_str(&format!(",{p}:{o}"));
+        }
+        out
+    }
+
+    pub fn parse(text: &str) -> Result<Checkpoint, String> {
+        let mut parts = text.split(',');
+        let topic = parts
+            .next()
+            .filter(|t| !t.is_empty())
+            .ok_or("no topic")?
+            .to_string();
+        let mut offsets = BTreeMap::new();
+        for part in parts {
+            let (p, o) = part
+                .split_once(':')
+                .ok_or_else(|| format!("`{part}` is not partition:offset"))?;
+            let p = p.parse().map_err(|_| format!("bad partition `{p}`"))?;
+            let o = o.parse().map_err(|_| format!("bad offset `{o}`"))?;
+            offsets.insert(p, o);
+        }
+        Ok(Checkpoint { topic, offsets })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_text_is_hudi_streamer_format() {
+        let c = Checkpoint::parse("events,0:1234,1:5678").unwrap();
+        assert_eq!(c.topic, "events");
+        assert_eq!(c.offsets[&1], 5678);
+        assert_eq!(c.to_text(), "events,0:1234,1:5678");
+        assert!(Checkpoint::parse("events,0-12").is_err());
+        assert!(Checkpoint::parse("").is_err());
+    }
+
+    #[test]
+    fn commit_json_uses_hudi_field_names() {
+        let mut m = CommitMetadata {
+            operation_type: "UPSERT".into(),
+            ..Default::default()
+        };
+        m.partition_to_write_stats.insert(
+            "dt=2024-01-01".into(),
+            vec![WriteStat {
+                file_id: "f-0".into(),
+                prev_commit: "null".into(),
+                num_writes: 2,
+                ..Default::default()
+            }],
+        );
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v["partitionToWriteStats"]["dt=2024-01-01"][0]["fileId"],
+            "f-0"
+        );
+        assert_eq!(
+            v["partitionToWriteStats"]["dt=2024-01-01"][0]["prevCommit"],
+            "null"
+        );
+        assert_eq!(v["operationType"], "UPSERT");
+        assert_eq!(v["compacted"], false);
+        let back: CommitMetadata = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+    }
+}
