@@ -100,6 +100,15 @@ pub enum Command {
         /// listens on a non-loopback address.
         #[arg(long, env = "TIDEWATER_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// Sink: read every partition without a consumer group (one sink
+        /// process per pipeline; a restart resumes at once).
+        #[arg(long)]
+        standalone: bool,
+        /// Sink: a stable name of this worker in the consumer group (static
+        /// membership: a restarted worker gets its partitions back without a
+        /// rebalance). Default: the host name.
+        #[arg(long, env = "TIDEWATER_WORKER_ID")]
+        worker_id: Option<String>,
     },
     /// Re-snapshot a table (or the rows matching --where) while streaming
     /// continues. With --wait, exit 0 once the backfill is committed to the lake.
@@ -216,7 +225,22 @@ pub fn run(cli: Cli) -> ExitCode {
                 idle_exit: idle_exit_secs.map(std::time::Duration::from_secs),
             },
         ),
-        Command::Run { .. } => not_built("run", "the daemon (capture, sink, admin endpoint)"),
+        Command::Run {
+            paths,
+            role,
+            standalone,
+            worker_id,
+            ..
+        } => {
+            let placement = if standalone {
+                crate::pipeline::sink::SinkPlacement::Standalone
+            } else {
+                crate::pipeline::sink::SinkPlacement::Group {
+                    worker_id: worker_id.or_else(host_name),
+                }
+            };
+            run_daemon(&paths, role, placement)
+        }
         Command::Backfill { .. } => not_built("backfill", "backfills"),
         Command::Status { .. } => not_built("status", "the admin endpoint it reads"),
         Command::Ddl { .. } => not_built("ddl", "Athena/Redshift DDL generation"),
@@ -266,6 +290,115 @@ fn tail(
             eprintln!("tidewater tail: {e}");
             EXIT_FAILED
         }
+    }
+}
+
+/// `tidewater run`. The sink role is built; capture joins it with the
+/// capture work.
+fn run_daemon(
+    paths: &[PathBuf],
+    role: Role,
+    placement: crate::pipeline::sink::SinkPlacement,
+) -> u8 {
+    if role != Role::Sink {
+        return not_built(
+            "run --role all|capture",
+            "capture from Postgres and MySQL; `--role sink` runs the lake sink",
+        );
+    }
+    let report = config::load(paths);
+    if report.has_errors() {
+        print_stdout(&check_text(&report));
+        return EXIT_INVALID;
+    }
+    let pipelines: Vec<PipelineConfig> = report
+        .pipelines
+        .into_iter()
+        .map(|p| p.config)
+        .filter(|c| c.lake.is_some())
+        .collect();
+    if pipelines.is_empty() {
+        eprintln!("tidewater run --role sink: no pipeline has a `lake` section");
+        return EXIT_INVALID;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidewater run: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: flushing and committing (a second signal exits at once)");
+            let _ = stop_tx.send(true);
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting without flushing");
+            std::process::exit(130);
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for cfg in pipelines {
+            let mut stop = stop_rx.clone();
+            let placement = placement.clone();
+            tasks.spawn(async move {
+                let name = cfg.name.clone();
+                let result = async {
+                    let mut worker =
+                        crate::pipeline::sink::SinkWorker::start(&cfg, &placement).await?;
+                    worker
+                        .run(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                }
+                .await;
+                (name, result)
+            });
+        }
+        let mut code = EXIT_OK;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((name, Ok(()))) => tracing::info!(pipeline = %name, "sink stopped"),
+                Ok((name, Err(e))) => {
+                    tracing::error!(pipeline = %name, error = %e, "sink failed");
+                    eprintln!("tidewater run: pipeline {name}: {e}");
+                    code = EXIT_FAILED;
+                }
+                Err(e) => {
+                    eprintln!("tidewater run: a task panicked: {e}");
+                    code = EXIT_FAILED;
+                }
+            }
+        }
+        code
+    })
+}
+
+/// The host name, for a default worker id.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

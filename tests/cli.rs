@@ -178,6 +178,7 @@ fn help_is_complete() {
 fn commands_not_built_yet_say_so_and_exit_3() {
     for args in [
         vec!["run", "pipelines"],
+        vec!["run", "--role", "capture", "pipelines"],
         vec!["status"],
         vec!["ddl", "pipelines/shop-postgres.yaml", "--dialect", "athena"],
         vec![

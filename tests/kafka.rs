@@ -481,9 +481,13 @@ async fn a_sink_consumer_starts_each_partition_where_it_is_told() {
     expected.sort_unstable();
 
     let decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let membership = tidewater::kafka::consumer::Membership::Group {
+        group: format!("{prefix}-sink"),
+        instance: None,
+    };
     let mut consumer = SinkConsumer::new(
         &client_config(&kafka),
-        &format!("{prefix}-sink"),
+        &membership,
         &[topic.as_str()],
         decoder,
     )
@@ -497,9 +501,11 @@ async fn a_sink_consumer_starts_each_partition_where_it_is_told() {
             .unwrap();
         match polled {
             Polled::Assigned(parts) => {
-                for (t, p) in parts {
-                    consumer.start_at(&t, p, Offset::Offset(START)).unwrap();
-                }
+                let starts: Vec<(String, i32, Offset)> = parts
+                    .into_iter()
+                    .map(|(t, p)| (t, p, Offset::Offset(START)))
+                    .collect();
+                consumer.start(&starts).unwrap();
             }
             Polled::Revoked(_) => {}
             Polled::Message {

@@ -187,7 +187,7 @@ impl EventDecoder {
     }
 }
 
-pub use sink::{DeadLetters, Polled, RawMessage, SinkConsumer};
+pub use sink::{DeadLetters, Membership, Polled, RawMessage, SinkConsumer};
 
 /// The consumer sink workers use: a consumer group whose partitions start
 /// where the caller says (the lake table's last commit), not where the group's
@@ -276,51 +276,107 @@ mod sink {
         shared: Arc<Shared>,
         decoder: EventDecoder,
         positioned: HashSet<(String, i32)>,
+        /// Standalone: the partitions started so far, with their offsets.
+        standalone: Option<TopicPartitionList>,
+    }
+
+    /// How a sink worker gets its partitions.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Membership {
+        /// A consumer group member (workers share the partitions);
+        /// `instance` enables static membership.
+        Group {
+            group: String,
+            instance: Option<String>,
+        },
+        /// Every partition, no group: one worker per pipeline.
+        Standalone,
     }
 
     impl SinkConsumer {
-        /// Joins `group` and subscribes to `topics`. Offsets are never
-        /// committed automatically.
+        /// Joins the consumer group (or, standalone, takes every partition of
+        /// `topics` itself). Offsets are never committed automatically.
         pub fn new(
             client: &ClientConfig,
-            group: &str,
+            membership: &Membership,
             topics: &[&str],
             decoder: EventDecoder,
         ) -> Result<Self, KafkaError> {
             let shared = Arc::new(Shared::default());
-            let consumer: StreamConsumer<GroupContext> = client
-                .clone()
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
+            let mut cc = client.clone();
+            cc.set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
-                .set("enable.partition.eof", "false")
-                .create_with_context(GroupContext {
-                    shared: shared.clone(),
-                })?;
-            consumer.subscribe(topics)?;
+                .set("enable.partition.eof", "false");
+            match membership {
+                Membership::Group { group, instance } => {
+                    cc.set("group.id", group);
+                    if let Some(instance) = instance {
+                        // Static membership: a restarted worker gets its
+                        // partitions back without a rebalance.
+                        cc.set("group.instance.id", instance);
+                    }
+                }
+                Membership::Standalone => {
+                    cc.set(
+                        "group.id",
+                        format!("tidewater-standalone-{}", uuid::Uuid::new_v4()),
+                    );
+                }
+            }
+            let consumer: StreamConsumer<GroupContext> = cc.create_with_context(GroupContext {
+                shared: shared.clone(),
+            })?;
+            let standalone = matches!(membership, Membership::Standalone);
+            if standalone {
+                let mut all = Vec::new();
+                for topic in topics {
+                    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+                    for t in md.topics() {
+                        all.extend(
+                            t.partitions()
+                                .iter()
+                                .map(|p| (t.name().to_string(), p.id())),
+                        );
+                    }
+                }
+                if let Ok(mut events) = shared.events.lock() {
+                    events.push_back(Polled::Assigned(all));
+                }
+            } else {
+                consumer.subscribe(topics)?;
+            }
             Ok(SinkConsumer {
                 consumer,
                 shared,
                 decoder,
                 positioned: HashSet::new(),
+                standalone: standalone.then(TopicPartitionList::new),
             })
         }
 
-        /// Positions an assigned partition at `offset` (the next offset to
-        /// read) and lets it deliver.
-        pub fn start_at(
-            &mut self,
-            topic: &str,
-            partition: i32,
-            offset: Offset,
-        ) -> Result<(), KafkaError> {
-            self.consumer
-                .seek(topic, partition, offset, Duration::from_secs(10))?;
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, partition);
-            self.consumer.resume(&tpl)?;
-            self.positioned.insert((topic.to_string(), partition));
+        /// Positions assigned partitions, each at its offset (the next
+        /// offset to read), and lets them deliver. Standalone, the whole
+        /// assignment is made in one call (librdkafka must not see several
+        /// overlapping assignments in a row).
+        pub fn start(&mut self, starts: &[(String, i32, Offset)]) -> Result<(), KafkaError> {
+            if let Some(assigned) = self.standalone.as_mut() {
+                for (topic, partition, offset) in starts {
+                    assigned.add_partition_offset(topic, *partition, *offset)?;
+                }
+                self.consumer.assign(assigned)?;
+            } else {
+                for (topic, partition, offset) in starts {
+                    self.consumer
+                        .seek(topic, *partition, *offset, Duration::from_secs(10))?;
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(topic, *partition);
+                    self.consumer.resume(&tpl)?;
+                }
+            }
+            for (topic, partition, _) in starts {
+                self.positioned.insert((topic.clone(), *partition));
+            }
             Ok(())
         }
 

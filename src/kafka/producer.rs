@@ -20,8 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
@@ -218,7 +217,7 @@ impl ProducerOptions {
 /// Publishes change events and tracks their acknowledgement.
 pub struct EventProducer {
     producer: ThreadedProducer<TrackingContext, NoCustomPartitioner>,
-    admin: AdminClient<DefaultClientContext>,
+    client: ClientConfig,
     tracker: Arc<DeliveryTracker>,
     serializer: EventSerializer,
     options: ProducerOptions,
@@ -270,10 +269,9 @@ impl EventProducer {
                 tracker: tracker.clone(),
             })
             .map_err(ProduceError::Create)?;
-        let admin = client.create().map_err(ProduceError::Create)?;
         Ok(EventProducer {
             producer,
-            admin,
+            client: client.clone(),
             tracker,
             serializer,
             options,
@@ -298,21 +296,9 @@ impl EventProducer {
         };
         let partitions = i32::try_from(self.options.topic_partitions).unwrap_or(i32::MAX);
         let replication = self.options.topic_replication_factor.map_or(-1, i32::from);
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-        let results = self
-            .admin
-            .create_topics(
-                &[new_topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
+        super::topic::ensure_topic_with(&self.client, topic, partitions, replication, &[])
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(fail(code.to_string())),
-            }
-        }
+            .map_err(fail)?;
         let producer = self.producer.clone();
         let name = topic.to_string();
         let count = tokio::task::spawn_blocking(move || {

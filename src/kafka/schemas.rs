@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -141,24 +139,14 @@ impl TopicSchemas {
     }
 
     async fn ensure_topic(&self) -> Result<(), String> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client.create().map_err(|e| e.to_string())?;
-        let topic = NewTopic::new(SCHEMAS_TOPIC, 1, TopicReplication::Fixed(-1))
-            .set("cleanup.policy", "compact");
-        let results = admin
-            .create_topics(
-                &[topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(code.to_string()),
-            }
-        }
-        Ok(())
+        super::topic::ensure_topic_with(
+            &self.client,
+            SCHEMAS_TOPIC,
+            1,
+            -1,
+            &[("cleanup.policy", "compact")],
+        )
+        .await
     }
 
     async fn publish(&self, subject: &str, schema: &Json) -> Result<SchemaRef, SchemaStoreError> {

@@ -59,6 +59,50 @@ pub fn invalid_topic(name: &str) -> Option<String> {
     None
 }
 
+/// Creates `topic` with `partitions` partitions unless it exists (the
+/// broker's default replication factor). Returns an error text naming the
+/// broker's refusal.
+pub async fn ensure_topic(
+    client: &rdkafka::ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), String> {
+    ensure_topic_with(client, topic, partitions, -1, &[]).await
+}
+
+/// [`ensure_topic`] with a replication factor (`-1`: the broker's default)
+/// and topic configuration entries.
+pub async fn ensure_topic_with(
+    client: &rdkafka::ClientConfig,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    config: &[(&str, &str)],
+) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| e.to_string())?;
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for (k, v) in config {
+        new_topic = new_topic.set(k, v);
+    }
+    let results = admin
+        .create_topics(
+            &[new_topic],
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(code.to_string()),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -324,6 +324,25 @@ impl Table {
         store: Arc<dyn ObjectStore>,
         options: TableOptions,
     ) -> Result<Table, LakeError> {
+        Self::load(store, options, true).await
+    }
+
+    /// Reloads after losing a commit race: the winner's commits (published
+    /// here if it crashed before publishing) and files, without rolling back
+    /// anybody's pending instant (another live writer may own it).
+    pub async fn reload(&mut self) -> Result<(), LakeError> {
+        *self = Self::load(self.store.clone(), self.options.clone(), false).await?;
+        Ok(())
+    }
+
+    /// `recover`: also roll back failed instants and delete their files
+    /// (at process start: a pending instant then belongs to a dead writer or
+    /// to a zombie, which the rollback's log entry fences).
+    async fn load(
+        store: Arc<dyn ObjectStore>,
+        options: TableOptions,
+        recover: bool,
+    ) -> Result<Table, LakeError> {
         let properties_written = match store.head(&Path::from(".hoodie/hoodie.properties")).await {
             Ok(_) => true,
             Err(object_store::Error::NotFound { .. }) => false,
@@ -356,10 +375,10 @@ impl Table {
             }
         }
         let pending: Vec<Instant> = table.timeline.pending_commits().cloned().collect();
-        if !pending.is_empty() {
+        if recover && !pending.is_empty() {
             table.rollback(&pending).await?;
         }
-        table.load_files().await?;
+        table.load_files(recover).await?;
         if let Some(last) = table
             .timeline
             .completed_commits()
@@ -378,9 +397,9 @@ impl Table {
         Ok(table)
     }
 
-    /// Lists base files, keeps committed slices, deletes leftovers of
-    /// failed instants.
-    async fn load_files(&mut self) -> Result<(), LakeError> {
+    /// Lists base files, keeps committed slices, and (when recovering)
+    /// deletes leftovers of failed instants.
+    async fn load_files(&mut self, recover: bool) -> Result<(), LakeError> {
         let metas: Vec<object_store::ObjectMeta> = self.store.list(None).try_collect().await?;
         let mut groups: BTreeMap<String, FileGroup> = BTreeMap::new();
         let mut leftovers = Vec::new();
@@ -416,9 +435,9 @@ impl Table {
                 rows: 0,
             });
         }
-        for path in leftovers {
+        for path in leftovers.iter().filter(|_| recover) {
             tracing::info!(table = %self.name(), file = %path, "deleting a base file of a failed instant");
-            delete_if_present(self.store.as_ref(), &path).await?;
+            delete_if_present(self.store.as_ref(), path).await?;
         }
         self.groups = groups
             .into_values()
@@ -536,6 +555,34 @@ impl Table {
         Ok(())
     }
 
+    /// Deletes an attempt's own files and instant files after it lost the
+    /// commit race.
+    async fn discard(
+        &self,
+        instant: &str,
+        files: &[(String, String, String)],
+    ) -> Result<(), LakeError> {
+        for (partition, file, _) in files {
+            let path = if partition.is_empty() {
+                Path::from(file.as_str())
+            } else {
+                Path::from(format!("{partition}/{file}"))
+            };
+            delete_if_present(self.store.as_ref(), &path).await?;
+        }
+        let temp = Path::from(format!(".hoodie/.temp/{instant}"));
+        let markers: Vec<object_store::ObjectMeta> =
+            self.store.list(Some(&temp)).try_collect().await?;
+        for m in markers {
+            delete_if_present(self.store.as_ref(), &m.location).await?;
+        }
+        for state in [State::Inflight, State::Requested] {
+            let name = Instant::new(instant, Action::Commit, state).file_name();
+            delete_if_present(self.store.as_ref(), &Path::from(format!(".hoodie/{name}"))).await?;
+        }
+        Ok(())
+    }
+
     async fn publish(&self, instant: &str, commit: &CommitMetadata) -> Result<(), LakeError> {
         let body = serde_json::to_vec_pretty(commit).unwrap_or_default();
         let path = Path::from(format!(
@@ -615,7 +662,7 @@ impl Table {
     }
 
     /// Applies one batch as one commit.
-    pub async fn commit(&mut self, batch: CommitBatch) -> Result<CommitOutcome, LakeError> {
+    pub async fn commit(&mut self, mut batch: CommitBatch) -> Result<CommitOutcome, LakeError> {
         let table = self.name().to_string();
         let schema_err = |message: String| LakeError::Schema {
             table: table.clone(),
@@ -782,6 +829,67 @@ impl Table {
             plans.insert(g, plan);
         }
         drop(key_reads);
+
+        // A row that moves partition with an unchanged TOAST value takes
+        // that value from its old file group before it is inserted elsewhere.
+        let mut fills: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+        for (g, plan) in &plans {
+            for (row, ci) in &plan.moved_out {
+                let unchanged = batch
+                    .changes
+                    .get(*ci)
+                    .and_then(|c| c.row.as_ref())
+                    .is_some_and(|r| r.0.iter().any(|d| matches!(d, Datum::Unchanged)));
+                if unchanged {
+                    fills.entry(*g).or_default().push((*row, *ci));
+                }
+            }
+        }
+        for (g, moves) in fills {
+            let Some(group) = self.groups.get(g) else {
+                continue;
+            };
+            let Some(latest) = group.latest() else {
+                continue;
+            };
+            let bytes = self
+                .store
+                .get(&group.path_of(latest))
+                .await?
+                .bytes()
+                .await?;
+            let stored = decode(bytes).map_err(|source| LakeError::File {
+                path: latest.file.clone(),
+                source,
+            })?;
+            let stored = project(&stored, &arrow_schema).map_err(|e| schema_err(e.to_string()))?;
+            for (row_index, ci) in moves {
+                let Some(change) = batch.changes.get_mut(ci) else {
+                    continue;
+                };
+                let shape = change.schema.clone();
+                let Some(row) = change.row.as_mut() else {
+                    continue;
+                };
+                for (i, d) in row.0.iter_mut().enumerate() {
+                    if !matches!(d, Datum::Unchanged) {
+                        continue;
+                    }
+                    let Some(column) = shape.columns.get(i) else {
+                        continue;
+                    };
+                    let Some(lake) = schema.columns.iter().find(|c| c.name == column.name) else {
+                        continue;
+                    };
+                    let (Some(ty), Ok(col)) = (lake.ty(), arrow_schema.index_of(&lake.field))
+                    else {
+                        continue;
+                    };
+                    *d = datum_at(stored.column(col).as_ref(), row_index, &ty)
+                        .unwrap_or(Datum::Null);
+                }
+            }
+        }
 
         // 5. Place inserts (new keys and moved rows) by partition.
         let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -1074,15 +1182,10 @@ impl Table {
             operation_type: "UPSERT".into(),
         };
         if let Err(e) = self.claim("commit", &instant, Some(commit.clone())).await {
-            // Lost to another writer: remove what this attempt wrote.
+            // Lost to another writer: remove what this attempt wrote. Nobody
+            // else references these files, so no fencing entry is needed.
             if matches!(e, LakeError::Conflict { .. }) {
-                let _ = self
-                    .rollback(&[Instant::new(
-                        instant.clone(),
-                        Action::Commit,
-                        State::Inflight,
-                    )])
-                    .await;
+                let _ = self.discard(&instant, &planned_files).await;
             }
             return Err(e);
         }

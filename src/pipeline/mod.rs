@@ -1,3 +1,5 @@
-//! Wiring of capture and sink tasks per pipeline, checkpoints, backfills and
-//! shutdown. Not built yet: `tidewater run` and `tidewater backfill` say so and
-//! exit non-zero until it is.
+//! Wiring of pipelines: the sink worker that keeps lake tables in step with
+//! Kafka ([`sink`]). Capture tasks, backfills and the daemon's supervision
+//! join it with the capture and daemon work.
+
+pub mod sink;

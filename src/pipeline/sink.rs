@@ -1,0 +1,541 @@
+//! The sink worker: Kafka change events → the pipeline's lake tables.
+//!
+//! # The exactly-once contract
+//!
+//! Each table's commit records, in `deltastreamer.checkpoint.key`, the next
+//! Kafka offset of every partition of its topic. When the group assigns a
+//! partition, the worker starts it at that offset (consumer-group offsets
+//! are only advisory), so after any crash it re-reads exactly the messages
+//! the last completed commit did not cover. Replays never duplicate: a key
+//! lives in one place and a change is applied only if its source position
+//! is newer than the stored row's.
+//!
+//! Per table the worker buffers changes, keeping the latest change of each
+//! key by source position (never by arrival; an unchanged TOAST value takes
+//! the value of the key's previous change in the buffer), and commits when
+//! the oldest buffered change is `commit_interval_secs` old, when
+//! `max_changes_per_commit` changes wait, or when the table's share of
+//! `buffer_mb` is used.
+//!
+//! Two workers may hold partitions of one table (the group splits topics by
+//! partition). Their commits are fenced by the table's commit log: the one
+//! that loses reloads the table and applies its batch again on top, merging
+//! its offsets into the winner's checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant as Clock};
+
+use object_store::ObjectStore;
+use object_store::prefix::PrefixStore;
+use rdkafka::Offset;
+
+use crate::config::model::{LakeConfig, PipelineConfig, SourceConfig, UndecodablePolicy};
+use crate::event::change::{ChangeEvent, Op, Position};
+use crate::event::datum::{Datum, Row};
+use crate::event::schema::TableSchema;
+use crate::event::table_id::{Dialect, TableId};
+use crate::kafka::client::client_config;
+use crate::kafka::consumer::{
+    DeadLetters, Decoded, EventDecoder, Membership, Polled, SinkConsumer,
+};
+use crate::kafka::schemas::SchemaStore;
+use crate::kafka::topic::table_topic;
+use crate::lake::layout::{PartitionSpec, TableLayout, event_record_key};
+use crate::lake::metadata::Checkpoint;
+use crate::lake::table::{Change, CommitBatch, CommitOutcome, LakeError, Table, TableOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("pipeline `{0}` has no `lake` section")]
+    NoLake(String),
+    #[error("table {table}: {message}")]
+    Config { table: String, message: String },
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("lake: {0}")]
+    Lake(#[from] LakeError),
+    #[error("lake store: {0}")]
+    Store(#[from] crate::lake::store::StoreError),
+    #[error("schema store: {0}")]
+    Schemas(#[from] crate::kafka::schemas::SchemaStoreError),
+    #[error("table {table} stopped: {reason}")]
+    TableStopped { table: String, reason: String },
+}
+
+/// The directory and `hoodie.table.name` of a captured table: lower-case
+/// `<schema>_<table>`, other characters as `_`.
+pub fn lake_table_name(id: &TableId) -> String {
+    format!("{}_{}", id.schema, id.name)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Changes waiting for one table's next commit.
+#[derive(Default)]
+struct Pending {
+    changes: HashMap<String, Change>,
+    shapes: Vec<Arc<TableSchema>>,
+    truncate: Option<Position>,
+    max_position: Option<Position>,
+    /// Next offset to read, per partition, covering everything buffered.
+    offsets: BTreeMap<i32, i64>,
+    bytes: usize,
+    since: Option<Clock>,
+    messages: u64,
+}
+
+fn datum_bytes(d: &Datum) -> usize {
+    match d {
+        Datum::Text(s) => 24 + s.len(),
+        Datum::Bytes(b) => 24 + b.len(),
+        Datum::Array(items) => 24 + items.iter().map(datum_bytes).sum::<usize>(),
+        Datum::Decimal(_) => 40,
+        _ => 16,
+    }
+}
+
+impl Pending {
+    fn add(&mut self, event: &ChangeEvent, key: String) {
+        if self.since.is_none() {
+            self.since = Some(Clock::now());
+        }
+        self.max_position = self.max_position.max(Some(event.position));
+        if self
+            .shapes
+            .last()
+            .is_none_or(|s| !Arc::ptr_eq(s, &event.table) && **s != *event.table)
+        {
+            self.shapes.push(event.table.clone());
+        }
+        if self.truncate.is_some_and(|t| event.position < t) {
+            return;
+        }
+        let mut row = match event.op {
+            Op::Delete => None,
+            _ => event.after.clone(),
+        };
+        if let Some(previous) = self.changes.get(&key) {
+            if previous.position >= event.position {
+                return;
+            }
+            // An unchanged TOAST value: the previous change of the key has it.
+            if let (Some(new), Some(old)) = (row.as_mut(), previous.row.as_ref()) {
+                for (i, d) in new.0.iter_mut().enumerate() {
+                    if matches!(d, Datum::Unchanged) {
+                        let name = event.table.columns.get(i).map(|c| c.name.as_str());
+                        let value = name
+                            .and_then(|n| previous.schema.column_index(n))
+                            .and_then(|j| old.get(j))
+                            .cloned();
+                        if let Some(v) = value {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+        }
+        let bytes = 96
+            + key.len()
+            + row
+                .as_ref()
+                .map_or(0, |r| r.0.iter().map(datum_bytes).sum());
+        self.bytes += bytes;
+        self.changes.insert(
+            key.clone(),
+            Change {
+                key,
+                position: event.position,
+                row,
+                schema: event.table.clone(),
+            },
+        );
+    }
+
+    fn truncate_at(&mut self, event: &ChangeEvent) {
+        if self.since.is_none() {
+            self.since = Some(Clock::now());
+        }
+        self.max_position = self.max_position.max(Some(event.position));
+        if self.truncate.is_some_and(|t| t >= event.position) {
+            return;
+        }
+        self.truncate = Some(event.position);
+        self.changes.retain(|_, c| c.position > event.position);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}
+
+/// One lake table served by this worker.
+struct TableSink {
+    id: TableId,
+    topic: String,
+    table: Table,
+    pending: Pending,
+    /// Set when the table stopped (schema it cannot absorb, undecodable
+    /// message with `on_undecodable: stop`): its messages are skipped and
+    /// nothing more is committed for it.
+    stopped: Option<String>,
+}
+
+/// How a sink worker takes its partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkPlacement {
+    /// In the pipeline's consumer group; `worker_id` makes the membership
+    /// static, so a restarted worker gets its partitions back at once.
+    Group { worker_id: Option<String> },
+    /// Every partition of every table, without a group.
+    Standalone,
+}
+
+/// Counters of a worker's life, for tests and the status endpoint.
+#[derive(Debug, Default, Clone)]
+pub struct SinkStats {
+    pub commits: u64,
+    pub messages: u64,
+    pub dead_letters: u64,
+    pub conflicts: u64,
+    pub last: Option<CommitOutcome>,
+}
+
+pub struct SinkWorker {
+    name: String,
+    lake: LakeConfig,
+    consumer: SinkConsumer,
+    tables: HashMap<String, TableSink>,
+    dead_letters: Option<DeadLetters>,
+    policy: UndecodablePolicy,
+    pub stats: SinkStats,
+}
+
+impl SinkWorker {
+    /// Opens every lake table of the pipeline, creates missing topics, and
+    /// joins the consumer group (or takes every partition, standalone).
+    pub async fn start(
+        cfg: &PipelineConfig,
+        placement: &SinkPlacement,
+    ) -> Result<SinkWorker, SinkError> {
+        let lake = cfg
+            .lake
+            .clone()
+            .ok_or_else(|| SinkError::NoLake(cfg.name.clone()))?;
+        let root = crate::lake::store::open(&lake)?;
+        let prefix = cfg
+            .kafka
+            .topic_prefix
+            .clone()
+            .unwrap_or_else(|| cfg.name.clone());
+        let dialect = match cfg.source {
+            SourceConfig::Postgres(_) => Dialect::Postgres,
+            SourceConfig::Mysql(_) => Dialect::Mysql,
+        };
+        let database = lake
+            .database
+            .clone()
+            .unwrap_or_else(|| cfg.name.replace('-', "_"));
+        let writer_id = format!("{}-{}", cfg.name, uuid::Uuid::new_v4());
+        let mut tables = HashMap::new();
+        for t in cfg.source.tables() {
+            let id = TableId::parse(&t.name, dialect).map_err(|message| SinkError::Config {
+                table: t.name.clone(),
+                message,
+            })?;
+            let name = lake_table_name(&id);
+            let options = TableOptions {
+                layout: TableLayout {
+                    name: name.clone(),
+                    database: database.clone(),
+                    partition: t.partition_by.as_ref().map(|p| PartitionSpec {
+                        column: p.column.clone(),
+                        granularity: p.granularity,
+                    }),
+                },
+                target_file_bytes: u64::from(lake.target_file_size_mb) * 1024 * 1024,
+                keep_commits: lake.keep_commits as usize,
+                compression: lake.parquet_compression,
+                writer_id: writer_id.clone(),
+            };
+            let store: Arc<dyn ObjectStore> =
+                Arc::new(PrefixStore::new(root.clone(), name.as_str()));
+            let table = Table::open(store, options).await?;
+            let topic = table_topic(&prefix, &id);
+            tables.insert(
+                topic.clone(),
+                TableSink {
+                    id,
+                    topic,
+                    table,
+                    pending: Pending::default(),
+                    stopped: None,
+                },
+            );
+        }
+        let client = client_config(&cfg.kafka);
+        let group = cfg
+            .kafka
+            .consumer_group
+            .clone()
+            .unwrap_or_else(|| format!("tidewater.{}", cfg.name));
+        let topics: Vec<&str> = tables.keys().map(String::as_str).collect();
+        // The sink may start before capture: create the topics it reads.
+        let partitions = i32::try_from(cfg.kafka.topic_partitions).unwrap_or(1);
+        for topic in &topics {
+            crate::kafka::topic::ensure_topic(&client, topic, partitions)
+                .await
+                .map_err(|message| SinkError::Config {
+                    table: (*topic).to_string(),
+                    message,
+                })?;
+        }
+        let membership = match placement {
+            SinkPlacement::Standalone => Membership::Standalone,
+            SinkPlacement::Group { worker_id } => Membership::Group {
+                group: group.clone(),
+                instance: worker_id.as_ref().map(|w| format!("{group}.{w}")),
+            },
+        };
+        let decoder = EventDecoder::new(SchemaStore::new(&cfg.kafka)?);
+        let consumer = SinkConsumer::new(&client, &membership, &topics, decoder)?;
+        let dead_letters = match lake.on_undecodable {
+            UndecodablePolicy::DeadLetter => {
+                let topic = lake
+                    .dead_letter_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{prefix}.dead_letter"));
+                crate::kafka::topic::ensure_topic(&client, &topic, 1)
+                    .await
+                    .map_err(|reason| SinkError::Config {
+                        table: topic.clone(),
+                        message: reason,
+                    })?;
+                Some(DeadLetters::new(&client, topic)?)
+            }
+            UndecodablePolicy::Stop => None,
+        };
+        Ok(SinkWorker {
+            name: cfg.name.clone(),
+            policy: lake.on_undecodable,
+            lake,
+            consumer,
+            tables,
+            dead_letters,
+            stats: SinkStats::default(),
+        })
+    }
+
+    /// Runs until `shutdown` resolves, then commits what is buffered.
+    pub async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SinkError> {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => self.commit_due(false).await?,
+                polled = self.consumer.next() => self.handle(polled?).await?,
+            }
+        }
+        tracing::info!(pipeline = %self.name, "sink stopping: committing buffered changes");
+        self.commit_due(true).await
+    }
+
+    async fn handle(&mut self, polled: Polled) -> Result<(), SinkError> {
+        match polled {
+            Polled::Assigned(parts) => {
+                let starts: Vec<(String, i32, Offset)> = parts
+                    .into_iter()
+                    .map(|(topic, partition)| {
+                        let offset = self
+                            .tables
+                            .get(&topic)
+                            .and_then(|t| t.table.checkpoint())
+                            .filter(|c| c.topic == topic)
+                            .and_then(|c| c.offsets.get(&partition).copied())
+                            .map_or(Offset::Beginning, Offset::Offset);
+                        tracing::info!(pipeline = %self.name, topic = %topic, partition, ?offset, "partition assigned");
+                        (topic, partition, offset)
+                    })
+                    .collect();
+                self.consumer.start(&starts)?;
+            }
+            Polled::Revoked(parts) => {
+                tracing::info!(pipeline = %self.name, ?parts, "partitions revoked; committing what they buffered");
+                let topics: Vec<String> = parts.into_iter().map(|(t, _)| t).collect();
+                for topic in topics {
+                    self.commit_table(&topic).await?;
+                }
+            }
+            Polled::Message {
+                topic,
+                partition,
+                offset,
+                decoded,
+                raw,
+            } => {
+                self.stats.messages += 1;
+                let budget = self.table_budget();
+                let max = self.lake.max_changes_per_commit as usize;
+                let Some(sink) = self.tables.get_mut(&topic) else {
+                    return Ok(());
+                };
+                if sink.stopped.is_some() {
+                    return Ok(());
+                }
+                match decoded {
+                    Ok(Decoded::Event(event)) => {
+                        if event.op == Op::Truncate {
+                            sink.pending.truncate_at(&event);
+                        } else if let Some(key) = event.key_row() {
+                            let key = event_record_key(&event.table, &key);
+                            sink.pending.add(&event, key);
+                        }
+                    }
+                    Ok(Decoded::Tombstone { .. }) => {}
+                    Err(e) if e.is_retryable() => {
+                        return Err(SinkError::Schemas(match e.reason {
+                            crate::kafka::consumer::UndecodableReason::Schema(s) => s,
+                            _ => crate::kafka::schemas::SchemaStoreError::Read(e.to_string()),
+                        }));
+                    }
+                    Err(e) => match (&self.policy, &self.dead_letters) {
+                        (UndecodablePolicy::DeadLetter, Some(letters)) => {
+                            let (key, value) = raw.map(|r| (r.key, r.value)).unwrap_or_default();
+                            letters.send(&e, key.as_deref(), value.as_deref()).await?;
+                            self.stats.dead_letters += 1;
+                            tracing::warn!(pipeline = %self.name, topic = %topic, partition, offset, dead_letter_topic = %letters.topic(), "undecodable message sent to the dead-letter topic");
+                        }
+                        _ => {
+                            tracing::error!(pipeline = %self.name, table = %sink.id, error = %e, "table stops: undecodable message");
+                            sink.stopped = Some(e.to_string());
+                            return Ok(());
+                        }
+                    },
+                }
+                sink.pending.messages += 1;
+                sink.pending.offsets.insert(partition, offset + 1);
+                if sink.pending.changes.len() >= max || sink.pending.bytes >= budget {
+                    self.commit_table(&topic).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each table's share of `buffer_mb`.
+    fn table_budget(&self) -> usize {
+        (self.lake.buffer_mb as usize * 1024 * 1024) / self.tables.len().max(1)
+    }
+
+    async fn commit_due(&mut self, all: bool) -> Result<(), SinkError> {
+        let interval = Duration::from_secs(u64::from(self.lake.commit_interval_secs));
+        let due: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.stopped.is_none() && !t.pending.is_empty())
+            .filter(|(_, t)| all || t.pending.since.is_some_and(|s| s.elapsed() >= interval))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        for topic in due {
+            self.commit_table(&topic).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits one table's buffer; on a lost race, reloads and retries.
+    async fn commit_table(&mut self, topic: &str) -> Result<(), SinkError> {
+        let Some(sink) = self.tables.get_mut(topic) else {
+            return Ok(());
+        };
+        if sink.pending.is_empty() || sink.stopped.is_some() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut sink.pending);
+        let mut changes: Vec<Change> = pending.changes.into_values().collect();
+        changes.sort_by_key(|c| c.position);
+        for attempt in 0..5 {
+            let mut offsets = sink
+                .table
+                .checkpoint()
+                .filter(|c| c.topic == sink.topic)
+                .map(|c| c.offsets.clone())
+                .unwrap_or_default();
+            for (p, o) in &pending.offsets {
+                let slot = offsets.entry(*p).or_insert(*o);
+                *slot = (*slot).max(*o);
+            }
+            let batch = CommitBatch {
+                shapes: pending.shapes.clone(),
+                changes: changes.clone(),
+                truncate: pending.truncate,
+                checkpoint: Checkpoint {
+                    topic: sink.topic.clone(),
+                    offsets: offsets.clone(),
+                },
+                position: pending.max_position,
+            };
+            match sink.table.commit(batch).await {
+                Ok(outcome) => {
+                    tracing::info!(
+                        pipeline = %self.name, table = %sink.id, instant = %outcome.instant,
+                        inserted = outcome.inserted, updated = outcome.updated, deleted = outcome.deleted,
+                        stale = outcome.stale, files = outcome.files_written, bytes = outcome.bytes_written,
+                        "committed"
+                    );
+                    self.stats.commits += 1;
+                    self.stats.last = Some(outcome);
+                    let advisory: Vec<(String, i32, i64)> = offsets
+                        .iter()
+                        .map(|(p, o)| (sink.topic.clone(), *p, *o))
+                        .collect();
+                    if let Err(e) = self.consumer.commit_offsets(&advisory) {
+                        tracing::debug!(error = %e, "advisory offset commit failed");
+                    }
+                    return Ok(());
+                }
+                Err(LakeError::Schema { table, message }) => {
+                    tracing::error!(pipeline = %self.name, table = %table, "table stops: {message}");
+                    sink.stopped = Some(message.clone());
+                    return Err(SinkError::TableStopped {
+                        table,
+                        reason: message,
+                    });
+                }
+                Err(e) if e.is_retryable() && attempt < 4 => {
+                    self.stats.conflicts += u64::from(matches!(e, LakeError::Conflict { .. }));
+                    tracing::warn!(pipeline = %self.name, table = %sink.id, error = %e, attempt, "commit failed; reloading the table and retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                    sink.table.reload().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The lake table of a topic (for tests and status).
+    pub fn table(&self, topic: &str) -> Option<&Table> {
+        self.tables.get(topic).map(|t| &t.table)
+    }
+
+    /// Why a table stopped, if it did.
+    pub fn stopped(&self, topic: &str) -> Option<&str> {
+        self.tables.get(topic).and_then(|t| t.stopped.as_deref())
+    }
+}
+
+/// A row's key as a row of key values (for callers that build changes).
+pub fn key_of(table: &TableSchema, row: &Row) -> Row {
+    table.key_of(row)
+}

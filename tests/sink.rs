@@ -1,0 +1,633 @@
+//! The sink worker as a process (`tidewater run --role sink`) between the
+//! real broker and a lake table, checked by reading the table with hudi-rs:
+//! exactly-once across restarts, `kill -9` at seeded moments (and at exact
+//! steps through failpoints), two workers on one table, undecodable messages,
+//! and a graceful stop on SIGTERM.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test glue"
+)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+use tidewater::config::model::KafkaConfig;
+use tidewater::event::change::{ChangeEvent, Op, Position, SnapshotMarker, Source, SourceDetail};
+use tidewater::event::datum::{Datum, Row};
+use tidewater::event::decimal::Decimal;
+use tidewater::event::sample::Rng;
+use tidewater::event::schema::{Column, TableSchema};
+use tidewater::event::table_id::TableId;
+use tidewater::event::types::ColumnType;
+use tidewater::kafka::avro::schema::Connector;
+use tidewater::kafka::client::client_config;
+use tidewater::kafka::producer::{EventProducer, EventSerializer, ProducerOptions};
+use tidewater::kafka::schemas::SchemaStore;
+use tidewater::kafka::topic::table_topic;
+
+const DAY: i64 = 86_400_000_000;
+const START: i64 = 1_704_067_200_000_000;
+
+fn orders() -> Arc<TableSchema> {
+    Arc::new(TableSchema {
+        id: TableId::new("public", "orders"),
+        database: "shop".into(),
+        columns: vec![
+            Column::new(
+                "id",
+                ColumnType::Int {
+                    bits: 64,
+                    signed: true,
+                },
+                false,
+            ),
+            Column::new("status", ColumnType::Text, true),
+            Column::new(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+            ),
+            Column::new("created_at", ColumnType::TimestampTz, true),
+            Column::new("note", ColumnType::Text, true),
+        ],
+        key: vec![0],
+    })
+}
+
+/// Events and the table they must produce.
+struct Workload {
+    rng: Rng,
+    table: Arc<TableSchema>,
+    rows: BTreeMap<i64, Row>,
+    next_id: i64,
+    txn: u64,
+}
+
+impl Workload {
+    fn new(seed: u64) -> Workload {
+        Workload {
+            rng: Rng::new(seed),
+            table: orders(),
+            rows: BTreeMap::new(),
+            next_id: 1,
+            txn: 0,
+        }
+    }
+
+    fn row(&mut self, id: i64, day: i64) -> Row {
+        Row(vec![
+            Datum::Int(id),
+            Datum::Text(format!("s{}", self.rng.below(4))),
+            Datum::Decimal(Decimal::from_i128(i128::from(self.rng.below(100_000)))),
+            Datum::Micros(START + day * DAY + self.rng.below(DAY as u64) as i64),
+            Datum::Text("n".repeat(self.rng.below(2500) as usize)),
+        ])
+    }
+
+    fn event(&self, op: Op, ordinal: u64, before: Option<Row>, after: Option<Row>) -> ChangeEvent {
+        let position = Position::new(10_000 + self.txn, ordinal);
+        ChangeEvent {
+            table: self.table.clone(),
+            op,
+            position,
+            before,
+            after,
+            source: Source {
+                name: "sink-test".into(),
+                db: "shop".into(),
+                schema: "public".into(),
+                table: "orders".into(),
+                commit_ts_us: START,
+                snapshot: SnapshotMarker::False,
+                detail: SourceDetail::Postgres {
+                    lsn: position.commit,
+                    tx_id: None,
+                },
+            },
+            transaction: None,
+            ts_us: START,
+        }
+    }
+
+    /// One transaction of `n` changes, applied to the model.
+    fn transaction(&mut self, n: usize) -> Vec<ChangeEvent> {
+        self.txn += 1;
+        let mut out = Vec::new();
+        let ids: Vec<i64> = self.rows.keys().copied().collect();
+        let mut touched = std::collections::HashSet::new();
+        for ordinal in 0..n as u64 {
+            let roll = self.rng.below(100);
+            let pick = (!ids.is_empty()).then(|| ids[self.rng.below(ids.len() as u64) as usize]);
+            match (roll, pick) {
+                (0..=44, _) | (_, None) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let day = self.rng.below(4) as i64;
+                    let r = self.row(id, day);
+                    self.rows.insert(id, r.clone());
+                    out.push(self.event(Op::Create, ordinal, None, Some(r)));
+                }
+                (_, Some(id)) if touched.contains(&id) => {}
+                (45..=84, Some(id)) => {
+                    let old = self.rows[&id].clone();
+                    // A move to another day now and then; else same day.
+                    let day = if self.rng.chance(20) {
+                        4 + self.rng.below(2) as i64
+                    } else {
+                        (match old.0[3] {
+                            Datum::Micros(m) => m - START,
+                            _ => 0,
+                        })
+                        .div_euclid(DAY)
+                    };
+                    let mut r = self.row(id, day);
+                    let mut sent = r.clone();
+                    if self.rng.chance(30) {
+                        r.0[4] = old.0[4].clone();
+                        sent.0[4] = Datum::Unchanged;
+                    }
+                    self.rows.insert(id, r);
+                    touched.insert(id);
+                    out.push(self.event(
+                        Op::Update,
+                        ordinal,
+                        Some(Row(vec![
+                            Datum::Int(id),
+                            Datum::Null,
+                            Datum::Null,
+                            Datum::Null,
+                            Datum::Null,
+                        ])),
+                        Some(sent),
+                    ));
+                }
+                (_, Some(id)) => {
+                    self.rows.remove(&id);
+                    touched.insert(id);
+                    out.push(self.event(
+                        Op::Delete,
+                        ordinal,
+                        Some(Row(vec![
+                            Datum::Int(id),
+                            Datum::Null,
+                            Datum::Null,
+                            Datum::Null,
+                            Datum::Null,
+                        ])),
+                        None,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The expected lake rows, keyed by record key.
+    fn expected(&self) -> BTreeMap<String, Json> {
+        self.rows
+            .iter()
+            .map(|(id, row)| {
+                let mut obj = serde_json::Map::new();
+                for (d, c) in row.0.iter().zip(&self.table.columns) {
+                    obj.insert(c.name.clone(), common::plain(d, &c.ty));
+                }
+                let day = match &row.0[3] {
+                    Datum::Micros(m) => tidewater::event::time::date_text(m.div_euclid(DAY) as i32),
+                    _ => unreachable!(),
+                };
+                obj.insert("created_at_day".into(), json!(day));
+                (id.to_string(), Json::Object(obj))
+            })
+            .collect()
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pipeline: PathBuf,
+    prefix: String,
+    kafka: KafkaConfig,
+}
+
+impl Setup {
+    fn new(name: &str, extra_lake: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = common::unique_name(name).replace('_', "-");
+        let mut kafka = KafkaConfig::with_brokers(common::kafka_brokers());
+        kafka.topic_partitions = 4;
+        kafka.topic_prefix = Some(prefix.clone());
+        let pipeline = dir.path().join("pipeline.yaml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                "name: sinktest
+source:
+  type: postgres
+  url: postgres://cdc@127.0.0.1:5432/shop
+  tables:
+    - name: public.orders
+      partition_by: {{ column: created_at, granularity: day }}
+kafka:
+  brokers: {brokers}
+  topic_prefix: {prefix}
+  consumer_group: {prefix}-sink
+lake:
+  uri: file://{lake}
+  commit_interval_secs: 1
+  max_changes_per_commit: 700
+  target_file_size_mb: 1
+  keep_commits: 5
+{extra_lake}",
+                brokers = kafka.brokers,
+                lake = dir.path().join("lake").display(),
+            ),
+        )
+        .unwrap();
+        Setup {
+            dir,
+            pipeline,
+            prefix,
+            kafka,
+        }
+    }
+
+    fn table_uri(&self) -> String {
+        self.dir
+            .path()
+            .join("lake")
+            .join("public_orders")
+            .display()
+            .to_string()
+    }
+
+    fn topic(&self) -> String {
+        table_topic(&self.prefix, &TableId::new("public", "orders"))
+    }
+
+    fn producer(&self) -> EventProducer {
+        let serializer = EventSerializer::new(
+            SchemaStore::new(&self.kafka).unwrap(),
+            Connector::Postgres,
+            &self.prefix,
+        );
+        EventProducer::new(
+            &client_config(&self.kafka),
+            serializer,
+            ProducerOptions::from_config(&self.kafka),
+        )
+        .unwrap()
+    }
+
+    fn spawn(&self, failpoint: Option<&str>) -> Child {
+        self.spawn_logged(failpoint, None)
+    }
+
+    /// Starts a standalone sink; its log goes to `log` when given.
+    fn spawn_logged(&self, failpoint: Option<&str>, log: Option<&Path>) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidewater"));
+        cmd.args(["run", "--role", "sink", "--standalone"])
+            .arg(&self.pipeline);
+        cmd.env("TIDEWATER_LOG", "warn,tidewater=info");
+        cmd.env_remove("TIDEWATER_FAILPOINTS");
+        if let Some(f) = failpoint {
+            cmd.env("TIDEWATER_FAILPOINTS", f);
+        }
+        match log {
+            Some(path) => cmd
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(path).unwrap()),
+            None => cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
+        };
+        cmd.spawn().unwrap()
+    }
+
+    /// Reads the latest completed commit's checkpoint straight from the
+    /// timeline files.
+    fn checkpoint(&self) -> BTreeMap<i32, i64> {
+        let hoodie = Path::new(&self.table_uri()).join(".hoodie");
+        let Ok(entries) = std::fs::read_dir(&hoodie) else {
+            return BTreeMap::new();
+        };
+        let mut commits: Vec<PathBuf> = entries
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "commit"))
+            .collect();
+        commits.sort();
+        let Some(last) = commits.last() else {
+            return BTreeMap::new();
+        };
+        let v: Json = serde_json::from_slice(&std::fs::read(last).unwrap()).unwrap();
+        let text = v["extraMetadata"]["deltastreamer.checkpoint.key"]
+            .as_str()
+            .unwrap_or("");
+        text.split(',')
+            .skip(1)
+            .filter_map(|p| {
+                let (a, b) = p.split_once(':')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn high_watermarks(&self) -> BTreeMap<i32, i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = client_config(&self.kafka)
+            .set("group.id", "wm")
+            .create()
+            .unwrap();
+        (0..4)
+            .map(|p| {
+                (
+                    p,
+                    c.fetch_watermarks(&self.topic(), p, Duration::from_secs(10))
+                        .unwrap()
+                        .1,
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until the lake's checkpoint covers every produced message.
+    fn wait_caught_up(&self, timeout: Duration) {
+        let target = self.high_watermarks();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let cp = self.checkpoint();
+            if target
+                .iter()
+                .all(|(p, hw)| *hw == 0 || cp.get(p).is_some_and(|o| o >= hw))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the lake did not catch up: checkpoint {cp:?}, target {target:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn lake_rows(&self) -> BTreeMap<String, Json> {
+        let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
+        let out = Command::new(&python)
+            .args([script, "snapshot", &self.table_uri()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut rows = BTreeMap::new();
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let row: Json = serde_json::from_str(line).unwrap();
+            let key = row["_hoodie_record_key"].as_str().unwrap().to_string();
+            let mut obj = row.as_object().unwrap().clone();
+            obj.retain(|k, _| !k.starts_with("_hoodie_") && k != "_tidewater_position");
+            assert!(
+                rows.insert(key.clone(), Json::Object(obj)).is_none(),
+                "key {key} twice in the lake"
+            );
+        }
+        rows
+    }
+
+    /// Every base file on disk belongs to a completed commit; no instant is
+    /// left pending.
+    fn assert_no_leftovers(&self) {
+        let root = PathBuf::from(self.table_uri());
+        let hoodie: Vec<String> = std::fs::read_dir(root.join(".hoodie"))
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().to_string()))
+            .collect();
+        let completed: Vec<&str> = hoodie
+            .iter()
+            .filter_map(|n| n.strip_suffix(".commit"))
+            .collect();
+        let pending: Vec<&String> = hoodie
+            .iter()
+            .filter(|n| n.ends_with(".inflight") || n.ends_with(".requested"))
+            .filter(|n| {
+                let t = n.split('.').next().unwrap();
+                !completed.contains(&t)
+            })
+            .collect();
+        assert!(pending.is_empty(), "pending instants left: {pending:?}");
+        let first = completed.iter().min().copied().unwrap_or("");
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if !path.ends_with(".hoodie") {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if let Some(stem) = name.strip_suffix(".parquet") {
+                    let instant = stem.rsplit('_').next().unwrap();
+                    assert!(
+                        completed.contains(&instant) || instant < first,
+                        "{name} belongs to no completed commit"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn stop_gracefully(mut child: Child) -> Duration {
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(
+                status.success(),
+                "the sink exited with {status} on SIGTERM: {err}"
+            );
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no exit within 60 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_keeps_the_lake_equal_to_the_events_and_stops_cleanly() {
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let setup = Setup::new("sink", "");
+    let mut w = Workload::new(seed);
+    let mut producer = setup.producer();
+    for _ in 0..40 {
+        let n = 60;
+        for e in w.transaction(n) {
+            producer.send(&e).await.unwrap();
+        }
+    }
+    producer.flush().await.unwrap();
+    let sink = setup.spawn(None);
+    setup.wait_caught_up(Duration::from_secs(120));
+    // More changes while it runs.
+    for _ in 0..10 {
+        for e in w.transaction(40) {
+            producer.send(&e).await.unwrap();
+        }
+    }
+    producer.flush().await.unwrap();
+    setup.wait_caught_up(Duration::from_secs(120));
+    let took = stop_gracefully(sink);
+    assert!(took < Duration::from_secs(30), "SIGTERM exit took {took:?}");
+    let lake = setup.lake_rows();
+    let expected = w.expected();
+    assert_eq!(lake.len(), expected.len(), "seed {seed}");
+    for (k, v) in &expected {
+        assert_eq!(lake.get(k), Some(v), "seed {seed}: row {k}");
+    }
+    setup.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_at_twenty_seeded_moments_loses_and_duplicates_nothing() {
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let setup = Setup::new("crash", "");
+    let mut w = Workload::new(seed);
+    let mut faults = Rng::new(seed ^ 0x5eed);
+    let mut producer = setup.producer();
+    let failpoints = [
+        "lake.before_data_files",
+        "lake.between_data_files",
+        "lake.after_data_files",
+        "lake.after_claim",
+        "lake.after_commit",
+    ];
+    for round in 0..20 {
+        for _ in 0..4 {
+            for e in w.transaction(50) {
+                producer.send(&e).await.unwrap();
+            }
+        }
+        producer.flush().await.unwrap();
+        let failpoint = (round % 2 == 1).then(|| {
+            let name = failpoints[faults.below(failpoints.len() as u64) as usize];
+            format!("{name}=abort@{}", 1 + faults.below(2))
+        });
+        let log = setup.dir.path().join(format!("round-{round}.log"));
+        let mut child = setup.spawn_logged(failpoint.as_deref(), Some(&log));
+        let wait = Duration::from_millis(300 + faults.below(2500));
+        let started = Instant::now();
+        let mut exited = None;
+        while started.elapsed() < wait {
+            if let Some(status) = child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        match exited {
+            Some(status) => {
+                assert!(
+                    failpoint.is_some() && text.contains("failpoint"),
+                    "round {round}: the sink exited on its own ({status}) without a failpoint: {text}"
+                );
+                println!("round {round}: {failpoint:?}, aborted by the failpoint");
+            }
+            None => {
+                println!("round {round}: {failpoint:?}, kill -9");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    let sink = setup.spawn(None);
+    setup.wait_caught_up(Duration::from_secs(180));
+    stop_gracefully(sink);
+    let lake = setup.lake_rows();
+    let expected = w.expected();
+    assert_eq!(lake.len(), expected.len(), "seed {seed}: row count");
+    for (k, v) in &expected {
+        assert_eq!(lake.get(k), Some(v), "seed {seed}: row {k}");
+    }
+    setup.assert_no_leftovers();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_table_never_both_commit_the_same_data() {
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let setup = Setup::new("zombie", "");
+    // One worker in the pipeline's consumer group, and a zombie that
+    // believes it owns every partition (standalone): both write the table.
+    let mut w = Workload::new(seed);
+    let mut producer = setup.producer();
+    let a = setup.spawn(None);
+    let b = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["run", "--role", "sink", "--worker-id", "a"])
+        .arg(&setup.pipeline)
+        .env("TIDEWATER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..30 {
+        for e in w.transaction(50) {
+            producer.send(&e).await.unwrap();
+        }
+        producer.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    setup.wait_caught_up(Duration::from_secs(180));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_gracefully(a);
+    stop_gracefully(b);
+    // Every commit in the log is distinct and every completed instant was won.
+    let log_dir = PathBuf::from(setup.table_uri()).join(".hoodie/.aux/tidewater/log");
+    let mut instants: HashMap<String, u32> = HashMap::new();
+    for entry in std::fs::read_dir(&log_dir).unwrap() {
+        let v: Json =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if v["action"] == "commit" {
+            *instants
+                .entry(v["instant"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        instants.values().all(|n| *n == 1),
+        "an instant claimed twice: {instants:?}"
+    );
+    let lake = setup.lake_rows();
+    let expected = w.expected();
+    assert_eq!(lake, expected, "seed {seed}");
+    setup.assert_no_leftovers();
+}
