@@ -486,7 +486,7 @@ impl LakeConfig {
 }
 
 /// S3 and S3-compatible object stores.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000`.
@@ -508,6 +508,25 @@ pub struct S3Config {
     /// Virtual-hosted-style requests (`bucket.host`) instead of path style.
     #[serde(default)]
     pub virtual_hosted_style: bool,
+    /// Time limit of one request (a part upload, a put, a list). Requests
+    /// that fail or time out are retried with backoff.
+    #[serde(default = "default_request_timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_timeout_secs: u32,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            virtual_hosted_style: false,
+            request_timeout_secs: default_request_timeout_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -593,6 +612,9 @@ fn default_buffer_mb() -> u32 {
 }
 fn default_target_file_size_mb() -> u32 {
     128
+}
+fn default_request_timeout_secs() -> u32 {
+    60
 }
 fn default_keep_commits() -> u32 {
     10

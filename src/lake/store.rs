@@ -58,6 +58,12 @@ pub fn open(lake: &LakeConfig) -> Result<Arc<dyn ObjectStore>, StoreError> {
                 .with_bucket_name(bucket)
                 .with_conditional_put(S3ConditionalPut::ETagMatch);
             if let Some(s3) = &lake.s3 {
+                // Client options replace every client setting, `allow_http`
+                // included: set them before the endpoint.
+                builder =
+                    builder.with_client_options(object_store::ClientOptions::new().with_timeout(
+                        std::time::Duration::from_secs(u64::from(s3.request_timeout_secs)),
+                    ));
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder
                         .with_endpoint(endpoint)

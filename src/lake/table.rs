@@ -101,6 +101,11 @@ pub struct TableOptions {
     pub writer_id: String,
 }
 
+/// Base files above this size are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
+/// Part size of multipart uploads (S3's minimum is 5 MiB).
+const MULTIPART_PART: usize = 8 * 1024 * 1024;
+
 /// One committed base file.
 #[derive(Debug, Clone)]
 struct Slice {
@@ -555,6 +560,20 @@ impl Table {
         Ok(())
     }
 
+    /// Creates a requested or inflight instant file; another writer's file
+    /// at the same instant (the same millisecond) is an error to retry.
+    async fn create_instant_file(&self, instant: &Instant, body: Vec<u8>) -> Result<(), LakeError> {
+        let path = Path::from(format!(".hoodie/{}", instant.file_name()));
+        if put_new(self.store.as_ref(), &path, body).await? {
+            Ok(())
+        } else {
+            Err(LakeError::Conflict {
+                table: self.name().to_string(),
+                seq: self.seq + 1,
+            })
+        }
+    }
+
     /// Deletes an attempt's own files and instant files after it lost the
     /// commit race.
     async fn discard(
@@ -700,13 +719,7 @@ impl Table {
         // 2. The instant.
         let instant = next_instant(now_millis(), self.timeline.last_time());
         let requested = Instant::new(instant.clone(), Action::Commit, State::Requested);
-        put(
-            self.store.as_ref(),
-            &Path::from(format!(".hoodie/{}", requested.file_name())),
-            Vec::new(),
-            true,
-        )
-        .await?;
+        self.create_instant_file(&requested, Vec::new()).await?;
 
         // 3. Route changes: existing keys to their file groups, new keys to inserts.
         let mut per_group: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -995,11 +1008,9 @@ impl Table {
             ));
         }
         let inflight = Instant::new(instant.clone(), Action::Commit, State::Inflight);
-        put(
-            self.store.as_ref(),
-            &Path::from(format!(".hoodie/{}", inflight.file_name())),
+        self.create_instant_file(
+            &inflight,
             serde_json::to_vec_pretty(&profile).unwrap_or_default(),
-            true,
         )
         .await?;
         let markers: String = planned_files
@@ -1290,7 +1301,16 @@ impl Table {
                 source,
             })?;
         let len = bytes.len() as u64;
-        put(self.store.as_ref(), path, bytes, false).await?;
+        if bytes.len() > MULTIPART_THRESHOLD {
+            // Large files go up in parts (S3 retries a part, not the file).
+            let upload = self.store.put_multipart(path).await?;
+            let mut writer =
+                object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+            writer.put(Bytes::from(bytes));
+            writer.finish().await?;
+        } else {
+            put(self.store.as_ref(), path, bytes, false).await?;
+        }
         Ok(len)
     }
 

@@ -183,6 +183,7 @@ pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     (java_murmur2(key) & 0x7fff_ffff) % partitions
 }
 
+pub mod lake_workload;
 pub mod s3_faults;
 
 /// A value in the form the Python reader prints (see read_events.py).

@@ -1,0 +1,419 @@
+//! A seeded mixed workload on one lake table and a model of what the table
+//! must hold, shared by the lake tests (plain, and with S3 faults injected).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+
+use tidewater::config::model::{Granularity, LakeConfig, ParquetCompression};
+use tidewater::event::change::Position;
+use tidewater::event::datum::{Datum, Row};
+use tidewater::event::decimal::Decimal;
+use tidewater::event::sample::Rng;
+use tidewater::event::schema::{Column, TableSchema};
+use tidewater::event::table_id::TableId;
+use tidewater::event::types::ColumnType;
+use tidewater::lake::layout::{PartitionSpec, TableLayout, event_record_key};
+use tidewater::lake::metadata::Checkpoint;
+use tidewater::lake::table::{Change, CommitBatch, Table, TableOptions};
+
+use super::s3_faults::{Fault, FaultKind, S3Proxy};
+
+const DAY: i64 = 86_400_000_000;
+const START: i64 = 1_704_067_200_000_000; // 2024-01-01T00:00:00Z
+
+pub fn shape(with_extra: bool) -> Arc<TableSchema> {
+    let mut columns = vec![
+        Column::new(
+            "id",
+            ColumnType::Int {
+                bits: 64,
+                signed: true,
+            },
+            false,
+        ),
+        Column::new("status", ColumnType::Text, true),
+        Column::new(
+            "amount",
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            true,
+        ),
+        Column::new("created_at", ColumnType::TimestampTz, true),
+        Column::new("note", ColumnType::Text, true),
+    ];
+    if with_extra {
+        columns.push(Column::new(
+            "extra",
+            ColumnType::Int {
+                bits: 32,
+                signed: true,
+            },
+            true,
+        ));
+    }
+    Arc::new(TableSchema {
+        id: TableId::new("public", "orders"),
+        database: "shop".into(),
+        columns,
+        key: vec![0],
+    })
+}
+
+/// The expected table: key → (row in the latest shape, position).
+pub struct Model {
+    pub rows: BTreeMap<String, Row>,
+    pub width: usize,
+}
+
+impl Model {
+    /// The row as the lake shows it: extra columns NULL when absent.
+    pub fn expected(&self) -> BTreeMap<String, Json> {
+        let table = shape(self.width > 5);
+        self.rows
+            .iter()
+            .map(|(k, row)| {
+                let mut obj = serde_json::Map::new();
+                for (i, c) in table.columns.iter().enumerate() {
+                    let d = row.get(i).cloned().unwrap_or(Datum::Null);
+                    obj.insert(c.name.clone(), super::plain(&d, &c.ty));
+                }
+                let day = match row.get(3) {
+                    Some(Datum::Micros(m)) => {
+                        tidewater::event::time::date_text((m.div_euclid(DAY)) as i32)
+                    }
+                    _ => "__HIVE_DEFAULT_PARTITION__".into(),
+                };
+                obj.insert("created_at_day".into(), json!(day));
+                (k.clone(), Json::Object(obj))
+            })
+            .collect()
+    }
+}
+
+pub struct Workload {
+    pub rng: Rng,
+    pub commit: u64,
+    pub next_id: i64,
+    pub table: Table,
+    pub model: Model,
+    /// (instant, expected snapshot) per commit.
+    pub history: Vec<(String, BTreeMap<String, Json>)>,
+    pub offset: i64,
+}
+
+pub fn row(rng: &mut Rng, id: i64, day: i64, width: usize) -> Row {
+    let mut values = vec![
+        Datum::Int(id),
+        Datum::Text(format!("status-{}", rng.below(5))),
+        Datum::Decimal(Decimal::from_i128(
+            i128::from(rng.below(1_000_000)) - 500_000,
+        )),
+        Datum::Micros(START + day * DAY + rng.below(DAY as u64) as i64),
+        Datum::Text("x".repeat(rng.below(3000) as usize)),
+    ];
+    if width > 5 {
+        values.push(if rng.chance(50) {
+            Datum::Int(rng.below(1000) as i64)
+        } else {
+            Datum::Null
+        });
+    }
+    Row(values)
+}
+
+impl Workload {
+    pub async fn open(lake: &LakeConfig, seed: u64) -> Workload {
+        let store = tidewater::lake::store::open(lake).unwrap();
+        let table = Table::open(store, options()).await.unwrap();
+        Workload {
+            rng: Rng::new(seed),
+            commit: 0,
+            next_id: 1,
+            table,
+            model: Model {
+                rows: BTreeMap::new(),
+                width: 5,
+            },
+            history: Vec::new(),
+            offset: 0,
+        }
+    }
+
+    fn change(
+        &mut self,
+        table: &Arc<TableSchema>,
+        ordinal: u64,
+        row: Option<Row>,
+        key: i64,
+    ) -> Change {
+        let key_row = Row(vec![Datum::Int(key)]);
+        Change {
+            key: event_record_key(table, &key_row),
+            position: Position::new(1_000 + self.commit, ordinal),
+            row,
+            schema: table.clone(),
+        }
+    }
+
+    /// One commit of `n` random changes (and optional stale replays).
+    pub async fn step(&mut self, n: usize, truncate: bool) {
+        self.commit += 1;
+        let width = self.model.width;
+        let table = shape(width > 5);
+        let mut changes = Vec::new();
+        let mut ordinal = 0;
+        let truncate_at = truncate.then(|| Position::new(1_000 + self.commit, 0));
+        if truncate {
+            self.model.rows.clear();
+            ordinal = 1;
+        }
+        let existing: Vec<String> = self.model.rows.keys().cloned().collect();
+        let mut touched = std::collections::HashSet::new();
+        for _ in 0..n {
+            let roll = self.rng.below(100);
+            let pick = (!existing.is_empty())
+                .then(|| existing[self.rng.below(existing.len() as u64) as usize].clone());
+            match (roll, pick) {
+                (0..=39, _) | (_, None) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let day = self.rng.below(5) as i64;
+                    let r = row(&mut self.rng, id, day, width);
+                    self.model.rows.insert(id.to_string(), r.clone());
+                    let c = self.change(&table, ordinal, Some(r), id);
+                    changes.push(c);
+                }
+                (_, Some(key)) if touched.contains(&key) => continue,
+                (40..=69, Some(key)) => {
+                    // Update in place, sometimes with an unchanged TOAST note.
+                    let id: i64 = key.parse().unwrap();
+                    let old = self.model.rows[&key].clone();
+                    let mut r = row(&mut self.rng, id, 0, width);
+                    r.0[3] = old.0[3].clone();
+                    let mut sent = r.clone();
+                    if self.rng.chance(40) {
+                        sent.0[4] = Datum::Unchanged;
+                        r.0[4] = old.0[4].clone();
+                    }
+                    self.model.rows.insert(key.clone(), r);
+                    touched.insert(key);
+                    let c = self.change(&table, ordinal, Some(sent), id);
+                    changes.push(c);
+                }
+                (70..=84, Some(key)) => {
+                    // Move to another day (partition).
+                    let id: i64 = key.parse().unwrap();
+                    let day = 5 + self.rng.below(3) as i64;
+                    let r = row(&mut self.rng, id, day, width);
+                    self.model.rows.insert(key.clone(), r.clone());
+                    touched.insert(key);
+                    let c = self.change(&table, ordinal, Some(r), id);
+                    changes.push(c);
+                }
+                (_, Some(key)) => {
+                    let id: i64 = key.parse().unwrap();
+                    self.model.rows.remove(&key);
+                    touched.insert(key);
+                    let c = self.change(&table, ordinal, None, id);
+                    changes.push(c);
+                }
+            }
+            ordinal += 1;
+        }
+        // Stale replays of older positions must change nothing.
+        if self.commit > 2 {
+            for key in existing.iter().take(5) {
+                if touched.contains(key) {
+                    continue;
+                }
+                let id: i64 = key.parse().unwrap();
+                let replay = row(&mut self.rng, id, 0, width);
+                let mut c = self.change(&table, 0, Some(replay), id);
+                c.position = Position::new(1, 0);
+                changes.push(c);
+            }
+        }
+        self.offset += changes.len() as i64;
+        let checkpoint = Checkpoint {
+            topic: "shop.public.orders".into(),
+            offsets: BTreeMap::from([(0, self.offset)]),
+        };
+        let outcome = self
+            .table
+            .commit(CommitBatch {
+                shapes: vec![table.clone()],
+                changes,
+                truncate: truncate_at,
+                checkpoint: checkpoint.clone(),
+                position: Some(Position::new(1_000 + self.commit, u64::MAX)),
+            })
+            .await
+            .unwrap();
+        assert_eq!(self.table.checkpoint(), Some(&checkpoint));
+        self.history
+            .push((outcome.instant.clone(), self.model.expected()));
+    }
+
+    pub fn read(&self, args: &[&str]) -> Vec<Json> {
+        let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
+        let out = std::process::Command::new(&python)
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        assert!(
+            out.status.success(),
+            "read_hudi.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Rows as the model shows them, keyed by record key, meta columns off.
+    pub fn lake_rows(&self, args: &[&str]) -> BTreeMap<String, Json> {
+        let mut out = BTreeMap::new();
+        for row in self.read(args) {
+            let key = row["_hoodie_record_key"].as_str().unwrap().to_string();
+            let mut obj = row.as_object().unwrap().clone();
+            obj.retain(|k, _| !k.starts_with("_hoodie_") && k != "_tidewater_position");
+            if self.model.width == 5 {
+                obj.remove("extra");
+            }
+            assert!(
+                out.insert(key.clone(), Json::Object(obj)).is_none(),
+                "key {key} twice in the table"
+            );
+        }
+        out
+    }
+}
+
+pub fn options() -> TableOptions {
+    TableOptions {
+        layout: TableLayout {
+            name: "public_orders".into(),
+            database: "shop".into(),
+            partition: Some(PartitionSpec {
+                column: "created_at".into(),
+                granularity: Granularity::Day,
+            }),
+        },
+        target_file_bytes: 256 * 1024,
+        keep_commits: 4,
+        compression: ParquetCompression::Zstd,
+        writer_id: "test".into(),
+    }
+}
+
+/// Queues a random S3 fault on the proxy (when there is one) before a commit.
+fn maybe_fault(rng: &mut Rng, proxy: Option<&S3Proxy>) {
+    let Some(proxy) = proxy else { return };
+    let fault = match rng.below(7) {
+        0 => Fault::new(FaultKind::Status(503))
+            .method("PUT")
+            .path_contains(".parquet")
+            .times(2),
+        1 => Fault::new(FaultKind::Status(500))
+            .method("PUT")
+            .path_contains(".inflight"),
+        2 => Fault::new(FaultKind::StoreThenDrop)
+            .method("PUT")
+            .path_contains(".commit"),
+        3 => Fault::new(FaultKind::StoreThenReset)
+            .method("PUT")
+            .path_contains("/log/"),
+        4 => Fault::new(FaultKind::Status(503))
+            .method("GET")
+            .query_contains("list-type=2"),
+        5 => Fault::new(FaultKind::StoreThenReset)
+            .method("PUT")
+            .path_contains(".parquet"),
+        _ => Fault::new(FaultKind::Status(503))
+            .method("GET")
+            .path_contains(".parquet"),
+    };
+    proxy.inject(fault);
+}
+
+pub async fn mixed_workload(uri: String, lake: LakeConfig) {
+    mixed_workload_with_faults(uri, lake, None).await;
+}
+
+/// The workload, with a random S3 fault before every commit when `proxy` is
+/// the writer's endpoint (readers use the server directly).
+pub async fn mixed_workload_with_faults(uri: String, lake: LakeConfig, proxy: Option<&S3Proxy>) {
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed}); table {uri}");
+    let mut faults = Rng::new(seed ^ 0xfa17);
+    let mut w = Workload::open(&lake, seed).await;
+    maybe_fault(&mut faults, proxy);
+    w.step(1500, false).await;
+    for _ in 0..3 {
+        maybe_fault(&mut faults, proxy);
+        w.step(400, false).await;
+    }
+    // An added column.
+    w.model.width = 6;
+    for row in w.model.rows.values_mut() {
+        row.0.push(Datum::Null);
+    }
+    for entry in w.history.iter_mut() {
+        for v in entry.1.values_mut() {
+            v.as_object_mut()
+                .unwrap()
+                .insert("extra".into(), Json::Null);
+        }
+    }
+    maybe_fault(&mut faults, proxy);
+    w.step(400, false).await;
+    maybe_fault(&mut faults, proxy);
+    w.step(300, false).await;
+
+    // Snapshot equals the model, row by row.
+    let snapshot = w.lake_rows(&["snapshot", &uri]);
+    let expected = w.model.expected();
+    assert_eq!(snapshot.len(), expected.len(), "seed {seed}: row count");
+    for (k, v) in &expected {
+        assert_eq!(snapshot.get(k), Some(v), "seed {seed}: row {k}");
+    }
+    // Time travel to every retained commit.
+    let retained = w.history.len() - 4;
+    for (instant, state) in w.history.iter().skip(retained) {
+        let rows = w.lake_rows(&["as_of", &uri, instant]);
+        assert_eq!(&rows, state, "seed {seed}: as of {instant}");
+    }
+    // Incremental: rows written after the second-to-last commit.
+    let (before, _) = &w.history[w.history.len() - 2];
+    let (last, _) = &w.history[w.history.len() - 1];
+    let incremental = w.read(&["incremental", &uri, before, last]);
+    assert!(!incremental.is_empty());
+    for row in &incremental {
+        assert_eq!(
+            row["_hoodie_commit_time"],
+            json!(last),
+            "only rows of the last commit"
+        );
+        let key = row["_hoodie_record_key"].as_str().unwrap();
+        assert!(expected.contains_key(key));
+    }
+    // A truncate empties the table; later changes survive.
+    maybe_fault(&mut faults, proxy);
+    w.step(50, true).await;
+    let snapshot = w.lake_rows(&["snapshot", &uri]);
+    let expected = w.model.expected();
+    assert_eq!(snapshot, expected, "seed {seed}: after truncate");
+    // Reopening finds the same state, checkpoint and key index.
+    let store = tidewater::lake::store::open(&lake).unwrap();
+    let reopened = Table::open(store, options()).await.unwrap();
+    assert_eq!(reopened.checkpoint(), w.table.checkpoint());
+    assert_eq!(reopened.row_count(), expected.len() as u64);
+}
