@@ -288,6 +288,14 @@ impl Table {
             .sum()
     }
 
+    /// Paths (relative to the table) of the latest slice of every file group.
+    pub fn latest_files(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter_map(|g| Some(g.path_of(g.latest()?).to_string()))
+            .collect()
+    }
+
     pub fn file_group_count(&self) -> usize {
         self.groups
             .iter()

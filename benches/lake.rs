@@ -1,0 +1,476 @@
+//! Lake upsert ("lake mix", BENCHMARKS.md): apply a batch of 1M changes (60%
+//! updates spread over 90 daily partitions, 30% inserts, 10% deletes) to a
+//! 10M-row table, side by side with `deltalake` (delta-rs) `merge` of the same
+//! changes into the same data, and DuckDB rewriting the affected partitions
+//! (the lower bound on work), all in one run on the same files.
+//!
+//!   cargo bench --bench lake
+//!   BENCH_ROWS=1000000 BENCH_CHANGES=100000 cargo bench --bench lake   # smaller
+//!
+//! Data comes from `benches/lake_peers.py generate` (deterministic, seed 42)
+//! under `BENCH_DIR` (default /tmp/lakebench). Each timed part runs in a fresh
+//! child process so its peak RSS is its own. The result of every side is
+//! checked against the same fingerprint. Not a pass/fail test.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "benchmark glue"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use serde_json::{Value as Json, json};
+
+use tidewater::config::model::{Granularity, LakeConfig, ParquetCompression};
+use tidewater::event::change::Position;
+use tidewater::event::datum::{Datum, Row};
+use tidewater::event::schema::{Column, TableSchema};
+use tidewater::event::table_id::TableId;
+use tidewater::event::types::ColumnType;
+use tidewater::lake::batch::datum_at;
+use tidewater::lake::layout::{PartitionSpec, TableLayout, event_record_key};
+use tidewater::lake::metadata::Checkpoint;
+use tidewater::lake::table::{Change, CommitBatch, Table, TableOptions};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn python() -> String {
+    env_or("TIDEWATER_PYTHON", "/root/.cache/tidewater/venv/bin/python")
+}
+
+fn peers_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/lake_peers.py")
+}
+
+fn orders() -> Arc<TableSchema> {
+    Arc::new(TableSchema {
+        id: TableId::new("public", "orders"),
+        database: "bench".into(),
+        columns: vec![
+            Column::new(
+                "id",
+                ColumnType::Int {
+                    bits: 64,
+                    signed: true,
+                },
+                false,
+            ),
+            Column::new(
+                "customer_id",
+                ColumnType::Int {
+                    bits: 64,
+                    signed: true,
+                },
+                true,
+            ),
+            Column::new("status", ColumnType::Text, true),
+            Column::new(
+                "amount",
+                ColumnType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+            ),
+            Column::new("created_at", ColumnType::TimestampTz, true),
+            Column::new("payload", ColumnType::Json, true),
+        ],
+        key: vec![0],
+    })
+}
+
+fn options() -> TableOptions {
+    TableOptions {
+        layout: TableLayout {
+            name: "orders".into(),
+            database: "bench".into(),
+            partition: Some(PartitionSpec {
+                column: "created_at".into(),
+                granularity: Granularity::Day,
+            }),
+        },
+        target_file_bytes: 128 * 1024 * 1024,
+        keep_commits: 10,
+        compression: ParquetCompression::Snappy,
+        writer_id: "bench".into(),
+    }
+}
+
+async fn open(dir: &Path) -> Table {
+    let lake = LakeConfig::with_uri(format!("file://{}", dir.display()));
+    Table::open(tidewater::lake::store::open(&lake).unwrap(), options())
+        .await
+        .unwrap()
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Rows of parquet files as changes (`op` column: c/u/d; base files: all c).
+fn read_changes(files: &[PathBuf], table: &Arc<TableSchema>, base: bool) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (f, file) in files.iter().enumerate() {
+        let bytes = bytes::Bytes::from(std::fs::read(file).unwrap());
+        let batch: RecordBatch = tidewater::lake::files::decode(bytes).unwrap();
+        let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let cols: Vec<_> = table.columns.iter().map(|c| column(&c.name)).collect();
+        let ops = (!base).then(|| column("op"));
+        let positions = (!base).then(|| column("position"));
+        for r in 0..batch.num_rows() {
+            let op = ops.as_ref().map_or("c".to_string(), |o| {
+                o.as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .value(r)
+                    .to_string()
+            });
+            let values: Vec<Datum> = table
+                .columns
+                .iter()
+                .zip(&cols)
+                .map(|(c, a)| datum_at(a.as_ref(), r, &c.ty).unwrap())
+                .collect();
+            let row = Row(values);
+            let key = event_record_key(table, &Row(vec![row.0[0].clone()]));
+            let position = match &positions {
+                Some(p) => Position::new(
+                    2,
+                    datum_at(
+                        p.as_ref(),
+                        r,
+                        &ColumnType::Int {
+                            bits: 64,
+                            signed: true,
+                        },
+                    )
+                    .map_or(0, |d| match d {
+                        Datum::Int(i) => i as u64,
+                        _ => 0,
+                    }),
+                ),
+                None => Position::new(1, ((f as u64) << 32) | r as u64),
+            };
+            out.push(Change {
+                key,
+                position,
+                row: (op != "d").then_some(row),
+                schema: table.clone(),
+            });
+        }
+    }
+    out
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Child: load base/ into a fresh table, ten partitions per commit.
+async fn child_load(data: &Path, out: &Path) {
+    let _ = std::fs::remove_dir_all(out);
+    let start = Instant::now();
+    let table_schema = orders();
+    let mut table = open(out).await;
+    let files = files_in(&data.join("base"));
+    for (i, chunk) in files.chunks(10).enumerate() {
+        let changes = read_changes(chunk, &table_schema, true);
+        table
+            .commit(CommitBatch {
+                shapes: vec![table_schema.clone()],
+                changes,
+                truncate: None,
+                checkpoint: Checkpoint {
+                    topic: "load".into(),
+                    offsets: BTreeMap::from([(0, i as i64)]),
+                },
+                position: None,
+            })
+            .await
+            .unwrap();
+    }
+    println!(
+        "{}",
+        json!({"seconds": start.elapsed().as_secs_f64(), "rows": table.row_count(), "files": table.file_group_count(), "peak_rss_mb": peak_rss_mb()})
+    );
+}
+
+/// Child: apply changes/ in one commit (the timed part).
+async fn child_apply(data: &Path, out: &Path) {
+    let table_schema = orders();
+    let mut table = open(out).await;
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let changes = read_changes(&files_in(&data.join("changes")), &table_schema, false);
+    let read_seconds = start.elapsed().as_secs_f64();
+    let n = changes.len() as u64;
+    let outcome = table
+        .commit(CommitBatch {
+            shapes: vec![table_schema.clone()],
+            changes,
+            truncate: None,
+            checkpoint: Checkpoint {
+                topic: "apply".into(),
+                offsets: BTreeMap::from([(0, 1)]),
+            },
+            position: None,
+        })
+        .await
+        .unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "seconds": seconds,
+            "read_changes_seconds": read_seconds,
+            "cpu_seconds": cpu_seconds() - cpu0,
+            "peak_rss_mb": peak_rss_mb(),
+            "bytes_written": outcome.bytes_written,
+            "files_written": outcome.files_written,
+            "rows_carried": outcome.rows_carried,
+            "inserted": outcome.inserted, "updated": outcome.updated, "deleted": outcome.deleted,
+            "changes": n,
+            "result_rows": table.row_count(),
+            "latest_files": table.latest_files(),
+        })
+    );
+}
+
+fn run_json(cmd: &mut Command) -> Json {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let (what, data, out) = (
+            &args[i + 1],
+            PathBuf::from(&args[i + 2]),
+            PathBuf::from(&args[i + 3]),
+        );
+        match what.as_str() {
+            "load" => runtime.block_on(child_load(&data, &out)),
+            "apply" => runtime.block_on(child_apply(&data, &out)),
+            other => panic!("unknown child {other}"),
+        }
+        return;
+    }
+    let data = PathBuf::from(env_or("BENCH_DIR", "/tmp/lakebench"));
+    let rows = env_or("BENCH_ROWS", "10000000");
+    let changes = env_or("BENCH_CHANGES", "1000000");
+    let meta: Option<Json> = std::fs::read(data.join("meta.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let fresh = meta.as_ref().is_some_and(|m| {
+        m["rows"].as_u64().map(|v| v.to_string()) == Some(rows.clone())
+            && m["changes"].as_u64().map(|v| v.to_string()) == Some(changes.clone())
+    });
+    if !fresh {
+        eprintln!(
+            "generating {rows} rows and {changes} changes in {}",
+            data.display()
+        );
+        let status = Command::new(python())
+            .arg(peers_script())
+            .args([
+                "generate",
+                "--dir",
+                data.to_str().unwrap(),
+                "--rows",
+                &rows,
+                "--changes",
+                &changes,
+                "--partitions",
+                "90",
+                "--seed",
+                "42",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let meta: Json =
+        serde_json::from_slice(&std::fs::read(data.join("meta.json")).unwrap()).unwrap();
+    let change_bytes = meta["change_bytes"].as_f64().unwrap();
+    let n_changes = meta["changes"].as_f64().unwrap();
+    let me = std::env::current_exe().unwrap();
+    let hudi = data.join("hudi");
+
+    eprintln!("loading the base table into a Hudi table (not timed)");
+    let load = run_json(Command::new(&me).args([
+        "--child",
+        "load",
+        data.to_str().unwrap(),
+        hudi.to_str().unwrap(),
+    ]));
+    eprintln!("tidewater: applying the changes");
+    let ours = run_json(Command::new(&me).args([
+        "--child",
+        "apply",
+        data.to_str().unwrap(),
+        hudi.to_str().unwrap(),
+    ]));
+    let list = data.join("hudi-latest-files.txt");
+    let files: Vec<String> = ours["latest_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| hudi.join(f.as_str().unwrap()).display().to_string())
+        .collect();
+    std::fs::write(&list, files.join("\n")).unwrap();
+    let verified = Command::new(python())
+        .arg(peers_script())
+        .args([
+            "verify",
+            "--dir",
+            data.to_str().unwrap(),
+            "--files-from",
+            list.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let ours_ok = verified.status.success();
+    eprintln!("peers: duckdb, delta-rs");
+    let duck = run_json(Command::new(python()).arg(peers_script()).args([
+        "run",
+        "--dir",
+        data.to_str().unwrap(),
+        "--peer",
+        "duckdb",
+    ]));
+    let delta = run_json(Command::new(python()).arg(peers_script()).args([
+        "run",
+        "--dir",
+        data.to_str().unwrap(),
+        "--peer",
+        "delta",
+    ]));
+
+    let ours_rewritten = ours["rows_carried"].as_f64().unwrap()
+        + ours["inserted"].as_f64().unwrap()
+        + ours["updated"].as_f64().unwrap();
+    println!(
+        "lake upsert benchmark: {} rows, {} changes (60% updates over 90 daily partitions, 30% inserts, 10% deletes); change data {:.1} MB",
+        meta["rows"],
+        meta["changes"],
+        change_bytes / 1e6
+    );
+    println!(
+        "{:<34} {:>9} {:>12} {:>12} {:>10} {:>12} {:>8} {:>9}",
+        "side",
+        "seconds",
+        "peak RSS MB",
+        "written MB",
+        "write amp",
+        "rows/change",
+        "files",
+        "correct"
+    );
+    let row =
+        |name: &str, secs: f64, rss: f64, written: f64, rewritten: f64, files: f64, ok: bool| {
+            println!(
+                "{:<34} {:>9.2} {:>12.0} {:>12.1} {:>10.2} {:>12.1} {:>8.0} {:>9}",
+                name,
+                secs,
+                rss,
+                written / 1e6,
+                written / change_bytes,
+                rewritten / n_changes,
+                files,
+                ok
+            );
+        };
+    row(
+        "tidewater (Hudi CoW, one commit)",
+        ours["seconds"].as_f64().unwrap(),
+        ours["peak_rss_mb"].as_f64().unwrap(),
+        ours["bytes_written"].as_f64().unwrap(),
+        ours_rewritten,
+        ours["files_written"].as_f64().unwrap(),
+        ours_ok,
+    );
+    for (name, peer) in [
+        ("delta-rs merge (deltalake)", &delta),
+        ("DuckDB partition rewrite (bound)", &duck),
+    ] {
+        row(
+            name,
+            peer["seconds"].as_f64().unwrap(),
+            peer["peak_rss_mb"].as_f64().unwrap(),
+            peer["bytes_written"].as_f64().unwrap(),
+            peer["rows_rewritten"].as_f64().unwrap(),
+            peer["files_written"].as_f64().unwrap(),
+            peer["verified"].as_bool().unwrap_or(false),
+        );
+    }
+    println!(
+        "speed-up over delta-rs merge: {:.2}x; over the DuckDB bound: {:.2}x",
+        delta["seconds"].as_f64().unwrap() / ours["seconds"].as_f64().unwrap(),
+        duck["seconds"].as_f64().unwrap() / ours["seconds"].as_f64().unwrap()
+    );
+    println!(
+        "tidewater: {:.2} s reading the change files, {:.1} CPU seconds; base load (untimed) {:.1} s, peak RSS {:.0} MB",
+        ours["read_changes_seconds"].as_f64().unwrap(),
+        ours["cpu_seconds"].as_f64().unwrap(),
+        load["seconds"].as_f64().unwrap(),
+        load["peak_rss_mb"].as_f64().unwrap()
+    );
+}
