@@ -16,8 +16,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
-use super::layout::{POSITION, RECORD_KEY};
+use super::layout::{COMMIT_SEQNO, POSITION, RECORD_KEY};
 use crate::config::model::ParquetCompression;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +60,7 @@ pub fn parse_base_file_name(name: &str) -> Option<(String, String)> {
 
 fn properties(
     compression: ParquetCompression,
-    min_key: Option<&str>,
-    max_key: Option<&str>,
+    footer: Vec<(&'static str, String)>,
 ) -> WriterProperties {
     let codec = match compression {
         ParquetCompression::None => Compression::UNCOMPRESSED,
@@ -72,46 +72,38 @@ fn properties(
         "writer.model.name".to_string(),
         "tidewater".to_string(),
     )];
-    if let (Some(min), Some(max)) = (min_key, max_key) {
-        kv.push(KeyValue::new(
-            "hoodie_min_record_key".to_string(),
-            min.to_string(),
-        ));
-        kv.push(KeyValue::new(
-            "hoodie_max_record_key".to_string(),
-            max.to_string(),
-        ));
-    }
+    kv.extend(
+        footer
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k.to_string(), v)),
+    );
+    let unique = |name: &str| ColumnPath::from(vec![name.to_string()]);
     WriterProperties::builder()
         .set_compression(codec)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(250_000))
+        // Values unique per row: a dictionary only costs time.
+        .set_column_dictionary_enabled(unique(COMMIT_SEQNO), false)
+        .set_column_dictionary_enabled(unique(RECORD_KEY), false)
+        .set_column_dictionary_enabled(unique(POSITION), false)
         .set_created_by(concat!("tidewater ", env!("CARGO_PKG_VERSION")).to_string())
         .set_key_value_metadata(Some(kv))
         .build()
 }
 
-/// Encodes one base file.
+/// Encodes one base file, with the record keys' bloom filter and key range
+/// in its footer.
 pub fn encode(batch: &RecordBatch, compression: ParquetCompression) -> Result<Vec<u8>, FileError> {
     let keys = batch
         .column_by_name(RECORD_KEY)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         .ok_or_else(|| FileError::Layout("no record key column".into()))?;
-    let mut min: Option<&str> = None;
-    let mut max: Option<&str> = None;
-    for k in keys.iter().flatten() {
-        if min.is_none_or(|m| k < m) {
-            min = Some(k);
-        }
-        if max.is_none_or(|m| k > m) {
-            max = Some(k);
-        }
-    }
+    let footer = super::bloom::footer(keys.iter().flatten());
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
         &mut out,
         batch.schema(),
-        Some(properties(compression, min, max)),
+        Some(properties(compression, footer)),
     )?;
     writer.write(batch)?;
     writer.close()?;

@@ -7,7 +7,10 @@
 //! - [`log`]: the commit log that fences concurrent writers;
 //! - [`table`]: loading, recovery and the upsert commit.
 
+pub mod actions;
 pub mod batch;
+pub mod bloom;
+pub mod commit;
 pub mod files;
 pub mod layout;
 pub mod log;

@@ -39,20 +39,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use super::batch::{array_of, datum_at, project, repeated_string};
+use super::batch::project;
+use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, partition_of};
 use super::files::{
     FileError, base_file_name, decode, decode_keys, encode, new_file_id, parse_base_file_name,
 };
-use super::layout::{
-    self, FILE_NAME, LakeSchema, POSITION, TableLayout, parse_position, position_text,
-};
+use super::layout::{LakeSchema, POSITION, TableLayout, parse_position, position_text};
 use super::log::{self, Claim, LogEntry};
 use super::metadata::{
     CHECKPOINT_KEY, Checkpoint, CommitMetadata, LAKE_SCHEMA_KEY, POSITION_KEY, SCHEMA_KEY,
@@ -62,7 +60,7 @@ use super::properties::TableProperties;
 use super::timeline::{Action, Instant, State, Timeline, next_instant, now_millis};
 use crate::config::model::ParquetCompression;
 use crate::event::change::Position;
-use crate::event::datum::{Datum, Row};
+use crate::event::datum::Row;
 use crate::event::schema::TableSchema;
 
 #[derive(Debug, thiserror::Error)]
@@ -584,18 +582,9 @@ impl Table {
 
     /// Deletes an attempt's own files and instant files after it lost the
     /// commit race.
-    async fn discard(
-        &self,
-        instant: &str,
-        files: &[(String, String, String)],
-    ) -> Result<(), LakeError> {
-        for (partition, file, _) in files {
-            let path = if partition.is_empty() {
-                Path::from(file.as_str())
-            } else {
-                Path::from(format!("{partition}/{file}"))
-            };
-            delete_if_present(self.store.as_ref(), &path).await?;
+    async fn discard(&self, instant: &str, files: &[Path]) -> Result<(), LakeError> {
+        for path in files {
+            delete_if_present(self.store.as_ref(), path).await?;
         }
         let temp = Path::from(format!(".hoodie/.temp/{instant}"));
         let markers: Vec<object_store::ObjectMeta> =
@@ -689,7 +678,7 @@ impl Table {
     }
 
     /// Applies one batch as one commit.
-    pub async fn commit(&mut self, mut batch: CommitBatch) -> Result<CommitOutcome, LakeError> {
+    pub async fn commit(&mut self, batch: CommitBatch) -> Result<CommitOutcome, LakeError> {
         let table = self.name().to_string();
         let schema_err = |message: String| LakeError::Schema {
             table: table.clone(),
@@ -713,7 +702,6 @@ impl Table {
             }
         }
         let Some(schema) = schema else {
-            // Nothing was ever written and nothing arrives: nothing to commit.
             return Ok(CommitOutcome::default());
         };
         let arrow_schema: SchemaRef = Arc::new(
@@ -726,311 +714,114 @@ impl Table {
 
         // 2. The instant.
         let instant = next_instant(now_millis(), self.timeline.last_time());
-        let requested = Instant::new(instant.clone(), Action::Commit, State::Requested);
-        self.create_instant_file(&requested, Vec::new()).await?;
+        self.create_instant_file(
+            &Instant::new(instant.clone(), Action::Commit, State::Requested),
+            Vec::new(),
+        )
+        .await?;
 
         // 3. Route changes: existing keys to their file groups, new keys to inserts.
-        let mut per_group: HashMap<usize, Vec<usize>> = HashMap::new();
+        let changes = Arc::new(batch.changes);
+        let mut routed: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut inserts: Vec<usize> = Vec::new();
-        for (i, change) in batch.changes.iter().enumerate() {
+        for (i, change) in changes.iter().enumerate() {
             match self.index.get(&key_hash(&change.key)) {
-                Some(g) => per_group.entry(*g as usize).or_default().push(i),
+                Some(g) => routed.entry(*g as usize).or_default().push(i),
                 None if change.row.is_some() => inserts.push(i),
                 None => {}
             }
         }
-        let mut affected: Vec<usize> = per_group.keys().copied().collect();
         if rewrite_all {
-            affected = (0..self.groups.len())
-                .filter(|g| self.groups.get(*g).and_then(FileGroup::latest).is_some())
-                .collect();
+            for (g, group) in self.groups.iter().enumerate() {
+                if group.latest().is_some() {
+                    routed.entry(g).or_default();
+                }
+            }
         }
-
-        // 4. Check stored keys and positions of the affected file groups.
-        let mut outcome = CommitOutcome {
+        let ctx = Arc::new(WriteContext {
             instant: instant.clone(),
-            ..Default::default()
-        };
-        // Per file group: row index → change index, rows to drop.
-        let mut plans: HashMap<usize, GroupPlan> = HashMap::new();
-        let mut moved_in: Vec<usize> = Vec::new();
-        let store = self.store.clone();
-        let key_jobs: Vec<(usize, Path)> = affected
-            .iter()
-            .filter_map(|g| {
-                let group = self.groups.get(*g)?;
-                Some((*g, group.path_of(group.latest()?)))
-            })
-            .collect();
-        let mut key_reads = futures::stream::iter(key_jobs)
-            .map(|(g, path)| {
-                let store = store.clone();
-                async move {
-                    let bytes = store.get(&path).await?.bytes().await?;
-                    let keys = tokio::task::spawn_blocking(move || decode_keys(bytes))
-                        .await
-                        .map_err(|e| LakeError::Corrupt {
-                            table: String::new(),
-                            message: e.to_string(),
-                        })?
-                        .map_err(|source| LakeError::File {
-                            path: path.to_string(),
-                            source,
-                        })?;
-                    Ok::<_, LakeError>((g, keys))
-                }
-            })
-            .buffer_unordered(4);
-        while let Some(result) = key_reads.next().await {
-            let (g, (keys, positions)) = result?;
-            let group_partition = self
-                .groups
-                .get(g)
-                .map(|x| x.partition.clone())
-                .unwrap_or_default();
-            let mut plan = GroupPlan::default();
-            let rows: HashMap<&str, usize> = keys
-                .iter()
-                .enumerate()
-                .map(|(r, k)| (k.as_str(), r))
-                .collect();
-            if let Some(truncate) = batch.truncate {
-                for (r, p) in positions.iter().enumerate() {
-                    if parse_position(p).is_none_or(|p| p < truncate) {
-                        plan.drop.insert(r);
-                    }
-                }
-            }
-            for ci in per_group.get(&g).cloned().unwrap_or_default() {
-                let Some(change) = batch.changes.get(ci) else {
-                    continue;
-                };
-                match rows.get(change.key.as_str()) {
-                    None => {
-                        // The hash routed a key this group does not hold.
-                        if change.row.is_some() {
-                            inserts.push(ci);
-                        }
-                    }
-                    Some(r) if plan.drop.contains(r) => {
-                        // Truncated: a change newer than the truncate inserts anew.
-                        if change.row.is_some() {
-                            inserts.push(ci);
-                        }
-                    }
-                    Some(r) => {
-                        let stored = positions.get(*r).and_then(|p| parse_position(p));
-                        if stored.is_some_and(|s| s >= change.position) {
-                            outcome.stale += 1;
-                            continue;
-                        }
-                        match &change.row {
-                            None => {
-                                plan.drop.insert(*r);
-                                outcome.deleted += 1;
-                            }
-                            Some(row) => {
-                                let target = self
-                                    .partition_of(&schema, change, row)
-                                    .map_err(schema_err)?;
-                                if target == group_partition {
-                                    plan.replace.insert(*r, ci);
-                                    outcome.updated += 1;
-                                } else {
-                                    plan.drop.insert(*r);
-                                    plan.moved_out.insert(*r, ci);
-                                    moved_in.push(ci);
-                                    outcome.updated += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            plans.insert(g, plan);
-        }
-        drop(key_reads);
+            schema: schema.clone(),
+            arrow_schema: arrow_schema.clone(),
+            layout: self.options.layout.clone(),
+            changes: changes.clone(),
+            truncate: batch.truncate,
+            compression: self.options.compression,
+        });
 
-        // A row that moves partition with an unchanged TOAST value takes
-        // that value from its old file group before it is inserted elsewhere.
-        let mut fills: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
-        for (g, plan) in &plans {
-            for (row, ci) in &plan.moved_out {
-                let unchanged = batch
-                    .changes
-                    .get(*ci)
-                    .and_then(|c| c.row.as_ref())
-                    .is_some_and(|r| r.0.iter().any(|d| matches!(d, Datum::Unchanged)));
-                if unchanged {
-                    fills.entry(*g).or_default().push((*row, *ci));
-                }
-            }
+        // 4. New keys by partition: small file groups first, then new groups.
+        let avg_row_bytes = self.average_row_bytes(&ctx, &inserts);
+        let mut appended: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut new_groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for ci in &inserts {
+            let Some(change) = changes.get(*ci) else {
+                continue;
+            };
+            let Some(row) = &change.row else { continue };
+            by_partition
+                .entry(partition_of(&self.options.layout, change, row).map_err(schema_err)?)
+                .or_default()
+                .push(*ci);
         }
-        for (g, moves) in fills {
+        for (partition, list) in by_partition {
+            self.place_inserts(
+                &partition,
+                list,
+                avg_row_bytes,
+                &mut appended,
+                &mut new_groups,
+            );
+        }
+
+        // 5. The inflight profile and the markers of the first wave.
+        let mut jobs: Vec<FileJob> = Vec::new();
+        let group_ids: Vec<usize> = routed
+            .keys()
+            .chain(appended.keys())
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for g in group_ids {
             let Some(group) = self.groups.get(g) else {
                 continue;
             };
             let Some(latest) = group.latest() else {
                 continue;
             };
-            let bytes = self
-                .store
-                .get(&group.path_of(latest))
-                .await?
-                .bytes()
-                .await?;
-            let stored = decode(bytes).map_err(|source| LakeError::File {
-                path: latest.file.clone(),
-                source,
-            })?;
-            let stored = project(&stored, &arrow_schema).map_err(|e| schema_err(e.to_string()))?;
-            for (row_index, ci) in moves {
-                let Some(change) = batch.changes.get_mut(ci) else {
-                    continue;
-                };
-                let shape = change.schema.clone();
-                let Some(row) = change.row.as_mut() else {
-                    continue;
-                };
-                for (i, d) in row.0.iter_mut().enumerate() {
-                    if !matches!(d, Datum::Unchanged) {
-                        continue;
-                    }
-                    let Some(column) = shape.columns.get(i) else {
-                        continue;
-                    };
-                    let Some(lake) = schema.columns.iter().find(|c| c.name == column.name) else {
-                        continue;
-                    };
-                    let (Some(ty), Ok(col)) = (lake.ty(), arrow_schema.index_of(&lake.field))
-                    else {
-                        continue;
-                    };
-                    *d = datum_at(stored.column(col).as_ref(), row_index, &ty)
-                        .unwrap_or(Datum::Null);
-                }
-            }
+            jobs.push(FileJob::Existing {
+                group: g,
+                file_id: group.id.clone(),
+                partition: group.partition.clone(),
+                prev: latest.clone(),
+                source: group.path_of(latest),
+                routed: routed.get(&g).cloned().unwrap_or_default(),
+                appended: appended.get(&g).cloned().unwrap_or_default(),
+            });
         }
-
-        // 5. Place inserts (new keys and moved rows) by partition.
-        let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for ci in inserts.iter().chain(moved_in.iter()) {
-            let Some(change) = batch.changes.get(*ci) else {
-                continue;
-            };
-            let Some(row) = &change.row else { continue };
-            let partition = self
-                .partition_of(&schema, change, row)
-                .map_err(schema_err)?;
-            by_partition.entry(partition).or_default().push(*ci);
+        for (partition, list) in new_groups {
+            jobs.push(FileJob::New {
+                file_id: new_file_id(),
+                partition,
+                rows: list,
+            });
         }
-        outcome.inserted = inserts.len() as u64;
-        let avg_row_bytes = self.average_row_bytes(&batch, &schema, &arrow_schema);
-        let target_rows = (self.options.target_file_bytes / avg_row_bytes.max(1)).max(1);
-        let small_limit = self.options.target_file_bytes * 8 / 10;
-        // New file groups: (partition, change indices).
-        let mut new_groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (partition, mut list) in by_partition {
-            // Small file groups of the partition take inserts first.
-            let smalls: Vec<usize> = self
-                .groups
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| g.partition == partition)
-                .filter(|(_, g)| g.latest().is_some_and(|s| s.bytes < small_limit))
-                .map(|(i, _)| i)
-                .collect();
-            for g in smalls {
-                if list.is_empty() {
-                    break;
-                }
-                let Some(slice) = self.groups.get(g).and_then(FileGroup::latest) else {
-                    continue;
-                };
-                let room = (self.options.target_file_bytes.saturating_sub(slice.bytes)
-                    / avg_row_bytes.max(1)) as usize;
-                if room == 0 {
-                    continue;
-                }
-                let take = room.min(list.len());
-                let rest = list.split_off(take);
-                plans.entry(g).or_default().appended.extend(list);
-                list = rest;
-            }
-            while !list.is_empty() {
-                let take = (target_rows as usize).min(list.len());
-                let rest = list.split_off(take);
-                new_groups.push((partition.clone(), list));
-                list = rest;
-            }
-        }
-
-        // 6. Inflight with the workload profile, then markers.
         let mut profile = CommitMetadata {
             operation_type: "UPSERT".into(),
             ..Default::default()
         };
-        let mut planned_files: Vec<(String, String, String)> = Vec::new(); // (partition, file, marker type)
-        for (g, plan) in &plans {
-            let Some(group) = self.groups.get(*g) else {
-                continue;
-            };
+        for job in &jobs {
             profile
                 .partition_to_write_stats
-                .entry(group.partition.clone())
+                .entry(job.partition().to_string())
                 .or_default()
-                .push(WriteStat {
-                    file_id: group.id.clone(),
-                    prev_commit: group
-                        .latest()
-                        .map(|s| s.instant.clone())
-                        .unwrap_or_else(|| "null".into()),
-                    num_update_writes: plan.replace.len() as i64,
-                    num_inserts: plan.appended.len() as i64,
-                    partition_path: group.partition.clone(),
-                    ..Default::default()
-                });
-            planned_files.push((
-                group.partition.clone(),
-                base_file_name(&group.id, &instant),
-                "MERGE".into(),
-            ));
+                .push(job.profile());
         }
-        let new_ids: Vec<String> = new_groups.iter().map(|_| new_file_id()).collect();
-        for ((partition, list), id) in new_groups.iter().zip(&new_ids) {
-            profile
-                .partition_to_write_stats
-                .entry(partition.clone())
-                .or_default()
-                .push(WriteStat {
-                    file_id: id.clone(),
-                    prev_commit: "null".into(),
-                    num_inserts: list.len() as i64,
-                    partition_path: partition.clone(),
-                    ..Default::default()
-                });
-            planned_files.push((
-                partition.clone(),
-                base_file_name(id, &instant),
-                "CREATE".into(),
-            ));
-        }
-        let inflight = Instant::new(instant.clone(), Action::Commit, State::Inflight);
         self.create_instant_file(
-            &inflight,
+            &Instant::new(instant.clone(), Action::Commit, State::Inflight),
             serde_json::to_vec_pretty(&profile).unwrap_or_default(),
         )
         .await?;
-        let markers: String = planned_files
-            .iter()
-            .map(|(p, f, t)| {
-                if p.is_empty() {
-                    format!("{f}.marker.{t}\n")
-                } else {
-                    format!("{p}/{f}.marker.{t}\n")
-                }
-            })
-            .collect();
         put(
             self.store.as_ref(),
             &Path::from(format!(".hoodie/.temp/{instant}/MARKERS.type")),
@@ -1038,173 +829,107 @@ impl Table {
             false,
         )
         .await?;
-        put(
-            self.store.as_ref(),
-            &Path::from(format!(".hoodie/.temp/{instant}/MARKERS0")),
-            markers.into_bytes(),
-            false,
-        )
-        .await?;
+        self.write_markers(&instant, 0, &jobs).await?;
         crate::failpoint::hit("lake.before_data_files");
 
-        // 7. Write base files.
-        let mut stats: BTreeMap<String, Vec<WriteStat>> = BTreeMap::new();
-        let mut new_slices: Vec<(usize, Slice, Vec<String>, Vec<String>)> = Vec::new(); // (group, slice, keys added, keys removed)
-        let mut group_list: Vec<(usize, GroupPlan)> = plans.into_iter().collect();
-        group_list.sort_by_key(|(g, _)| *g);
-        for (g, plan) in group_list {
-            let Some(group) = self.groups.get(g).cloned() else {
-                continue;
-            };
-            let Some(latest) = group.latest().cloned() else {
-                continue;
-            };
-            let file = base_file_name(&group.id, &instant);
-            let path = group.path_of(&Slice {
-                file: file.clone(),
-                ..latest.clone()
-            });
-            let bytes = self
-                .store
-                .get(&group.path_of(&latest))
-                .await?
-                .bytes()
-                .await?;
-            let stored = decode(bytes).map_err(|source| LakeError::File {
-                path: latest.file.clone(),
-                source,
-            })?;
-            let stored = project(&stored, &arrow_schema).map_err(|e| schema_err(e.to_string()))?;
-            let (merged, added, removed, carried) = self.merge_group(
-                &schema,
-                &arrow_schema,
-                &stored,
-                &plan,
-                &batch,
-                &instant,
-                &file,
-                &group.partition,
-                g,
-            )?;
-            outcome.rows_carried += carried;
-            self.ensure_partition_metadata(&group.partition, &instant)
-                .await?;
-            let written = self.write_file(&path, &merged).await?;
-            outcome.files_written += 1;
-            outcome.bytes_written += written;
-            stats
-                .entry(group.partition.clone())
-                .or_default()
-                .push(WriteStat {
-                    file_id: group.id.clone(),
-                    path: Some(path.to_string()),
-                    prev_commit: latest.instant.clone(),
-                    num_writes: merged.num_rows() as i64,
-                    num_deletes: (plan.drop.len() - plan.moved_out.len()) as i64,
-                    num_update_writes: plan.replace.len() as i64,
-                    num_inserts: plan.appended.len() as i64,
-                    total_write_bytes: written as i64,
-                    partition_path: group.partition.clone(),
-                    file_size_in_bytes: written as i64,
-                    runtime_stats: Some(Default::default()),
-                    ..Default::default()
-                });
-            new_slices.push((
-                g,
-                Slice {
-                    instant: instant.clone(),
-                    file,
-                    bytes: written,
-                    rows: merged.num_rows() as u64,
-                },
-                added,
-                removed,
-            ));
-            crate::failpoint::hit("lake.between_data_files");
+        // 6. The first wave: rewritten and new file groups, two at a time.
+        let mut written: Vec<Written> = Vec::new();
+        let mut elsewhere: Vec<Change> = Vec::new();
+        for partition in jobs
+            .iter()
+            .map(|j| j.partition().to_string())
+            .collect::<HashSet<_>>()
+        {
+            self.ensure_partition_metadata(&partition, &instant).await?;
         }
-        for ((partition, list), id) in new_groups.iter().zip(&new_ids) {
-            let file = base_file_name(id, &instant);
-            let path = if partition.is_empty() {
-                Path::from(file.as_str())
-            } else {
-                Path::from(format!("{partition}/{file}"))
-            };
-            let future_index = self.groups.len();
-            let (batch_out, keys) = self.new_rows_batch(
-                &schema,
-                &arrow_schema,
-                list,
-                &batch,
-                &instant,
-                &file,
-                partition,
-                future_index,
-                None,
-            )?;
-            self.ensure_partition_metadata(partition, &instant).await?;
-            let written = self.write_file(&path, &batch_out).await?;
-            outcome.files_written += 1;
-            outcome.bytes_written += written;
-            stats.entry(partition.clone()).or_default().push(WriteStat {
-                file_id: id.clone(),
-                path: Some(path.to_string()),
-                prev_commit: "null".into(),
-                num_writes: batch_out.num_rows() as i64,
-                num_inserts: batch_out.num_rows() as i64,
-                total_write_bytes: written as i64,
-                partition_path: partition.clone(),
-                file_size_in_bytes: written as i64,
-                runtime_stats: Some(Default::default()),
-                ..Default::default()
+        let mut outcome = CommitOutcome {
+            instant: instant.clone(),
+            inserted: inserts.len() as u64,
+            ..Default::default()
+        };
+        let first = self.run_jobs(&ctx, jobs).await?;
+        for w in first {
+            elsewhere.extend(w.elsewhere.iter().cloned());
+            written.push(w);
+        }
+        // 7. The second wave: moved rows and keys a group did not hold, into
+        // new file groups of their partitions.
+        if !elsewhere.is_empty() {
+            let extra = Arc::new(elsewhere);
+            let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, change) in extra.iter().enumerate() {
+                let Some(row) = &change.row else { continue };
+                by_partition
+                    .entry(partition_of(&self.options.layout, change, row).map_err(schema_err)?)
+                    .or_default()
+                    .push(i);
+            }
+            let ctx2 = Arc::new(WriteContext {
+                instant: instant.clone(),
+                schema: schema.clone(),
+                arrow_schema: arrow_schema.clone(),
+                layout: self.options.layout.clone(),
+                changes: extra.clone(),
+                truncate: None,
+                compression: self.options.compression,
             });
-            let group = FileGroup {
-                id: id.clone(),
-                partition: partition.clone(),
-                slices: Vec::new(),
-            };
-            self.groups.push(group);
-            let g = self.groups.len() - 1;
-            self.by_id.insert(id.clone(), g);
-            new_slices.push((
-                g,
-                Slice {
-                    instant: instant.clone(),
-                    file,
-                    bytes: written,
-                    rows: batch_out.num_rows() as u64,
-                },
-                keys,
-                Vec::new(),
-            ));
-            crate::failpoint::hit("lake.between_data_files");
+            let target_rows =
+                (self.options.target_file_bytes / avg_row_bytes.max(1)).max(1) as usize;
+            let mut second = Vec::new();
+            for (partition, list) in by_partition {
+                for chunk in list.chunks(target_rows) {
+                    second.push(FileJob::New {
+                        file_id: new_file_id(),
+                        partition: partition.clone(),
+                        rows: chunk.to_vec(),
+                    });
+                }
+                self.ensure_partition_metadata(&partition, &instant).await?;
+            }
+            self.write_markers(&instant, 1, &second).await?;
+            written.extend(self.run_jobs(&ctx2, second).await?);
         }
         crate::failpoint::hit("lake.after_data_files");
 
         // 8. The commit metadata, the claim, the publication.
-        let mut extra = BTreeMap::new();
-        extra.insert(
+        let mut stats: BTreeMap<String, Vec<WriteStat>> = BTreeMap::new();
+        for w in &written {
+            outcome.files_written += 1;
+            outcome.bytes_written += w.bytes;
+            outcome.updated += w.counts.updated;
+            outcome.deleted += w.counts.deleted;
+            outcome.stale += w.counts.stale;
+            outcome.rows_carried += w.counts.carried;
+            stats
+                .entry(w.partition.clone())
+                .or_default()
+                .push(w.stat.clone());
+        }
+        let mut extra_metadata = BTreeMap::new();
+        extra_metadata.insert(
             SCHEMA_KEY.to_string(),
             self.options.layout.avro_schema(&schema).to_string(),
         );
-        extra.insert(CHECKPOINT_KEY.to_string(), batch.checkpoint.to_text());
-        extra.insert(
+        extra_metadata.insert(CHECKPOINT_KEY.to_string(), batch.checkpoint.to_text());
+        extra_metadata.insert(
             LAKE_SCHEMA_KEY.to_string(),
             serde_json::to_string(&schema).unwrap_or_default(),
         );
         if let Some(p) = batch.position.or(self.position) {
-            extra.insert(POSITION_KEY.to_string(), position_text(p));
+            extra_metadata.insert(POSITION_KEY.to_string(), position_text(p));
         }
         let commit = CommitMetadata {
             partition_to_write_stats: stats,
             compacted: false,
-            extra_metadata: extra,
+            extra_metadata,
             operation_type: "UPSERT".into(),
         };
         if let Err(e) = self.claim("commit", &instant, Some(commit.clone())).await {
             // Lost to another writer: remove what this attempt wrote. Nobody
             // else references these files, so no fencing entry is needed.
             if matches!(e, LakeError::Conflict { .. }) {
-                let _ = self.discard(&instant, &planned_files).await;
+                let files: Vec<Path> = written.iter().map(|w| w.path.clone()).collect();
+                let _ = self.discard(&instant, &files).await;
             }
             return Err(e);
         }
@@ -1213,18 +938,30 @@ impl Table {
         crate::failpoint::hit("lake.after_commit");
 
         // 9. The new state.
-        for (g, slice, added, removed) in new_slices {
-            for k in removed {
-                let h = key_hash(&k);
+        for w in written {
+            let g = match w.group {
+                Some(g) => g,
+                None => {
+                    self.groups.push(FileGroup {
+                        id: w.file_id.clone(),
+                        partition: w.partition.clone(),
+                        slices: Vec::new(),
+                    });
+                    self.by_id.insert(w.file_id.clone(), self.groups.len() - 1);
+                    self.groups.len() - 1
+                }
+            };
+            for k in &w.removed {
+                let h = key_hash(k);
                 if self.index.get(&h) == Some(&(g as u32)) {
                     self.index.remove(&h);
                 }
             }
-            for k in added {
-                self.index.insert(key_hash(&k), g as u32);
-            }
             if let Some(group) = self.groups.get_mut(g) {
-                group.slices.push(slice);
+                group.slices.push(w.slice);
+            }
+            for k in w.added {
+                self.index.insert(key_hash(&k), g as u32);
             }
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
@@ -1237,32 +974,108 @@ impl Table {
         Ok(outcome)
     }
 
-    fn partition_of(
+    /// Inserts of one partition: small file groups of the partition (not
+    /// otherwise rewritten beyond what they take) fill up to the target size
+    /// first, the rest goes to new file groups.
+    fn place_inserts(
         &self,
-        schema: &LakeSchema,
-        change: &Change,
-        row: &Row,
-    ) -> Result<String, String> {
-        let Some(spec) = &self.options.layout.partition else {
-            return Ok(String::new());
-        };
-        let _ = schema;
-        let index = change
-            .schema
-            .column_index(&spec.column)
-            .ok_or_else(|| format!("partition column `{}` is not in the row", spec.column))?;
-        let value = spec.value(row.get(index).unwrap_or(&Datum::Null))?;
-        Ok(self.options.layout.partition_path(Some(&value)))
+        partition: &str,
+        mut list: Vec<usize>,
+        avg_row_bytes: u64,
+        appended: &mut BTreeMap<usize, Vec<usize>>,
+        new_groups: &mut Vec<(String, Vec<usize>)>,
+    ) {
+        let target = self.options.target_file_bytes;
+        let small_limit = target * 8 / 10;
+        let target_rows = (target / avg_row_bytes.max(1)).max(1) as usize;
+        for (g, group) in self.groups.iter().enumerate() {
+            if list.is_empty() {
+                break;
+            }
+            if group.partition != partition {
+                continue;
+            }
+            let Some(slice) = group.latest() else {
+                continue;
+            };
+            if slice.bytes >= small_limit {
+                continue;
+            }
+            let room = (target.saturating_sub(slice.bytes) / avg_row_bytes.max(1)) as usize;
+            if room == 0 {
+                continue;
+            }
+            let rest = list.split_off(room.min(list.len()));
+            appended.entry(g).or_default().extend(list);
+            list = rest;
+        }
+        while !list.is_empty() {
+            let rest = list.split_off(target_rows.min(list.len()));
+            new_groups.push((partition.to_string(), list));
+            list = rest;
+        }
     }
 
-    /// Average stored bytes per row: from the table, or from the batch's
-    /// in-memory size for a new table.
-    fn average_row_bytes(
+    /// Lists the files of a wave in `.hoodie/.temp/<instant>/MARKERS<n>`
+    /// before any of them is written.
+    async fn write_markers(
         &self,
-        batch: &CommitBatch,
-        schema: &LakeSchema,
-        arrow_schema: &SchemaRef,
-    ) -> u64 {
+        instant: &str,
+        n: usize,
+        jobs: &[FileJob],
+    ) -> Result<(), LakeError> {
+        let text: String = jobs
+            .iter()
+            .map(|j| {
+                let kind = if matches!(j, FileJob::New { .. }) {
+                    "CREATE"
+                } else {
+                    "MERGE"
+                };
+                let file = base_file_name(j.file_id(), instant);
+                if j.partition().is_empty() {
+                    format!("{file}.marker.{kind}\n")
+                } else {
+                    format!("{}/{file}.marker.{kind}\n", j.partition())
+                }
+            })
+            .collect();
+        put(
+            self.store.as_ref(),
+            &Path::from(format!(".hoodie/.temp/{instant}/MARKERS{n}")),
+            text.into_bytes(),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs file jobs, two at a time (decode, merge and encode on blocking
+    /// threads; reads and writes on the runtime).
+    async fn run_jobs(
+        &self,
+        ctx: &Arc<WriteContext>,
+        jobs: Vec<FileJob>,
+    ) -> Result<Vec<Written>, LakeError> {
+        let store = self.store.clone();
+        let table = self.name().to_string();
+        let mut results = futures::stream::iter(jobs.into_iter().enumerate())
+            .map(|(n, job)| {
+                let (store, ctx, table) = (store.clone(), ctx.clone(), table.clone());
+                async move { run_job(store, ctx, job, n, &table).await }
+            })
+            .buffer_unordered(2);
+        let mut out = Vec::new();
+        while let Some(result) = results.next().await {
+            out.push(result?);
+            crate::failpoint::hit("lake.between_data_files");
+        }
+        Ok(out)
+    }
+
+    /// Average stored bytes per row: from the table, or estimated from the
+    /// inserts' in-memory size for a new table.
+    fn average_row_bytes(&self, ctx: &WriteContext, inserts: &[usize]) -> u64 {
         let (bytes, rows) = self
             .groups
             .iter()
@@ -1271,199 +1084,19 @@ impl Table {
         if rows > 1000 {
             return (bytes / rows).max(1);
         }
-        let sample: Vec<usize> = (0..batch.changes.len().min(1000))
-            .filter(|i| batch.changes.get(*i).is_some_and(|c| c.row.is_some()))
+        let sample: Vec<&Change> = inserts
+            .iter()
+            .take(1000)
+            .filter_map(|i| ctx.changes.get(*i))
             .collect();
         if sample.is_empty() {
             return 1024;
         }
-        match self.new_rows_batch(
-            schema,
-            arrow_schema,
-            &sample,
-            batch,
-            "00000000000000000",
-            "x",
-            "",
-            0,
-            None,
-        ) {
+        match build_rows(ctx, &sample, "x", "", 0) {
             // Parquet with compression takes about a third of Arrow's memory.
-            Ok((b, _)) => ((b.get_array_memory_size() / 3) as u64 / sample.len() as u64).max(16),
+            Ok(b) => ((b.get_array_memory_size() / 3) as u64 / sample.len() as u64).max(16),
             Err(_) => 1024,
         }
-    }
-
-    async fn write_file(&self, path: &Path, batch: &RecordBatch) -> Result<u64, LakeError> {
-        let batch = batch.clone();
-        let compression = self.options.compression;
-        let path_text = path.to_string();
-        let bytes = tokio::task::spawn_blocking(move || encode(&batch, compression))
-            .await
-            .map_err(|e| LakeError::Corrupt {
-                table: String::new(),
-                message: e.to_string(),
-            })?
-            .map_err(|source| LakeError::File {
-                path: path_text,
-                source,
-            })?;
-        let len = bytes.len() as u64;
-        if bytes.len() > MULTIPART_THRESHOLD {
-            // Large files go up in parts (S3 retries a part, not the file).
-            let upload = self.store.put_multipart(path).await?;
-            let mut writer =
-                object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
-            writer.put(Bytes::from(bytes));
-            writer.finish().await?;
-        } else {
-            put(self.store.as_ref(), path, bytes, false).await?;
-        }
-        Ok(len)
-    }
-
-    /// Builds the rows of `changes` (by index into the batch) for a file.
-    #[allow(clippy::too_many_arguments)]
-    fn new_rows_batch(
-        &self,
-        schema: &LakeSchema,
-        arrow_schema: &SchemaRef,
-        changes: &[usize],
-        batch: &CommitBatch,
-        instant: &str,
-        file: &str,
-        partition: &str,
-        group: usize,
-        stored: Option<(&RecordBatch, &HashMap<usize, usize>)>,
-    ) -> Result<(RecordBatch, Vec<String>), LakeError> {
-        let table = self.name().to_string();
-        let fail = |message: String| LakeError::Schema {
-            table: table.clone(),
-            message,
-        };
-        let rows: Vec<&Change> = changes
-            .iter()
-            .filter_map(|i| batch.changes.get(*i))
-            .collect();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(arrow_schema.fields().len());
-        let keys: Vec<String> = rows.iter().map(|c| c.key.clone()).collect();
-        columns.push(repeated_string(instant, rows.len()));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            (0..rows.len()).map(|n| format!("{instant}_{group}_{n}")),
-        )));
-        columns.push(Arc::new(StringArray::from_iter_values(keys.iter())));
-        columns.push(repeated_string(partition, rows.len()));
-        columns.push(repeated_string(file, rows.len()));
-        for column in &schema.columns {
-            let ty = column
-                .ty()
-                .ok_or_else(|| fail(format!("unknown type of `{}`", column.name)))?;
-            let mut values: Vec<Datum> = Vec::with_capacity(rows.len());
-            for (change_index, change) in changes.iter().zip(&rows) {
-                let source_index = change.schema.column_index(&column.name);
-                let mut datum = match (&change.row, source_index) {
-                    (Some(row), Some(i)) if !column.dropped => {
-                        row.get(i).cloned().unwrap_or(Datum::Null)
-                    }
-                    _ => Datum::Null,
-                };
-                if matches!(datum, Datum::Unchanged) {
-                    // Keep the stored value of an unchanged TOAST column.
-                    datum = stored
-                        .and_then(|(batch, rows)| Some((batch, *rows.get(change_index)?)))
-                        .and_then(|(batch, row)| {
-                            let col = arrow_schema.index_of(&column.field).ok()?;
-                            datum_at(batch.column(col).as_ref(), row, &ty)
-                        })
-                        .unwrap_or(Datum::Null);
-                }
-                values.push(datum);
-            }
-            let refs: Vec<&Datum> = values.iter().collect();
-            columns.push(array_of(&column.name, &ty, &refs).map_err(|e| fail(e.to_string()))?);
-        }
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|c| position_text(c.position)),
-        )));
-        if self.options.layout.partition.is_some() {
-            let value = partition
-                .split_once('=')
-                .map(|(_, v)| v)
-                .unwrap_or(partition);
-            columns.push(repeated_string(value, rows.len()));
-        }
-        let out =
-            RecordBatch::try_new(arrow_schema.clone(), columns).map_err(|e| fail(e.to_string()))?;
-        Ok((out, keys))
-    }
-
-    /// The new content of an existing file group.
-    #[allow(clippy::too_many_arguments)]
-    fn merge_group(
-        &self,
-        schema: &LakeSchema,
-        arrow_schema: &SchemaRef,
-        stored: &RecordBatch,
-        plan: &GroupPlan,
-        batch: &CommitBatch,
-        instant: &str,
-        file: &str,
-        partition: &str,
-        group: usize,
-    ) -> Result<(RecordBatch, Vec<String>, Vec<String>, u64), LakeError> {
-        let table = self.name().to_string();
-        let fail = |message: String| LakeError::Schema {
-            table: table.clone(),
-            message,
-        };
-        let keys = stored
-            .column_by_name(layout::RECORD_KEY)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-            .ok_or_else(|| fail("a base file without record keys".into()))?;
-        let keep: BooleanArray = (0..stored.num_rows())
-            .map(|r| Some(!plan.drop.contains(&r) && !plan.replace.contains_key(&r)))
-            .collect();
-        let carried = arrow_select::filter::filter_record_batch(stored, &keep)
-            .map_err(|e| fail(e.to_string()))?;
-        let carried_rows = carried.num_rows() as u64;
-        // Carried rows keep their commit time and sequence number; only the
-        // file name changes.
-        let mut carried_columns = carried.columns().to_vec();
-        if let Ok(i) = arrow_schema.index_of(FILE_NAME)
-            && let Some(c) = carried_columns.get_mut(i)
-        {
-            *c = repeated_string(file, carried.num_rows());
-        }
-        let carried = RecordBatch::try_new(arrow_schema.clone(), carried_columns)
-            .map_err(|e| fail(e.to_string()))?;
-        // Replaced rows (updates) keep unchanged TOAST values from storage.
-        let mut replaced: Vec<(usize, usize)> =
-            plan.replace.iter().map(|(r, c)| (*r, *c)).collect();
-        replaced.sort_unstable();
-        let stored_rows: HashMap<usize, usize> = replaced.iter().map(|(r, c)| (*c, *r)).collect();
-        let mut changes: Vec<usize> = replaced.iter().map(|(_, c)| *c).collect();
-        changes.extend(plan.appended.iter().copied());
-        let (fresh, added) = self.new_rows_batch(
-            schema,
-            arrow_schema,
-            &changes,
-            batch,
-            instant,
-            file,
-            partition,
-            group,
-            Some((stored, &stored_rows)),
-        )?;
-        let merged = arrow_select::concat::concat_batches(arrow_schema, [&carried, &fresh])
-            .map_err(|e| fail(e.to_string()))?;
-        let removed: Vec<String> = plan
-            .drop
-            .iter()
-            .filter(|r| !plan.replace.contains_key(r))
-            .filter(|&r| keys.is_valid(*r))
-            .map(|r| keys.value(*r).to_string())
-            .collect();
-        Ok((merged, added, removed, carried_rows))
     }
 
     /// The cleaner: keeps the slices the last `keep_commits` commits need,
@@ -1524,15 +1157,267 @@ impl Table {
     }
 }
 
-/// What happens to one existing file group in a commit.
-#[derive(Debug, Default)]
-struct GroupPlan {
-    /// Stored rows removed (deletes, moves out, truncated).
-    drop: HashSet<usize>,
-    /// Stored row → the change that replaces it in place.
-    replace: HashMap<usize, usize>,
-    /// Stored row → the change that moves it to another partition.
-    moved_out: HashMap<usize, usize>,
-    /// Inserts appended to this (small) file group.
-    appended: Vec<usize>,
+/// One base file to write in a commit.
+#[derive(Debug, Clone)]
+enum FileJob {
+    /// A new slice of an existing file group.
+    Existing {
+        group: usize,
+        file_id: String,
+        partition: String,
+        prev: Slice,
+        source: Path,
+        routed: Vec<usize>,
+        appended: Vec<usize>,
+    },
+    /// The first slice of a new file group.
+    New {
+        file_id: String,
+        partition: String,
+        rows: Vec<usize>,
+    },
+}
+
+impl FileJob {
+    fn partition(&self) -> &str {
+        match self {
+            FileJob::Existing { partition, .. } | FileJob::New { partition, .. } => partition,
+        }
+    }
+
+    fn file_id(&self) -> &str {
+        match self {
+            FileJob::Existing { file_id, .. } | FileJob::New { file_id, .. } => file_id,
+        }
+    }
+
+    /// The entry of the inflight workload profile.
+    fn profile(&self) -> WriteStat {
+        match self {
+            FileJob::Existing {
+                file_id,
+                partition,
+                prev,
+                routed,
+                appended,
+                ..
+            } => WriteStat {
+                file_id: file_id.clone(),
+                prev_commit: prev.instant.clone(),
+                num_update_writes: routed.len() as i64,
+                num_inserts: appended.len() as i64,
+                partition_path: partition.clone(),
+                ..Default::default()
+            },
+            FileJob::New {
+                file_id,
+                partition,
+                rows,
+            } => WriteStat {
+                file_id: file_id.clone(),
+                prev_commit: "null".into(),
+                num_inserts: rows.len() as i64,
+                partition_path: partition.clone(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A base file written by a commit.
+struct Written {
+    group: Option<usize>,
+    file_id: String,
+    partition: String,
+    path: Path,
+    slice: Slice,
+    bytes: u64,
+    stat: WriteStat,
+    added: Vec<String>,
+    removed: Vec<String>,
+    elsewhere: Vec<Change>,
+    counts: MergeCounts,
+}
+
+async fn run_job(
+    store: Arc<dyn ObjectStore>,
+    ctx: Arc<WriteContext>,
+    job: FileJob,
+    n: usize,
+    table: &str,
+) -> Result<Written, LakeError> {
+    let corrupt = |message: String| LakeError::Corrupt {
+        table: table.to_string(),
+        message,
+    };
+    let schema_err = |message: String| LakeError::Schema {
+        table: table.to_string(),
+        message,
+    };
+    let file = base_file_name(job.file_id(), &ctx.instant);
+    let path = if job.partition().is_empty() {
+        Path::from(file.as_str())
+    } else {
+        Path::from(format!("{}/{file}", job.partition()))
+    };
+    let stored = match &job {
+        FileJob::Existing { source, .. } => Some(store.get(source).await?.bytes().await?),
+        FileJob::New { .. } => None,
+    };
+    let compression = ctx.compression;
+    let worker_ctx = ctx.clone();
+    let worker_job = job.clone();
+    let worker_file = file.clone();
+    let (merged, encoded) =
+        tokio::task::spawn_blocking(move || -> Result<(Merged, Vec<u8>), LakeError> {
+            let merged = match (&worker_job, stored) {
+                (
+                    FileJob::Existing {
+                        routed,
+                        appended,
+                        partition,
+                        prev,
+                        group,
+                        ..
+                    },
+                    Some(bytes),
+                ) => {
+                    let batch = decode(bytes).map_err(|source| LakeError::File {
+                        path: prev.file.clone(),
+                        source,
+                    })?;
+                    let batch = project(&batch, &worker_ctx.arrow_schema).map_err(|e| {
+                        LakeError::Schema {
+                            table: String::new(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    merge_group(
+                        &worker_ctx,
+                        &batch,
+                        routed,
+                        appended,
+                        partition,
+                        &worker_file,
+                        *group,
+                    )
+                    .map_err(|message| LakeError::Schema {
+                        table: String::new(),
+                        message,
+                    })?
+                }
+                (
+                    FileJob::New {
+                        rows, partition, ..
+                    },
+                    _,
+                ) => {
+                    let refs: Vec<&Change> = rows
+                        .iter()
+                        .filter_map(|i| worker_ctx.changes.get(*i))
+                        .collect();
+                    let batch = build_rows(
+                        &worker_ctx,
+                        &refs,
+                        &worker_file,
+                        partition,
+                        usize::MAX / 2 + n,
+                    )
+                    .map_err(|message| LakeError::Schema {
+                        table: String::new(),
+                        message,
+                    })?;
+                    let added = refs.iter().map(|c| c.key.clone()).collect();
+                    let counts = MergeCounts {
+                        appended: refs.len() as u64,
+                        ..Default::default()
+                    };
+                    Merged {
+                        batch,
+                        added,
+                        removed: Vec::new(),
+                        elsewhere: Vec::new(),
+                        counts,
+                    }
+                }
+                (FileJob::Existing { .. }, None) => {
+                    return Err(LakeError::Corrupt {
+                        table: String::new(),
+                        message: "no stored slice".into(),
+                    });
+                }
+            };
+            let encoded = encode(&merged.batch, compression).map_err(|source| LakeError::File {
+                path: worker_file.clone(),
+                source,
+            })?;
+            Ok((merged, encoded))
+        })
+        .await
+        .map_err(|e| corrupt(e.to_string()))?
+        .map_err(|e| match e {
+            LakeError::Schema { message, .. } => schema_err(message),
+            other => other,
+        })?;
+    let bytes = encoded.len() as u64;
+    write_bytes(store.as_ref(), &path, encoded).await?;
+    let rows = merged.batch.num_rows() as u64;
+    let (group, prev_commit, num_deletes, num_updates) = match &job {
+        FileJob::Existing { group, prev, .. } => (
+            Some(*group),
+            prev.instant.clone(),
+            merged.counts.deleted as i64,
+            merged.counts.replaced as i64,
+        ),
+        FileJob::New { .. } => (None, "null".to_string(), 0, 0),
+    };
+    let stat = WriteStat {
+        file_id: job.file_id().to_string(),
+        path: Some(path.to_string()),
+        prev_commit,
+        num_writes: rows as i64,
+        num_deletes,
+        num_update_writes: num_updates,
+        num_inserts: merged.counts.appended as i64,
+        total_write_bytes: bytes as i64,
+        partition_path: job.partition().to_string(),
+        file_size_in_bytes: bytes as i64,
+        runtime_stats: Some(Default::default()),
+        ..Default::default()
+    };
+    Ok(Written {
+        group,
+        file_id: job.file_id().to_string(),
+        partition: job.partition().to_string(),
+        path,
+        slice: Slice {
+            instant: ctx.instant.clone(),
+            file,
+            bytes,
+            rows,
+        },
+        bytes,
+        stat,
+        added: merged.added,
+        removed: merged.removed,
+        elsewhere: merged.elsewhere,
+        counts: merged.counts,
+    })
+}
+
+/// Writes a base file: large ones in parts (S3 retries a part, not the file).
+async fn write_bytes(
+    store: &dyn ObjectStore,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<(), LakeError> {
+    if bytes.len() > MULTIPART_THRESHOLD {
+        let upload = store.put_multipart(path).await?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+        writer.put(Bytes::from(bytes));
+        writer.finish().await?;
+    } else {
+        put(store, path, bytes, false).await?;
+    }
+    Ok(())
 }

@@ -1,0 +1,330 @@
+//! The CPU side of a commit: merging a batch of changes into one file group's
+//! stored rows, and building the rows of new file groups. Everything here is
+//! pure (no I/O) so the writer can run several file groups at once on
+//! blocking threads.
+//!
+//! A merge reads the stored slice once. For each change routed to the group
+//! it finds the stored row by exact key, then:
+//!
+//! - the stored position is not older than the change's: the change is a
+//!   replay, dropped (and counted as stale);
+//! - a delete drops the row;
+//! - an update in the same partition replaces the row (unchanged TOAST
+//!   values taken from the stored row), with the new commit time;
+//! - an update into another partition drops the row here and hands the
+//!   change back, filled from the stored row, to be inserted there;
+//! - a key the group does not hold (the index routes by hash) is handed back
+//!   as an insert.
+//!
+//! Untouched rows are carried over with their commit time and sequence
+//! number (incremental readers rely on them); only `_hoodie_file_name`
+//! changes. Inserts assigned to the group (small-file bin-packing) are
+//! appended.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
+
+use super::batch::{array_of, datum_at, repeated_string};
+use super::layout::{
+    FILE_NAME, LakeSchema, POSITION, RECORD_KEY, TableLayout, parse_position, position_text,
+};
+use super::table::Change;
+use crate::event::change::Position;
+use crate::event::datum::{Datum, Row};
+use crate::event::schema::TableSchema;
+
+/// What every file job of one commit shares.
+pub struct WriteContext {
+    pub instant: String,
+    pub schema: LakeSchema,
+    pub arrow_schema: SchemaRef,
+    pub layout: TableLayout,
+    pub changes: Arc<Vec<Change>>,
+    pub truncate: Option<Position>,
+    pub compression: crate::config::model::ParquetCompression,
+}
+
+/// Counts of one file job.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MergeCounts {
+    pub updated: u64,
+    pub deleted: u64,
+    pub stale: u64,
+    pub carried: u64,
+    pub replaced: u64,
+    pub appended: u64,
+}
+
+/// What merging one file group produced.
+pub struct Merged {
+    pub batch: RecordBatch,
+    /// Keys now in this group.
+    pub added: Vec<String>,
+    /// Keys no longer in this group.
+    pub removed: Vec<String>,
+    /// Changes to insert elsewhere: moves (filled from storage) and keys the
+    /// group did not hold.
+    pub elsewhere: Vec<Change>,
+    pub counts: MergeCounts,
+}
+
+/// The partition path of a row (`""` when unpartitioned).
+pub fn partition_of(layout: &TableLayout, change: &Change, row: &Row) -> Result<String, String> {
+    let Some(spec) = &layout.partition else {
+        return Ok(String::new());
+    };
+    let index = change
+        .schema
+        .column_index(&spec.column)
+        .ok_or_else(|| format!("partition column `{}` is not in the row", spec.column))?;
+    let value = spec.value(row.get(index).unwrap_or(&Datum::Null))?;
+    Ok(layout.partition_path(Some(&value)))
+}
+
+/// Replaces unchanged TOAST values of `row` (shaped by `shape`) with the
+/// stored values of row `stored_row` of `stored`.
+fn fill_unchanged(
+    ctx: &WriteContext,
+    row: &mut Row,
+    shape: &TableSchema,
+    stored: &RecordBatch,
+    stored_row: usize,
+) {
+    for (i, d) in row.0.iter_mut().enumerate() {
+        if !matches!(d, Datum::Unchanged) {
+            continue;
+        }
+        let value = shape
+            .columns
+            .get(i)
+            .and_then(|c| ctx.schema.columns.iter().find(|lc| lc.name == c.name))
+            .and_then(|lc| {
+                let col = ctx.arrow_schema.index_of(&lc.field).ok()?;
+                datum_at(stored.column(col).as_ref(), stored_row, &lc.ty()?)
+            });
+        *d = value.unwrap_or(Datum::Null);
+    }
+}
+
+fn has_unchanged(row: &Row) -> bool {
+    row.0.iter().any(|d| matches!(d, Datum::Unchanged))
+}
+
+/// Builds the batch of new or replaced rows for one file.
+pub fn build_rows(
+    ctx: &WriteContext,
+    rows: &[&Change],
+    file: &str,
+    partition: &str,
+    group_no: usize,
+) -> Result<RecordBatch, String> {
+    let instant = &ctx.instant;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(ctx.arrow_schema.fields().len());
+    columns.push(repeated_string(instant, rows.len()));
+    columns.push(std::sync::Arc::new(StringArray::from_iter_values(
+        (0..rows.len()).map(|n| format!("{instant}_{group_no}_{n}")),
+    )));
+    columns.push(std::sync::Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|c| c.key.as_str()),
+    )));
+    columns.push(repeated_string(partition, rows.len()));
+    columns.push(repeated_string(file, rows.len()));
+    for column in &ctx.schema.columns {
+        let ty = column
+            .ty()
+            .ok_or_else(|| format!("unknown type of `{}`", column.name))?;
+        // Source shapes repeat: resolve the column's index once per shape.
+        let mut index_cache: Vec<(*const TableSchema, Option<usize>)> = Vec::new();
+        let mut values: Vec<&Datum> = Vec::with_capacity(rows.len());
+        for change in rows {
+            let shape: *const TableSchema = Arc::as_ptr(&change.schema);
+            let index = match index_cache.iter().find(|(p, _)| *p == shape) {
+                Some((_, i)) => *i,
+                None => {
+                    let i = change.schema.column_index(&column.name);
+                    index_cache.push((shape, i));
+                    i
+                }
+            };
+            let datum = match (&change.row, index) {
+                (Some(row), Some(i)) if !column.dropped => row.get(i).unwrap_or(&Datum::Null),
+                _ => &Datum::Null,
+            };
+            values.push(datum);
+        }
+        columns.push(array_of(&column.name, &ty, &values).map_err(|e| e.to_string())?);
+    }
+    columns.push(std::sync::Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|c| position_text(c.position)),
+    )));
+    if ctx.layout.partition.is_some() {
+        let value = partition
+            .split_once('=')
+            .map(|(_, v)| v)
+            .unwrap_or(partition);
+        columns.push(repeated_string(value, rows.len()));
+    }
+    RecordBatch::try_new(ctx.arrow_schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+/// Merges the changes routed to one file group (`routed`, indices into
+/// `ctx.changes`) and the inserts assigned to it (`appended`) into its stored
+/// rows (already projected onto the current schema).
+pub fn merge_group(
+    ctx: &WriteContext,
+    stored: &RecordBatch,
+    routed: &[usize],
+    appended: &[usize],
+    partition: &str,
+    file: &str,
+    group_no: usize,
+) -> Result<Merged, String> {
+    let string_column = |name: &str| -> Result<StringArray, String> {
+        stored
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+            .ok_or_else(|| format!("a base file without {name}"))
+    };
+    let keys = string_column(RECORD_KEY)?;
+    let positions = string_column(POSITION)?;
+    let mut counts = MergeCounts::default();
+    let mut drop: HashSet<usize> = HashSet::new();
+    if let Some(truncate) = ctx.truncate {
+        for r in 0..positions.len() {
+            let p = positions
+                .is_valid(r)
+                .then(|| parse_position(positions.value(r)))
+                .flatten();
+            if p.is_none_or(|p| p < truncate) {
+                drop.insert(r);
+            }
+        }
+    }
+    let wanted: HashSet<&str> = routed
+        .iter()
+        .filter_map(|ci| ctx.changes.get(*ci))
+        .map(|c| c.key.as_str())
+        .collect();
+    let mut rows_of: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
+    for r in 0..keys.len() {
+        if keys.is_valid(r) {
+            let k = keys.value(r);
+            if wanted.contains(k) {
+                rows_of.insert(k, r);
+            }
+        }
+    }
+    let mut replace: Vec<(usize, usize)> = Vec::new();
+    let mut elsewhere: Vec<Change> = Vec::new();
+    for ci in routed {
+        let Some(change) = ctx.changes.get(*ci) else {
+            continue;
+        };
+        let Some(&r) = rows_of.get(change.key.as_str()) else {
+            if change.row.is_some() {
+                elsewhere.push(change.clone());
+            }
+            continue;
+        };
+        if drop.contains(&r) {
+            // Truncated here; a change newer than the truncate inserts anew.
+            if change.row.is_some() {
+                elsewhere.push(change.clone());
+            }
+            continue;
+        }
+        let stored_position = positions
+            .is_valid(r)
+            .then(|| parse_position(positions.value(r)))
+            .flatten();
+        if stored_position.is_some_and(|s| s >= change.position) {
+            counts.stale += 1;
+            continue;
+        }
+        match &change.row {
+            None => {
+                drop.insert(r);
+                counts.deleted += 1;
+            }
+            Some(row) => {
+                let target = partition_of(&ctx.layout, change, row)?;
+                counts.updated += 1;
+                if target == partition {
+                    replace.push((r, *ci));
+                } else {
+                    drop.insert(r);
+                    let mut moved = change.clone();
+                    if let Some(row) = moved.row.as_mut() {
+                        fill_unchanged(ctx, row, &change.schema, stored, r);
+                    }
+                    elsewhere.push(moved);
+                }
+            }
+        }
+    }
+    let removed: Vec<String> = drop
+        .iter()
+        .filter(|r| keys.is_valid(**r))
+        .map(|r| keys.value(*r).to_string())
+        .collect();
+    let replaced_rows: HashSet<usize> = replace.iter().map(|(r, _)| *r).collect();
+    let keep: BooleanArray = (0..stored.num_rows())
+        .map(|r| Some(!drop.contains(&r) && !replaced_rows.contains(&r)))
+        .collect();
+    let carried =
+        arrow_select::filter::filter_record_batch(stored, &keep).map_err(|e| e.to_string())?;
+    counts.carried = carried.num_rows() as u64;
+    let mut carried_columns = carried.columns().to_vec();
+    if let Ok(i) = ctx.arrow_schema.index_of(FILE_NAME)
+        && let Some(c) = carried_columns.get_mut(i)
+    {
+        *c = repeated_string(file, carried.num_rows());
+    }
+    let carried = RecordBatch::try_new(ctx.arrow_schema.clone(), carried_columns)
+        .map_err(|e| e.to_string())?;
+    // Replaced rows with unchanged TOAST values get filled copies.
+    replace.sort_unstable();
+    let mut filled: Vec<Change> = Vec::new();
+    for (r, ci) in &replace {
+        if let Some(change) = ctx.changes.get(*ci)
+            && change.row.as_ref().is_some_and(has_unchanged)
+        {
+            let mut copy = change.clone();
+            if let Some(row) = copy.row.as_mut() {
+                fill_unchanged(ctx, row, &change.schema, stored, *r);
+            }
+            filled.push(copy);
+        }
+    }
+    let mut filled_iter = filled.iter();
+    let mut fresh: Vec<&Change> = Vec::with_capacity(replace.len() + appended.len());
+    for (_, ci) in &replace {
+        let Some(change) = ctx.changes.get(*ci) else {
+            continue;
+        };
+        if change.row.as_ref().is_some_and(has_unchanged) {
+            if let Some(f) = filled_iter.next() {
+                fresh.push(f);
+            }
+        } else {
+            fresh.push(change);
+        }
+    }
+    fresh.extend(appended.iter().filter_map(|ci| ctx.changes.get(*ci)));
+    counts.replaced = replace.len() as u64;
+    counts.appended = appended.len() as u64;
+    let added: Vec<String> = fresh.iter().map(|c| c.key.clone()).collect();
+    let new_rows = build_rows(ctx, &fresh, file, partition, group_no)?;
+    let batch = arrow_select::concat::concat_batches(&ctx.arrow_schema, [&carried, &new_rows])
+        .map_err(|e| e.to_string())?;
+    Ok(Merged {
+        batch,
+        added,
+        removed,
+        elsewhere,
+        counts,
+    })
+}
