@@ -20,6 +20,9 @@
     reason = "benchmark glue"
 )]
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,6 +122,22 @@ fn peak_rss_mb() -> f64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
                 .map(str::to_string)
         })
         .and_then(|l| {
@@ -244,10 +263,20 @@ async fn child_load(data: &Path, out: &Path) {
 async fn child_apply(data: &Path, out: &Path) {
     let table_schema = orders();
     let mut table = open(out).await;
+    eprintln!(
+        "apply: table open, RSS {:.0} MB (peak {:.0} MB)",
+        rss_mb(),
+        peak_rss_mb()
+    );
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let changes = read_changes(&files_in(&data.join("changes")), &table_schema, false);
     let read_seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "apply: changes read, RSS {:.0} MB (peak {:.0} MB)",
+        rss_mb(),
+        peak_rss_mb()
+    );
     let n = changes.len() as u64;
     let outcome = table
         .commit(CommitBatch {

@@ -60,7 +60,9 @@ pub struct MergeCounts {
 
 /// What merging one file group produced.
 pub struct Merged {
-    pub batch: RecordBatch,
+    /// The file's rows, in batches written one after the other (carried
+    /// rows, then new ones: no copy into one batch).
+    pub batches: Vec<RecordBatch>,
     /// Keys now in this group.
     pub added: Vec<String>,
     /// Keys no longer in this group.
@@ -69,6 +71,12 @@ pub struct Merged {
     /// group did not hold.
     pub elsewhere: Vec<Change>,
     pub counts: MergeCounts,
+}
+
+impl Merged {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 /// The partition path of a row (`""` when unpartitioned).
@@ -318,10 +326,8 @@ pub fn merge_group(
     counts.appended = appended.len() as u64;
     let added: Vec<String> = fresh.iter().map(|c| c.key.clone()).collect();
     let new_rows = build_rows(ctx, &fresh, file, partition, group_no)?;
-    let batch = arrow_select::concat::concat_batches(&ctx.arrow_schema, [&carried, &new_rows])
-        .map_err(|e| e.to_string())?;
     Ok(Merged {
-        batch,
+        batches: vec![carried, new_rows],
         added,
         removed,
         elsewhere,

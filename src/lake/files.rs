@@ -93,19 +93,30 @@ fn properties(
 
 /// Encodes one base file, with the record keys' bloom filter and key range
 /// in its footer.
-pub fn encode(batch: &RecordBatch, compression: ParquetCompression) -> Result<Vec<u8>, FileError> {
-    let keys = batch
-        .column_by_name(RECORD_KEY)
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| FileError::Layout("no record key column".into()))?;
-    let footer = super::bloom::footer(keys.iter().flatten());
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 3 + 1024);
+pub fn encode(
+    schema: &arrow_schema::SchemaRef,
+    batches: &[RecordBatch],
+    compression: ParquetCompression,
+) -> Result<Vec<u8>, FileError> {
+    let mut keys = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let column = batch
+            .column_by_name(RECORD_KEY)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| FileError::Layout("no record key column".into()))?;
+        keys.push(column);
+    }
+    let footer = super::bloom::footer(keys.iter().flat_map(|k| k.iter().flatten()));
+    let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    let mut out = Vec::with_capacity(size / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
         &mut out,
-        batch.schema(),
+        schema.clone(),
         Some(properties(compression, footer)),
     )?;
-    writer.write(batch)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
     writer.close()?;
     Ok(out)
 }

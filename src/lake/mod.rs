@@ -12,6 +12,7 @@ pub mod batch;
 pub mod bloom;
 pub mod commit;
 pub mod files;
+pub mod index;
 pub mod layout;
 pub mod log;
 pub mod metadata;

@@ -36,7 +36,6 @@
 //! table's average row size.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -50,6 +49,7 @@ use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, 
 use super::files::{
     FileError, base_file_name, decode, decode_keys, encode, new_file_id, parse_base_file_name,
 };
+use super::index::KeyIndex;
 use super::layout::{LakeSchema, POSITION, TableLayout, parse_position, position_text};
 use super::log::{self, Claim, LogEntry};
 use super::metadata::{
@@ -173,16 +173,6 @@ pub struct CommitOutcome {
     pub bytes_written: u64,
 }
 
-fn key_hash(key: &str) -> u128 {
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    0u8.hash(&mut a);
-    key.hash(&mut a);
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    1u8.hash(&mut b);
-    key.hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
-}
-
 /// An open table and its writer.
 pub struct Table {
     store: Arc<dyn ObjectStore>,
@@ -191,7 +181,7 @@ pub struct Table {
     schema: Option<LakeSchema>,
     groups: Vec<FileGroup>,
     by_id: HashMap<String, usize>,
-    index: HashMap<u128, u32>,
+    index: KeyIndex,
     checkpoint: Option<Checkpoint>,
     position: Option<Position>,
     seq: u64,
@@ -366,7 +356,7 @@ impl Table {
             schema: None,
             groups: Vec::new(),
             by_id: HashMap::new(),
-            index: HashMap::new(),
+            index: KeyIndex::default(),
             checkpoint: None,
             position: None,
             seq: 0,
@@ -499,8 +489,14 @@ impl Table {
             if let Some(slice) = self.groups.get_mut(i).and_then(|g| g.slices.last_mut()) {
                 slice.rows = keys.len() as u64;
             }
+            if self.index.is_empty() {
+                // Avoid growing the map ten times over: size it from the
+                // first file.
+                self.index
+                    .reserve(keys.len().saturating_mul(self.groups.len()) + keys.len());
+            }
             for k in keys {
-                self.index.insert(key_hash(&k), i as u32);
+                self.index.insert(&k, i as u32);
             }
         }
         Ok(())
@@ -725,8 +721,8 @@ impl Table {
         let mut routed: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut inserts: Vec<usize> = Vec::new();
         for (i, change) in changes.iter().enumerate() {
-            match self.index.get(&key_hash(&change.key)) {
-                Some(g) => routed.entry(*g as usize).or_default().push(i),
+            match self.index.get(&change.key) {
+                Some(g) => routed.entry(g as usize).or_default().push(i),
                 None if change.row.is_some() => inserts.push(i),
                 None => {}
             }
@@ -952,16 +948,13 @@ impl Table {
                 }
             };
             for k in &w.removed {
-                let h = key_hash(k);
-                if self.index.get(&h) == Some(&(g as u32)) {
-                    self.index.remove(&h);
-                }
+                self.index.remove_from(k, g as u32);
             }
             if let Some(group) = self.groups.get_mut(g) {
                 group.slices.push(w.slice);
             }
             for k in w.added {
-                self.index.insert(key_hash(&k), g as u32);
+                self.index.insert(&k, g as u32);
             }
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
@@ -1333,7 +1326,7 @@ async fn run_job(
                         ..Default::default()
                     };
                     Merged {
-                        batch,
+                        batches: vec![batch],
                         added,
                         removed: Vec::new(),
                         elsewhere: Vec::new(),
@@ -1347,10 +1340,12 @@ async fn run_job(
                     });
                 }
             };
-            let encoded = encode(&merged.batch, compression).map_err(|source| LakeError::File {
-                path: worker_file.clone(),
-                source,
-            })?;
+            let encoded = encode(&worker_ctx.arrow_schema, &merged.batches, compression).map_err(
+                |source| LakeError::File {
+                    path: worker_file.clone(),
+                    source,
+                },
+            )?;
             Ok((merged, encoded))
         })
         .await
@@ -1361,7 +1356,7 @@ async fn run_job(
         })?;
     let bytes = encoded.len() as u64;
     write_bytes(store.as_ref(), &path, encoded).await?;
-    let rows = merged.batch.num_rows() as u64;
+    let rows = merged.num_rows() as u64;
     let (group, prev_commit, num_deletes, num_updates) = match &job {
         FileJob::Existing { group, prev, .. } => (
             Some(*group),
