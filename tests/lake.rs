@@ -42,3 +42,14 @@ async fn mixed_workload_on_s3() {
     });
     common::lake_workload::mixed_workload(uri, lake).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_is_rolled_back_under_a_rollback_instant() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    common::lake_workload::failed_commit_is_rolled_back(
+        dir.path().display().to_string(),
+        LakeConfig::with_uri(uri),
+    )
+    .await;
+}

@@ -419,12 +419,21 @@ lake:
             .iter()
             .filter_map(|n| n.strip_suffix(".commit"))
             .collect();
+        // A requested or inflight instant counts as pending unless the same
+        // time and action completed (`<t>.inflight` is a commit's).
         let pending: Vec<&String> = hoodie
             .iter()
             .filter(|n| n.ends_with(".inflight") || n.ends_with(".requested"))
             .filter(|n| {
-                let t = n.split('.').next().unwrap();
-                !completed.contains(&t)
+                let stem = n
+                    .trim_end_matches(".inflight")
+                    .trim_end_matches(".requested");
+                let done = if stem.contains('.') {
+                    stem.to_string()
+                } else {
+                    format!("{stem}.commit")
+                };
+                !hoodie.contains(&done)
             })
             .collect();
         assert!(pending.is_empty(), "pending instants left: {pending:?}");

@@ -44,6 +44,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::project;
 use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, partition_of};
 use super::files::{
@@ -375,6 +376,9 @@ impl Table {
                 table.timeline = Self::list_hoodie(table.store.as_ref()).await?;
             }
         }
+        if recover {
+            table.drop_pending_table_services().await?;
+        }
         let pending: Vec<Instant> = table.timeline.pending_commits().cloned().collect();
         if recover && !pending.is_empty() {
             table.rollback(&pending).await?;
@@ -527,24 +531,54 @@ impl Table {
         }
     }
 
-    /// Rolls back failed instants: fence them with a log entry, delete their
-    /// files (markers first, then by name), then their instant files.
+    /// Rolls back failed instants: fence them with a log entry, then one
+    /// rollback instant per failed commit, as Hudi records it: the plan in
+    /// `.rollback.requested`, an empty `.rollback.inflight`, the failed
+    /// commit's base files and markers deleted, its instant files deleted,
+    /// and the result in `.rollback`. A crash midway leaves a pending
+    /// rollback, which the next recovery deletes and redoes.
     async fn rollback(&mut self, pending: &[Instant]) -> Result<(), LakeError> {
         let times: Vec<&str> = pending.iter().map(|i| i.time.as_str()).collect();
         tracing::warn!(table = %self.name(), instants = ?times, "rolling back failed instants");
         self.claim("rollback", &times.join(","), None).await?;
         let metas: Vec<object_store::ObjectMeta> = self.store.list(None).try_collect().await?;
-        for meta in &metas {
-            let Some(file) = meta.location.filename() else {
-                continue;
-            };
-            if let Some((_, instant)) = parse_base_file_name(file)
-                && times.contains(&instant.as_str())
-            {
-                delete_if_present(self.store.as_ref(), &meta.location).await?;
-            }
-        }
         for instant in pending {
+            let started = now_millis();
+            let time = next_instant(started, self.timeline.last_time());
+            let mut files: BTreeMap<String, PartitionFiles> = BTreeMap::new();
+            let mut doomed: Vec<&Path> = Vec::new();
+            for meta in &metas {
+                let Some(file) = meta.location.filename() else {
+                    continue;
+                };
+                if let Some((_, written_by)) = parse_base_file_name(file)
+                    && written_by == instant.time
+                {
+                    let location = meta.location.to_string();
+                    let partition = location
+                        .rsplit_once('/')
+                        .map(|(p, _)| p.to_string())
+                        .unwrap_or_default();
+                    let entry = files.entry(partition).or_default();
+                    entry.names.push(file.to_string());
+                    entry.paths.push(location);
+                    doomed.push(&meta.location);
+                }
+            }
+            let plan = actions::rollback_plan(&instant.time, &files).map_err(|e| self.avro(e))?;
+            self.create_instant_file(
+                &Instant::new(&time, Action::Rollback, State::Requested),
+                plan,
+            )
+            .await?;
+            self.create_instant_file(
+                &Instant::new(&time, Action::Rollback, State::Inflight),
+                Vec::new(),
+            )
+            .await?;
+            for path in doomed {
+                delete_if_present(self.store.as_ref(), path).await?;
+            }
             let temp = Path::from(format!(".hoodie/.temp/{}", instant.time));
             let markers: Vec<object_store::ObjectMeta> =
                 self.store.list(Some(&temp)).try_collect().await?;
@@ -557,9 +591,45 @@ impl Table {
                 delete_if_present(self.store.as_ref(), &Path::from(format!(".hoodie/{name}")))
                     .await?;
             }
+            let metadata =
+                actions::rollback_metadata(&time, now_millis() - started, &instant.time, &files)
+                    .map_err(|e| self.avro(e))?;
+            self.create_instant_file(
+                &Instant::new(&time, Action::Rollback, State::Completed),
+                metadata,
+            )
+            .await?;
+            self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the instant files of cleans and rollbacks a crash left
+    /// pending; the cleaner and the rollback redo their work from the
+    /// table's state.
+    async fn drop_pending_table_services(&mut self) -> Result<(), LakeError> {
+        let pending: Vec<Instant> = self.timeline.pending_table_services().cloned().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for instant in &pending {
+            tracing::info!(table = %self.name(), instant = %instant, "dropping a clean or rollback left pending by a crash");
+            for state in [State::Inflight, State::Requested] {
+                let name =
+                    Instant::new(instant.time.clone(), instant.action.clone(), state).file_name();
+                delete_if_present(self.store.as_ref(), &Path::from(format!(".hoodie/{name}")))
+                    .await?;
+            }
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         Ok(())
+    }
+
+    fn avro(&self, e: AvroFileError) -> LakeError {
+        LakeError::Corrupt {
+            table: self.name().to_string(),
+            message: e.to_string(),
+        }
     }
 
     /// Creates a requested or inflight instant file; another writer's file
@@ -1093,9 +1163,11 @@ impl Table {
     }
 
     /// The cleaner: keeps the slices the last `keep_commits` commits need,
-    /// deletes older ones, and drops instants of commits whose slices are all
-    /// gone (archival without an archive: Hudi readers treat base files older
-    /// than the active timeline as committed).
+    /// deletes older ones under a clean instant (plan in `.clean.requested`
+    /// and `.clean.inflight`, result in `.clean`), and drops instants of
+    /// commits whose slices are all gone (archival without an archive: Hudi
+    /// readers treat base files older than the active timeline as
+    /// committed).
     async fn clean(&mut self) -> Result<(), LakeError> {
         let commits: Vec<String> = self
             .timeline
@@ -1110,7 +1182,9 @@ impl Table {
             .get(commits.len() - keep)
             .cloned()
             .unwrap_or_default();
+        let last_completed = commits.last().cloned().unwrap_or_default();
         let mut doomed: Vec<Path> = Vec::new();
+        let mut files: BTreeMap<String, PartitionFiles> = BTreeMap::new();
         for group in &mut self.groups {
             // The newest slice at or before the oldest kept commit still
             // serves time travel to it; everything older goes.
@@ -1123,6 +1197,9 @@ impl Table {
                     } else {
                         Path::from(format!("{}/{}", group.partition, s.file))
                     };
+                    let entry = files.entry(group.partition.clone()).or_default();
+                    entry.paths.push(path.to_string());
+                    entry.names.push(s.file);
                     doomed.push(path);
                 }
             }
@@ -1130,22 +1207,60 @@ impl Table {
         if doomed.is_empty() {
             return Ok(());
         }
+        let started = now_millis();
+        let time = next_instant(started, self.timeline.last_time());
+        let plan = actions::cleaner_plan(&oldest_kept, &last_completed, &files)
+            .map_err(|e| self.avro(e))?;
+        self.create_instant_file(
+            &Instant::new(&time, Action::Clean, State::Requested),
+            plan.clone(),
+        )
+        .await?;
+        self.create_instant_file(&Instant::new(&time, Action::Clean, State::Inflight), plan)
+            .await?;
         for path in &doomed {
             delete_if_present(self.store.as_ref(), path).await?;
         }
-        // Archive instants well behind the retained window.
+        let metadata = actions::clean_metadata(
+            &time,
+            now_millis() - started,
+            &oldest_kept,
+            &last_completed,
+            &files,
+        )
+        .map_err(|e| self.avro(e))?;
+        self.create_instant_file(
+            &Instant::new(&time, Action::Clean, State::Completed),
+            metadata,
+        )
+        .await?;
+        // Archive instants well behind the retained window: commits whose
+        // slices are gone, and the cleans and rollbacks before them.
         let archive_before = commits.len().saturating_sub(keep + 20);
-        if archive_before > 0 {
-            let old: Vec<String> = commits.iter().take(archive_before).cloned().collect();
-            for time in old {
-                for state in [State::Completed, State::Inflight, State::Requested] {
-                    let name = Instant::new(time.clone(), Action::Commit, state).file_name();
+        if let Some(boundary) = commits.get(archive_before).filter(|_| archive_before > 0) {
+            let old: Vec<Instant> = self
+                .timeline
+                .instants()
+                .iter()
+                .filter(|i| {
+                    i.time < *boundary
+                        && matches!(i.action, Action::Commit | Action::Clean | Action::Rollback)
+                })
+                .cloned()
+                .collect();
+            for instant in old {
+                // Completed state last: a crash midway leaves a completed
+                // instant or nothing, never a pending one (which recovery
+                // would roll back, deleting live base files).
+                for state in [State::Requested, State::Inflight, State::Completed] {
+                    let name = Instant::new(instant.time.clone(), instant.action.clone(), state)
+                        .file_name();
                     delete_if_present(self.store.as_ref(), &Path::from(format!(".hoodie/{name}")))
                         .await?;
                 }
             }
-            self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         }
+        self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         Ok(())
     }
 }

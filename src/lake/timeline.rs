@@ -160,6 +160,14 @@ impl Timeline {
             .filter(|i| i.state != State::Completed && i.action.writes_data())
     }
 
+    /// Clean and rollback instants that never completed: leftovers of a
+    /// crashed cleaner or rollback, which are redone from the table's state.
+    pub fn pending_table_services(&self) -> impl Iterator<Item = &Instant> {
+        self.instants.iter().filter(|i| {
+            i.state != State::Completed && matches!(i.action, Action::Clean | Action::Rollback)
+        })
+    }
+
     pub fn is_completed_commit(&self, time: &str) -> bool {
         self.completed_commits().any(|i| i.time == time)
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value as Json, json};
 
 use tidewater::config::model::{Granularity, LakeConfig, ParquetCompression};
@@ -314,6 +315,115 @@ pub fn options() -> TableOptions {
     }
 }
 
+/// The clean and rollback instant files under `.hoodie/` (names sorted),
+/// each decoded by fastavro: `{"schema": name, "records": [...]}`; an empty
+/// file (a rollback's inflight state) decodes to `null`.
+pub async fn table_service_files(store: &dyn ObjectStore) -> Vec<(String, Json)> {
+    use futures::TryStreamExt;
+    let listing: Vec<object_store::ObjectMeta> = store
+        .list(Some(&object_store::path::Path::from(".hoodie")))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listing
+        .iter()
+        .filter(|m| m.location.parts().count() == 2)
+        .filter_map(|m| m.location.filename().map(str::to_string))
+        .filter(|n| n.contains(".clean") || n.contains(".rollback"))
+        .collect();
+    names.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let mut decoded = Vec::new();
+    for name in names {
+        let bytes = store
+            .get(&object_store::path::Path::from(format!(".hoodie/{name}")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        if bytes.is_empty() {
+            decoded.push((name, Json::Null));
+            continue;
+        }
+        let path = dir.path().join(&name);
+        std::fs::write(&path, &bytes).unwrap();
+        let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_avro.py");
+        let out = std::process::Command::new(&python)
+            .arg(script)
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        assert!(
+            out.status.success(),
+            "read_avro.py {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        decoded.push((name, serde_json::from_slice(&out.stdout).unwrap()));
+    }
+    decoded
+}
+
+/// Every clean instant is complete (plan in requested and inflight, result
+/// in the completed file), its plan names exactly the files it deleted, and
+/// those files are gone. Returns how many cleans there were.
+pub async fn check_cleans(store: &dyn ObjectStore) -> usize {
+    let files = table_service_files(store).await;
+    let by_name: BTreeMap<&str, &Json> = files.iter().map(|(n, j)| (n.as_str(), j)).collect();
+    let mut cleans = 0;
+    for (name, file) in &files {
+        let Some(time) = name.strip_suffix(".clean") else {
+            continue;
+        };
+        cleans += 1;
+        let record = &file["records"][0];
+        assert!(
+            file["schema"]
+                .as_str()
+                .unwrap()
+                .ends_with("HoodieCleanMetadata"),
+            "{name}: {file}"
+        );
+        let mut deleted: Vec<String> = Vec::new();
+        for partition in record["partitionMetadata"].as_object().unwrap().values() {
+            for f in partition["successDeleteFiles"].as_array().unwrap() {
+                deleted.push(f.as_str().unwrap().to_string());
+            }
+        }
+        deleted.sort();
+        assert!(!deleted.is_empty(), "{name} deleted nothing");
+        assert_eq!(record["totalFilesDeleted"], json!(deleted.len()), "{name}");
+        for state in ["requested", "inflight"] {
+            let plan_name = format!("{time}.clean.{state}");
+            let plan = by_name
+                .get(plan_name.as_str())
+                .unwrap_or_else(|| panic!("{plan_name} missing"));
+            let mut planned: Vec<String> = Vec::new();
+            let per_partition = plan["records"][0]["filePathsToBeDeletedPerPartition"]
+                .as_object()
+                .unwrap();
+            for infos in per_partition.values() {
+                for info in infos.as_array().unwrap() {
+                    planned.push(info["filePath"].as_str().unwrap().to_string());
+                }
+            }
+            planned.sort();
+            assert_eq!(planned, deleted, "{plan_name} against {name}");
+        }
+        for path in &deleted {
+            let head = store
+                .head(&object_store::path::Path::from(path.as_str()))
+                .await;
+            assert!(
+                matches!(head, Err(object_store::Error::NotFound { .. })),
+                "{path}, deleted by {name}, is still there"
+            );
+        }
+    }
+    cleans
+}
+
 /// Queues a random S3 fault on the proxy (when there is one) before a commit.
 fn maybe_fault(rng: &mut Rng, proxy: Option<&S3Proxy>) {
     let Some(proxy) = proxy else { return };
@@ -416,4 +526,136 @@ pub async fn mixed_workload_with_faults(uri: String, lake: LakeConfig, proxy: Op
     let reopened = Table::open(store, options()).await.unwrap();
     assert_eq!(reopened.checkpoint(), w.table.checkpoint());
     assert_eq!(reopened.row_count(), expected.len() as u64);
+    // Cleans are recorded as Hudi records them, readable by fastavro.
+    let store = tidewater::lake::store::open(&lake).unwrap();
+    let cleans = check_cleans(store.as_ref()).await;
+    assert!(
+        cleans > 0,
+        "seed {seed}: 9 commits keeping 4 clean at least once"
+    );
+}
+
+/// A commit that crashed after writing a base file (requested and inflight
+/// instants, a marker, the file) and a clean that crashed after planning:
+/// opening the table rolls the commit back under a rollback instant that
+/// fastavro reads, drops the pending clean, and readers see the committed
+/// rows only.
+pub async fn failed_commit_is_rolled_back(uri: String, lake: LakeConfig) {
+    use object_store::path::Path;
+    use tidewater::lake::timeline::{next_instant, now_millis};
+    let mut w = Workload::open(&lake, 7).await;
+    w.step(200, false).await;
+    w.step(100, false).await;
+    let store = tidewater::lake::store::open(&lake).unwrap();
+    let last = w.history.last().unwrap().0.clone();
+    let failed = next_instant(now_millis(), Some(&last));
+    let stale_clean = next_instant(now_millis(), Some(&failed));
+    let committed = w.table.latest_files()[0].clone();
+    let (stem, _) = committed.rsplit_once('_').unwrap();
+    let orphan = format!("{stem}_{failed}.parquet");
+    let bytes = store
+        .get(&Path::from(committed.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let put = |path: String, body: Vec<u8>| {
+        let store = store.clone();
+        async move {
+            store.put(&Path::from(path), body.into()).await.unwrap();
+        }
+    };
+    put(orphan.clone(), bytes.to_vec()).await;
+    put(format!(".hoodie/{failed}.commit.requested"), Vec::new()).await;
+    put(format!(".hoodie/{failed}.inflight"), Vec::new()).await;
+    put(
+        format!(".hoodie/.temp/{failed}/MARKERS0"),
+        format!("{orphan}.marker.CREATE\n").into_bytes(),
+    )
+    .await;
+    put(
+        format!(".hoodie/{stale_clean}.clean.requested"),
+        b"planned, then crashed".to_vec(),
+    )
+    .await;
+
+    let reopened = Table::open(store.clone(), options()).await.unwrap();
+    assert_eq!(reopened.row_count(), w.model.rows.len() as u64);
+    for gone in [
+        orphan.clone(),
+        format!(".hoodie/{failed}.commit.requested"),
+        format!(".hoodie/{failed}.inflight"),
+        format!(".hoodie/.temp/{failed}/MARKERS0"),
+        format!(".hoodie/{stale_clean}.clean.requested"),
+    ] {
+        assert!(
+            matches!(
+                store.head(&Path::from(gone.as_str())).await,
+                Err(object_store::Error::NotFound { .. })
+            ),
+            "{gone} survived recovery"
+        );
+    }
+    let files = table_service_files(store.as_ref()).await;
+    let rollbacks: Vec<&(String, Json)> = files
+        .iter()
+        .filter(|(n, _)| n.contains(".rollback"))
+        .collect();
+    let names: Vec<&str> = rollbacks.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 3, "one rollback in three states: {names:?}");
+    let time = names[0].split('.').next().unwrap();
+    assert!(time > failed.as_str(), "rollback {time} after {failed}");
+    assert_eq!(
+        names,
+        [
+            format!("{time}.rollback"),
+            format!("{time}.rollback.inflight"),
+            format!("{time}.rollback.requested"),
+        ]
+    );
+    let (_, completed) = rollbacks[0];
+    let (_, inflight) = rollbacks[1];
+    let (_, plan) = rollbacks[2];
+    assert_eq!(*inflight, Json::Null, "an empty inflight rollback");
+    assert!(
+        plan["schema"]
+            .as_str()
+            .unwrap()
+            .ends_with("HoodieRollbackPlan"),
+        "{plan}"
+    );
+    let plan = &plan["records"][0];
+    assert_eq!(plan["instantToRollback"]["commitTime"], json!(failed));
+    let planned: Vec<&Json> = plan["RollbackRequests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["filesToBeDeleted"].as_array().unwrap())
+        .collect();
+    assert_eq!(planned, [&json!(orphan)]);
+    assert!(
+        completed["schema"]
+            .as_str()
+            .unwrap()
+            .ends_with("HoodieRollbackMetadata"),
+        "{completed}"
+    );
+    let record = &completed["records"][0];
+    assert_eq!(record["commitsRollback"], json!([failed]));
+    assert_eq!(record["totalFilesDeleted"], json!(1));
+    let deleted: Vec<&Json> = record["partitionMetadata"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p["successDeleteFiles"].as_array().unwrap())
+        .collect();
+    assert_eq!(deleted, [&json!(orphan)]);
+
+    let snapshot = w.lake_rows(&["snapshot", &uri]);
+    assert_eq!(snapshot, w.model.expected());
+    // The next commit goes on after the rollback.
+    w.table = reopened;
+    w.step(50, false).await;
+    assert_eq!(w.lake_rows(&["snapshot", &uri]), w.model.expected());
 }
