@@ -99,6 +99,7 @@ async fn events_of_every_type_round_trip_through_the_broker() {
     let mut decoded: BTreeMap<Position, ChangeEvent> = BTreeMap::new();
     let mut tombstones = 0;
     let mut key_partition: HashMap<Vec<u8>, i32> = HashMap::new();
+    let mut last_in_partition: HashMap<i32, (i64, Position)> = HashMap::new();
     for r in &reads {
         let key = r.key.clone().expect("every message has a key");
         let expected = common::java_partition(&key, PARTITIONS as i32);
@@ -121,6 +122,18 @@ async fn events_of_every_type_round_trip_through_the_broker() {
             .unwrap()
         {
             Decoded::Event(e) => {
+                // Sent in position order: each partition holds them in it.
+                if let Some((offset, before)) =
+                    last_in_partition.insert(r.partition, (r.offset, e.position))
+                {
+                    assert!(
+                        before < e.position,
+                        "partition {}: {before} at offset {offset} before {} at offset {}",
+                        r.partition,
+                        e.position,
+                        r.offset
+                    );
+                }
                 assert!(decoded.insert(e.position, e).is_none(), "an event twice");
             }
             Decoded::Tombstone { table: t, key: k } => {
@@ -450,6 +463,83 @@ async fn each_message_decodes_with_the_schema_it_was_written_with() {
         } else {
             v1.columns.len()
         }));
+}
+
+/// The sink selects on `next()` and a commit timer: a `next()` cancelled
+/// while it decodes (waiting for a schema) must not lose the message it
+/// received. Each round uses a fresh decoder, so the first messages always
+/// wait for their schemas, and a timer of a few milliseconds cancels often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_consumer_cancelled_mid_message_loses_nothing() {
+    use rdkafka::Offset;
+    use tidewater::kafka::consumer::{Membership, Polled, SinkConsumer};
+    let kafka = kafka();
+    let prefix = common::unique_name("cancel");
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let mut rng = Rng::new(seed);
+    let table = Arc::new(sample::all_types_table(TableId::new("public", "c")));
+    let mut producer = producer(&kafka, &prefix);
+    produce(&mut producer, &table, &mut rng, 4, 10, |e| {
+        if e.op == Op::Delete {
+            e.op = Op::Update;
+            e.after = e.before.clone();
+        }
+    })
+    .await;
+    producer.flush().await.unwrap();
+    let topic = table_topic(&prefix, &table.id);
+    let mut expected: Vec<(i32, i64)> = common::read_topic(&kafka.brokers, &topic)
+        .iter()
+        .map(|r| (r.partition, r.offset))
+        .collect();
+    expected.sort_unstable();
+    let mut cancelled = 0;
+    for round in 0..6 {
+        let decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+        let mut consumer = SinkConsumer::new(
+            &client_config(&kafka),
+            &Membership::Standalone,
+            &[topic.as_str()],
+            decoder,
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while got.len() < expected.len() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: only {got:?} of {expected:?}"
+            );
+            // Mostly short timers (cancel inside a schema lookup), some long
+            // ones (let a lookup finish, cancel later).
+            let timer = if rng.chance(80) {
+                std::time::Duration::from_micros(200 + rng.below(20_000))
+            } else {
+                std::time::Duration::from_millis(20 + rng.below(400))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(timer) => cancelled += 1,
+                polled = consumer.next() => match polled.unwrap() {
+                    Polled::Assigned(parts) => {
+                        let starts: Vec<(String, i32, Offset)> = parts
+                            .into_iter()
+                            .map(|(t, p)| (t, p, Offset::Beginning))
+                            .collect();
+                        consumer.start(&starts).unwrap();
+                    }
+                    Polled::Revoked(_) => {}
+                    Polled::Message { partition, offset, decoded, .. } => {
+                        decoded.unwrap();
+                        got.push((partition, offset));
+                    }
+                },
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, expected, "round {round}: every message once");
+    }
+    assert!(cancelled > 0, "the timer never cancelled next()");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,36 @@ fn orders() -> Arc<TableSchema> {
     })
 }
 
+fn change_event(
+    table: &Arc<TableSchema>,
+    op: Op,
+    position: Position,
+    before: Option<Row>,
+    after: Option<Row>,
+) -> ChangeEvent {
+    ChangeEvent {
+        table: table.clone(),
+        op,
+        position,
+        before,
+        after,
+        source: Source {
+            name: "sink-test".into(),
+            db: "shop".into(),
+            schema: table.id.schema.clone(),
+            table: table.id.name.clone(),
+            commit_ts_us: START,
+            snapshot: SnapshotMarker::False,
+            detail: SourceDetail::Postgres {
+                lsn: position.commit,
+                tx_id: None,
+            },
+        },
+        transaction: None,
+        ts_us: START,
+    }
+}
+
 /// Events and the table they must produce.
 struct Workload {
     rng: Rng,
@@ -99,28 +129,13 @@ impl Workload {
     }
 
     fn event(&self, op: Op, ordinal: u64, before: Option<Row>, after: Option<Row>) -> ChangeEvent {
-        let position = Position::new(10_000 + self.txn, ordinal);
-        ChangeEvent {
-            table: self.table.clone(),
+        change_event(
+            &self.table,
             op,
-            position,
+            Position::new(10_000 + self.txn, ordinal),
             before,
             after,
-            source: Source {
-                name: "sink-test".into(),
-                db: "shop".into(),
-                schema: "public".into(),
-                table: "orders".into(),
-                commit_ts_us: START,
-                snapshot: SnapshotMarker::False,
-                detail: SourceDetail::Postgres {
-                    lsn: position.commit,
-                    tx_id: None,
-                },
-            },
-            transaction: None,
-            ts_us: START,
-        }
+        )
     }
 
     /// One transaction of `n` changes, applied to the model.
@@ -225,7 +240,17 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str, extra_lake: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
+        Setup::with_tables(name, "", extra_lake)
+    }
+
+    /// A pipeline with `public.orders` and the `extra_tables` YAML entries.
+    fn with_tables(name: &str, extra_tables: &str, extra_lake: &str) -> Setup {
+        let mut dir = tempfile::tempdir().unwrap();
+        // For a post-mortem: TIDEWATER_KEEP_TEST_DIRS=1 keeps lakes and logs.
+        if std::env::var_os("TIDEWATER_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            println!("test directory {}", dir.path().display());
+        }
         let prefix = common::unique_name(name).replace('_', "-");
         let mut kafka = KafkaConfig::with_brokers(common::kafka_brokers());
         kafka.topic_partitions = 4;
@@ -241,6 +266,7 @@ source:
   tables:
     - name: public.orders
       partition_by: {{ column: created_at, granularity: day }}
+{extra_tables}
 kafka:
   brokers: {brokers}
   topic_prefix: {prefix}
@@ -266,10 +292,14 @@ lake:
     }
 
     fn table_uri(&self) -> String {
+        self.uri_of("public_orders")
+    }
+
+    fn uri_of(&self, lake_table: &str) -> String {
         self.dir
             .path()
             .join("lake")
-            .join("public_orders")
+            .join(lake_table)
             .display()
             .to_string()
     }
@@ -317,8 +347,8 @@ lake:
 
     /// Reads the latest completed commit's checkpoint straight from the
     /// timeline files.
-    fn checkpoint(&self) -> BTreeMap<i32, i64> {
-        let hoodie = Path::new(&self.table_uri()).join(".hoodie");
+    fn checkpoint_of(&self, lake_table: &str) -> BTreeMap<i32, i64> {
+        let hoodie = Path::new(&self.uri_of(lake_table)).join(".hoodie");
         let Ok(entries) = std::fs::read_dir(&hoodie) else {
             return BTreeMap::new();
         };
@@ -343,7 +373,7 @@ lake:
             .collect()
     }
 
-    fn high_watermarks(&self) -> BTreeMap<i32, i64> {
+    fn high_watermarks_of(&self, topic: &str) -> BTreeMap<i32, i64> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let c: BaseConsumer = client_config(&self.kafka)
             .set("group.id", "wm")
@@ -353,7 +383,7 @@ lake:
             .map(|p| {
                 (
                     p,
-                    c.fetch_watermarks(&self.topic(), p, Duration::from_secs(10))
+                    c.fetch_watermarks(topic, p, Duration::from_secs(10))
                         .unwrap()
                         .1,
                 )
@@ -363,10 +393,14 @@ lake:
 
     /// Waits until the lake's checkpoint covers every produced message.
     fn wait_caught_up(&self, timeout: Duration) {
-        let target = self.high_watermarks();
+        self.wait_table_caught_up("public_orders", &self.topic(), timeout);
+    }
+
+    fn wait_table_caught_up(&self, lake_table: &str, topic: &str, timeout: Duration) {
+        let target = self.high_watermarks_of(topic);
         let deadline = Instant::now() + timeout;
         loop {
-            let cp = self.checkpoint();
+            let cp = self.checkpoint_of(lake_table);
             if target
                 .iter()
                 .all(|(p, hw)| *hw == 0 || cp.get(p).is_some_and(|o| o >= hw))
@@ -382,10 +416,14 @@ lake:
     }
 
     fn lake_rows(&self) -> BTreeMap<String, Json> {
+        self.lake_rows_of("public_orders")
+    }
+
+    fn lake_rows_of(&self, lake_table: &str) -> BTreeMap<String, Json> {
         let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
         let out = Command::new(&python)
-            .args([script, "snapshot", &self.table_uri()])
+            .args([script, "snapshot", &self.uri_of(lake_table)])
             .output()
             .unwrap();
         assert!(
@@ -461,6 +499,37 @@ lake:
     }
 }
 
+/// Compares the lake with the model, naming the first differing keys (the
+/// maps are too large to print whole).
+fn assert_same_rows(
+    lake: &BTreeMap<String, Json>,
+    expected: &BTreeMap<String, Json>,
+    context: &str,
+) {
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !lake.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<&String> = lake
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    let differ: Vec<(&String, &Json, &Json)> = expected
+        .iter()
+        .filter_map(|(k, v)| Some((k, v, lake.get(k)?)))
+        .filter(|(_, a, b)| a != b)
+        .take(2)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && differ.is_empty(),
+        "{context}: lake has {} rows, expected {}; missing {missing:?}, extra {extra:?}, differing (expected, lake) {differ:?}",
+        lake.len(),
+        expected.len()
+    );
+}
+
 fn stop_gracefully(mut child: Child) -> Duration {
     let started = Instant::now();
     let pid = child.id().to_string();
@@ -469,12 +538,9 @@ fn stop_gracefully(mut child: Child) -> Duration {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            if let Some(mut stderr) = child.stderr.take() {
+                stderr.read_to_string(&mut err).unwrap();
+            }
             assert!(
                 status.success(),
                 "the sink exited with {status} on SIGTERM: {err}"
@@ -517,10 +583,7 @@ async fn the_sink_keeps_the_lake_equal_to_the_events_and_stops_cleanly() {
     assert!(took < Duration::from_secs(30), "SIGTERM exit took {took:?}");
     let lake = setup.lake_rows();
     let expected = w.expected();
-    assert_eq!(lake.len(), expected.len(), "seed {seed}");
-    for (k, v) in &expected {
-        assert_eq!(lake.get(k), Some(v), "seed {seed}: row {k}");
-    }
+    assert_same_rows(&lake, &expected, &format!("seed {seed}"));
     setup.assert_no_leftovers();
 }
 
@@ -583,10 +646,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_and_duplicates_nothing() 
     stop_gracefully(sink);
     let lake = setup.lake_rows();
     let expected = w.expected();
-    assert_eq!(lake.len(), expected.len(), "seed {seed}: row count");
-    for (k, v) in &expected {
-        assert_eq!(lake.get(k), Some(v), "seed {seed}: row {k}");
-    }
+    assert_same_rows(&lake, &expected, &format!("seed {seed}"));
     setup.assert_no_leftovers();
 }
 
@@ -637,6 +697,213 @@ async fn two_workers_on_one_table_never_both_commit_the_same_data() {
     );
     let lake = setup.lake_rows();
     let expected = w.expected();
-    assert_eq!(lake, expected, "seed {seed}");
+    assert_same_rows(&lake, &expected, &format!("seed {seed}"));
     setup.assert_no_leftovers();
+}
+
+fn customers(key: &[&str]) -> Arc<TableSchema> {
+    let columns = vec![
+        Column::new(
+            "id",
+            ColumnType::Int {
+                bits: 64,
+                signed: true,
+            },
+            false,
+        ),
+        Column::new("email", ColumnType::Text, false),
+    ];
+    let key = key
+        .iter()
+        .map(|k| columns.iter().position(|c| c.name == *k).unwrap())
+        .collect();
+    Arc::new(TableSchema {
+        id: TableId::new("public", "customers"),
+        database: "shop".into(),
+        columns,
+        key,
+    })
+}
+
+fn customer(table: &Arc<TableSchema>, id: i64) -> ChangeEvent {
+    let row = Row(vec![
+        Datum::Int(id),
+        Datum::Text(format!("c{id}@example.com")),
+    ]);
+    change_event(
+        table,
+        Op::Create,
+        Position::new(50_000 + id as u64, 0),
+        None,
+        Some(row),
+    )
+}
+
+/// Sends raw bytes that are no Debezium event (a foreign producer).
+async fn send_foreign(kafka: &KafkaConfig, topic: &str, value: &[u8]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = client_config(kafka).create().unwrap();
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(0)
+                .key(b"foreign".as_slice())
+                .payload(value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{needle}` in the sink's log within {timeout:?}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CUSTOMERS_TABLE: &str = "    - name: public.customers";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_lake_cannot_absorb_stops_alone_and_foreign_messages_go_to_the_dead_letter_topic()
+ {
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let setup = Setup::with_tables("stops", CUSTOMERS_TABLE, "  on_undecodable: dead_letter");
+    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let dead_letter_topic = format!("{}.dead_letter", setup.prefix);
+    let mut w = Workload::new(seed);
+    let mut producer = setup.producer();
+    let v1 = customers(&["id"]);
+    for _ in 0..10 {
+        for e in w.transaction(40) {
+            producer.send(&e).await.unwrap();
+        }
+    }
+    for id in 1..=50 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    send_foreign(&setup.kafka, &setup.topic(), b"{\"not\": \"avro\"}").await;
+    let log = setup.dir.path().join("sink.log");
+    let mut sink = setup.spawn_logged(None, Some(&log));
+    setup.wait_caught_up(Duration::from_secs(120));
+    setup.wait_table_caught_up(
+        "public_customers",
+        &customers_topic,
+        Duration::from_secs(60),
+    );
+
+    // The record key changes at the source: every later customers event has
+    // the new key, which the lake table cannot take.
+    let v2 = customers(&["id", "email"]);
+    for id in 51..=60 {
+        producer.send(&customer(&v2, id)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let text = wait_for_log(&log, "table stopped", Duration::from_secs(60));
+    assert!(
+        text.contains("public.customers") && text.contains("record key changed"),
+        "the error names the table and the change: {text}"
+    );
+    // Orders go on.
+    for _ in 0..10 {
+        for e in w.transaction(40) {
+            producer.send(&e).await.unwrap();
+        }
+    }
+    producer.flush().await.unwrap();
+    setup.wait_caught_up(Duration::from_secs(120));
+    assert!(
+        sink.try_wait().unwrap().is_none(),
+        "the sink keeps running with one table stopped"
+    );
+    stop_gracefully(sink);
+
+    assert_same_rows(
+        &setup.lake_rows(),
+        &w.expected(),
+        &format!("seed {seed}: orders"),
+    );
+    let lake_customers: Vec<String> = setup.lake_rows_of("public_customers").into_keys().collect();
+    let mut expected: Vec<String> = (1..=50).map(|id: i64| id.to_string()).collect();
+    expected.sort();
+    assert_eq!(lake_customers, expected, "customers stop before the change");
+    // The checkpoint stays before the change: a restart stops there again.
+    let checkpointed: i64 = setup.checkpoint_of("public_customers").values().sum();
+    let produced: i64 = setup.high_watermarks_of(&customers_topic).values().sum();
+    assert_eq!((checkpointed, produced), (50, 60));
+    // The foreign message went to the dead-letter topic, as sent, with
+    // where it came from.
+    let letters = common::read_topic(&setup.kafka.brokers, &dead_letter_topic);
+    assert_eq!(letters.len(), 1, "one dead letter");
+    assert_eq!(
+        letters[0].value.as_deref(),
+        Some(b"{\"not\": \"avro\"}".as_slice())
+    );
+    assert_eq!(letters[0].key.as_deref(), Some(b"foreign".as_slice()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_stops_its_table_by_default_and_the_rest_goes_on() {
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (replay with TIDEWATER_SEED={seed})");
+    let setup = Setup::with_tables("foreign", CUSTOMERS_TABLE, "");
+    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let mut w = Workload::new(seed);
+    let mut producer = setup.producer();
+    let v1 = customers(&["id"]);
+    for id in 1..=20 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = setup.dir.path().join("sink.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    setup.wait_table_caught_up(
+        "public_customers",
+        &customers_topic,
+        Duration::from_secs(60),
+    );
+    let before: BTreeMap<i32, i64> = setup.checkpoint_of("public_customers");
+    send_foreign(&setup.kafka, &customers_topic, b"garbage").await;
+    let text = wait_for_log(&log, "table stopped", Duration::from_secs(60));
+    assert!(
+        text.contains("public.customers") && text.contains("undecodable"),
+        "the error names the table and the cause: {text}"
+    );
+    for id in 21..=30 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    for _ in 0..10 {
+        for e in w.transaction(40) {
+            producer.send(&e).await.unwrap();
+        }
+    }
+    producer.flush().await.unwrap();
+    setup.wait_caught_up(Duration::from_secs(120));
+    stop_gracefully(sink);
+    assert_same_rows(
+        &setup.lake_rows(),
+        &w.expected(),
+        &format!("seed {seed}: orders"),
+    );
+    assert_eq!(
+        setup.lake_rows_of("public_customers").len(),
+        20,
+        "nothing after the foreign message"
+    );
+    assert_eq!(
+        setup.checkpoint_of("public_customers"),
+        before,
+        "the checkpoint stays before the foreign message"
+    );
 }

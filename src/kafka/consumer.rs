@@ -193,6 +193,7 @@ pub use sink::{DeadLetters, Membership, Polled, RawMessage, SinkConsumer};
 /// where the caller says (the lake table's last commit), not where the group's
 /// committed offsets point.
 mod sink {
+    use futures::future::BoxFuture;
     use std::collections::{HashSet, VecDeque};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -274,10 +275,14 @@ mod sink {
     pub struct SinkConsumer {
         consumer: StreamConsumer<GroupContext>,
         shared: Arc<Shared>,
-        decoder: EventDecoder,
+        decoder: Arc<tokio::sync::Mutex<EventDecoder>>,
         positioned: HashSet<(String, i32)>,
         /// Standalone: the partitions started so far, with their offsets.
         standalone: Option<TopicPartitionList>,
+        /// The decoding of a received message (it may wait for a schema),
+        /// with its topic and partition: kept across cancellations of
+        /// [`Self::next`], which resumes it.
+        decoding: Option<(String, i32, BoxFuture<'static, Polled>)>,
     }
 
     /// How a sink worker gets its partitions.
@@ -349,9 +354,10 @@ mod sink {
             Ok(SinkConsumer {
                 consumer,
                 shared,
-                decoder,
+                decoder: Arc::new(tokio::sync::Mutex::new(decoder)),
                 positioned: HashSet::new(),
                 standalone: standalone.then(TopicPartitionList::new),
+                decoding: None,
             })
         }
 
@@ -383,9 +389,10 @@ mod sink {
         /// The next assignment change or decoded message.
         ///
         /// # Cancel safety
-        /// Cancel safe: a message received but not returned is dropped, and
-        /// it is read again after the partition is repositioned, which every
-        /// caller does from its own checkpoint.
+        /// Cancel safe: a message received but not yet returned (decoding
+        /// may wait for its schema) is kept with its decoding, which the next
+        /// call resumes; a caller that selects on this and a timer loses
+        /// nothing and always makes progress.
         pub async fn next(&mut self) -> Result<Polled, KafkaError> {
             loop {
                 if let Some(event) = self
@@ -399,42 +406,65 @@ mod sink {
                         for p in parts {
                             self.positioned.remove(p);
                         }
+                        let orphaned = self
+                            .decoding
+                            .as_ref()
+                            .is_some_and(|(t, p, _)| !self.positioned.contains(&(t.clone(), *p)));
+                        if orphaned {
+                            // Its partition went elsewhere; the new owner reads it.
+                            self.decoding = None;
+                        }
                     }
                     return Ok(event);
                 }
-                let message =
-                    match tokio::time::timeout(Duration::from_millis(200), self.consumer.recv())
-                        .await
+                if self.decoding.is_none() {
+                    let message = match tokio::time::timeout(
+                        Duration::from_millis(200),
+                        self.consumer.recv(),
+                    )
+                    .await
                     {
                         Err(_) => continue,
                         Ok(result) => result?,
                     };
-                let (topic, partition, offset) = (
-                    message.topic().to_string(),
-                    message.partition(),
-                    message.offset(),
-                );
-                if !self.positioned.contains(&(topic.clone(), partition)) {
-                    // Fetched before `start_at`: it will be read again.
-                    continue;
+                    let (topic, partition, offset) = (
+                        message.topic().to_string(),
+                        message.partition(),
+                        message.offset(),
+                    );
+                    if !self.positioned.contains(&(topic.clone(), partition)) {
+                        // Fetched before `start`: it will be read again.
+                        continue;
+                    }
+                    let (key, value) = (
+                        message.key().map(<[u8]>::to_vec),
+                        message.payload().map(<[u8]>::to_vec),
+                    );
+                    drop(message);
+                    let decoder = self.decoder.clone();
+                    let tp = (topic.clone(), partition);
+                    let decoding = async move {
+                        let decoded = decoder
+                            .lock()
+                            .await
+                            .decode(&topic, partition, offset, key.as_deref(), value.as_deref())
+                            .await;
+                        let raw = decoded.is_err().then_some(RawMessage { key, value });
+                        Polled::Message {
+                            topic,
+                            partition,
+                            offset,
+                            decoded,
+                            raw,
+                        }
+                    };
+                    self.decoding = Some((tp.0, tp.1, Box::pin(decoding)));
                 }
-                let (key, value) = (
-                    message.key().map(<[u8]>::to_vec),
-                    message.payload().map(<[u8]>::to_vec),
-                );
-                drop(message);
-                let decoded = self
-                    .decoder
-                    .decode(&topic, partition, offset, key.as_deref(), value.as_deref())
-                    .await;
-                let raw = decoded.is_err().then_some(RawMessage { key, value });
-                return Ok(Polled::Message {
-                    topic,
-                    partition,
-                    offset,
-                    decoded,
-                    raw,
-                });
+                if let Some((_, _, decoding)) = self.decoding.as_mut() {
+                    let polled = decoding.await;
+                    self.decoding = None;
+                    return Ok(polled);
+                }
             }
         }
 

@@ -743,6 +743,38 @@ impl Table {
         Ok(())
     }
 
+    /// The lake schema after absorbing `shapes` in order, its Arrow schema,
+    /// and whether a column widened (every file is then rewritten); `None`
+    /// for a table without schema and no shapes. An error names the change
+    /// the table cannot absorb.
+    fn evolve(
+        &self,
+        shapes: &[&TableSchema],
+    ) -> Result<Option<(LakeSchema, SchemaRef, bool)>, String> {
+        let mut schema = self.schema.clone();
+        let mut widened = false;
+        for shape in shapes {
+            match schema.as_mut() {
+                None => schema = Some(LakeSchema::from_table(shape)?),
+                Some(s) => {
+                    widened |= !s.absorb(shape)?.widened.is_empty();
+                }
+            }
+        }
+        let Some(schema) = schema else {
+            return Ok(None);
+        };
+        let arrow_schema: SchemaRef = Arc::new(self.options.layout.arrow_schema(&schema)?);
+        Ok(Some((schema, arrow_schema, widened)))
+    }
+
+    /// Whether a commit of changes in `shapes` would absorb them: `Err`
+    /// names the change the table cannot absorb (a changed key, a narrowed
+    /// or incompatible column), before anything is written.
+    pub fn check_shapes(&self, shapes: &[&TableSchema]) -> Result<(), String> {
+        self.evolve(shapes).map(|_| ())
+    }
+
     /// Applies one batch as one commit.
     pub async fn commit(&mut self, batch: CommitBatch) -> Result<CommitOutcome, LakeError> {
         let table = self.name().to_string();
@@ -751,31 +783,28 @@ impl Table {
             message,
         };
         // 1. Evolve the lake schema over the batch's shapes.
-        let mut schema = self.schema.clone();
-        let mut rewrite_all = batch.truncate.is_some();
-        for shape in &batch.shapes {
-            match schema.as_mut() {
-                None => schema = Some(LakeSchema::from_table(shape).map_err(schema_err)?),
-                Some(s) => {
-                    let evolution = s.absorb(shape).map_err(schema_err)?;
-                    if !evolution.widened.is_empty() {
-                        rewrite_all = true;
-                    }
-                    if !evolution.is_empty() {
-                        tracing::info!(table = %table, added = ?evolution.added, dropped = ?evolution.dropped, widened = ?evolution.widened, "table schema evolves");
-                    }
-                }
-            }
-        }
-        let Some(schema) = schema else {
+        let shapes: Vec<&TableSchema> = batch.shapes.iter().map(|s| s.as_ref()).collect();
+        let Some((schema, arrow_schema, widened)) = self.evolve(&shapes).map_err(schema_err)?
+        else {
             return Ok(CommitOutcome::default());
         };
-        let arrow_schema: SchemaRef = Arc::new(
-            self.options
-                .layout
-                .arrow_schema(&schema)
-                .map_err(schema_err)?,
-        );
+        let rewrite_all = batch.truncate.is_some() || widened;
+        if let Some(old) = self.schema.as_ref().filter(|old| **old != schema) {
+            let columns = |s: &LakeSchema| -> Vec<String> {
+                s.columns
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}{}",
+                            c.name,
+                            c.ty_name,
+                            if c.dropped { " (dropped)" } else { "" }
+                        )
+                    })
+                    .collect()
+            };
+            tracing::info!(table = %table, from = ?columns(old), to = ?columns(&schema), widened, "table schema evolves");
+        }
         self.write_properties(&schema).await?;
 
         // 2. The instant.

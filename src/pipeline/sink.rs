@@ -59,8 +59,6 @@ pub enum SinkError {
     Store(#[from] crate::lake::store::StoreError),
     #[error("schema store: {0}")]
     Schemas(#[from] crate::kafka::schemas::SchemaStoreError),
-    #[error("table {table} stopped: {reason}")]
-    TableStopped { table: String, reason: String },
 }
 
 /// The directory and `hoodie.table.name` of a captured table: lower-case
@@ -186,6 +184,29 @@ struct TableSink {
     /// message with `on_undecodable: stop`): its messages are skipped and
     /// nothing more is committed for it.
     stopped: Option<String>,
+}
+
+impl TableSink {
+    /// Whether the lake table can absorb a change of this shape after what
+    /// is buffered; checked once per new shape.
+    fn check_shape(&self, shape: &Arc<TableSchema>) -> Result<(), String> {
+        let seen = self
+            .pending
+            .shapes
+            .last()
+            .is_some_and(|s| Arc::ptr_eq(s, shape) || **s == **shape);
+        if seen {
+            return Ok(());
+        }
+        let shapes: Vec<&TableSchema> = self
+            .pending
+            .shapes
+            .iter()
+            .map(|s| s.as_ref())
+            .chain(std::iter::once(shape.as_ref()))
+            .collect();
+        self.table.check_shapes(&shapes)
+    }
 }
 
 /// How a sink worker takes its partitions.
@@ -395,6 +416,13 @@ impl SinkWorker {
                 }
                 match decoded {
                     Ok(Decoded::Event(event)) => {
+                        if let Err(reason) = sink.check_shape(&event.table) {
+                            // Commit what came before the change, then stop
+                            // at it: a restart stops here again.
+                            self.commit_table(&topic).await?;
+                            self.stop_table(&topic, &format!("a schema change at {topic}/{partition}@{offset} the lake table cannot absorb: {reason}"));
+                            return Ok(());
+                        }
                         if event.op == Op::Truncate {
                             sink.pending.truncate_at(&event);
                         } else if let Some(key) = event.key_row() {
@@ -417,8 +445,12 @@ impl SinkWorker {
                             tracing::warn!(pipeline = %self.name, topic = %topic, partition, offset, dead_letter_topic = %letters.topic(), "undecodable message sent to the dead-letter topic");
                         }
                         _ => {
-                            tracing::error!(pipeline = %self.name, table = %sink.id, error = %e, "table stops: undecodable message");
-                            sink.stopped = Some(e.to_string());
+                            self.stop_table(
+                                &topic,
+                                &format!(
+                                    "undecodable message at {topic}/{partition}@{offset}: {e}"
+                                ),
+                            );
                             return Ok(());
                         }
                     },
@@ -504,13 +536,11 @@ impl SinkWorker {
                     }
                     return Ok(());
                 }
-                Err(LakeError::Schema { table, message }) => {
-                    tracing::error!(pipeline = %self.name, table = %table, "table stops: {message}");
-                    sink.stopped = Some(message.clone());
-                    return Err(SinkError::TableStopped {
-                        table,
-                        reason: message,
-                    });
+                Err(LakeError::Schema { message, .. }) => {
+                    // Nothing of the batch is committed; a restart reads it
+                    // again and stops here again.
+                    self.stop_table(topic, &message);
+                    return Ok(());
                 }
                 Err(e) if e.is_retryable() && attempt < 4 => {
                     self.stats.conflicts += u64::from(matches!(e, LakeError::Conflict { .. }));
@@ -522,6 +552,19 @@ impl SinkWorker {
             }
         }
         Ok(())
+    }
+
+    /// Stops one table (the rest of the pipeline goes on): its messages
+    /// are skipped from here and its checkpoint stays before them.
+    fn stop_table(&mut self, topic: &str, reason: &str) {
+        if let Some(sink) = self.tables.get_mut(topic) {
+            tracing::error!(
+                pipeline = %self.name, table = %sink.id, topic = %topic,
+                "table stopped, the rest of the pipeline goes on: {reason}; fix the cause (or re-snapshot into a new table) and restart"
+            );
+            sink.pending = Pending::default();
+            sink.stopped = Some(reason.to_string());
+        }
     }
 
     /// The lake table of a topic (for tests and status).

@@ -259,6 +259,65 @@ impl Workload {
             .push((outcome.instant.clone(), self.model.expected()));
     }
 
+    /// The latest file slices read with pyarrow alone (no Hudi logic) must
+    /// hold what the Hudi snapshot holds, and each file's footer must carry
+    /// its true key range and a bloom filter.
+    pub fn check_latest_files(&self, uri: &str, snapshot: &BTreeMap<String, Json>) {
+        let files = self.table.latest_files();
+        let mut args = vec!["files", uri];
+        args.extend(files.iter().map(String::as_str));
+        let mut rows = Vec::new();
+        let mut footers = 0;
+        for line in self.read(&args) {
+            if line.get("__footer").is_none() {
+                rows.push(line);
+                continue;
+            }
+            let (file, footer) = (&line["__file"], &line["__footer"]);
+            if line["__min"].is_null() {
+                continue;
+            }
+            footers += 1;
+            assert_eq!(footer["hoodie_min_record_key"], line["__min"], "{file}");
+            assert_eq!(footer["hoodie_max_record_key"], line["__max"], "{file}");
+            assert_eq!(
+                footer["hoodie_bloom_filter_type_code"],
+                json!("DYNAMIC_V0"),
+                "{file}"
+            );
+            assert!(
+                footer["org.apache.hudi.bloomfilter"]
+                    .as_str()
+                    .is_some_and(|b| b.len() > 100),
+                "{file}: no bloom filter in {footer}"
+            );
+        }
+        assert!(footers > 0, "no non-empty latest file");
+        let mut latest = self.model_rows(rows);
+        // Files written before a column was added lack it: readers fill NULL.
+        for (k, row) in latest.iter_mut() {
+            let (Some(row), Some(Json::Object(want))) = (row.as_object_mut(), snapshot.get(k))
+            else {
+                continue;
+            };
+            for column in want.keys() {
+                row.entry(column.clone()).or_insert(Json::Null);
+            }
+        }
+        assert_eq!(
+            latest.len(),
+            snapshot.len(),
+            "pyarrow on the latest slices: row count"
+        );
+        for (k, v) in snapshot {
+            assert_eq!(
+                latest.get(k),
+                Some(v),
+                "pyarrow on the latest slices: row {k}"
+            );
+        }
+    }
+
     pub fn read(&self, args: &[&str]) -> Vec<Json> {
         let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
@@ -281,8 +340,12 @@ impl Workload {
 
     /// Rows as the model shows them, keyed by record key, meta columns off.
     pub fn lake_rows(&self, args: &[&str]) -> BTreeMap<String, Json> {
+        self.model_rows(self.read(args))
+    }
+
+    fn model_rows(&self, rows: Vec<Json>) -> BTreeMap<String, Json> {
         let mut out = BTreeMap::new();
-        for row in self.read(args) {
+        for row in rows {
             let key = row["_hoodie_record_key"].as_str().unwrap().to_string();
             let mut obj = row.as_object().unwrap().clone();
             obj.retain(|k, _| !k.starts_with("_hoodie_") && k != "_tidewater_position");
@@ -495,6 +558,7 @@ pub async fn mixed_workload_with_faults(uri: String, lake: LakeConfig, proxy: Op
     for (k, v) in &expected {
         assert_eq!(snapshot.get(k), Some(v), "seed {seed}: row {k}");
     }
+    w.check_latest_files(&uri, &snapshot);
     // Time travel to every retained commit.
     let retained = w.history.len() - 4;
     for (instant, state) in w.history.iter().skip(retained) {
