@@ -33,6 +33,8 @@ pub const FOOTER_MAX_KEY: &str = "hoodie_max_record_key";
 pub const KEYS_PER_VECTOR: u32 = 60_000;
 pub const FALSE_POSITIVE_RATE: f64 = 1e-9;
 pub const MAX_KEYS: u32 = 100_000;
+/// The smallest vector of a filter sized to its file.
+pub const MIN_KEYS_PER_VECTOR: u32 = 1_000;
 
 /// Hadoop's MurmurHash as Hudi uses it: MurmurHash2 over little-endian words,
 /// except that the trailing bytes are sign-extended and the first of them
@@ -192,9 +194,25 @@ pub fn java_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
-/// The footer entries for a base file's record keys.
-pub fn footer<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<(&'static str, String)> {
-    let mut bloom = DynamicBloom::hudi_default();
+/// The filter for a file of `keys` record keys: Hudi's default (60 000 keys
+/// per vector, growing to 100 000) for large files, one vector sized to the
+/// file for smaller ones (at least 1 000 keys). Readers take the sizes from
+/// the serialized filter, so a small file does not carry Java's 431 KB
+/// default filter, which would make every small file look full to the
+/// small-file packing.
+pub fn sized_for(keys: usize) -> DynamicBloom {
+    let per_vector = u32::try_from(keys)
+        .unwrap_or(u32::MAX)
+        .clamp(MIN_KEYS_PER_VECTOR, KEYS_PER_VECTOR);
+    DynamicBloom::new(per_vector, FALSE_POSITIVE_RATE, MAX_KEYS)
+}
+
+/// The footer entries for a base file's `count` record keys.
+pub fn footer<'a>(
+    count: usize,
+    keys: impl Iterator<Item = &'a str>,
+) -> Vec<(&'static str, String)> {
+    let mut bloom = sized_for(count);
     let mut min: Option<&str> = None;
     let mut max: Option<&str> = None;
     for key in keys.filter(|k| !k.is_empty()) {
@@ -307,10 +325,29 @@ mod tests {
             "Java's default filter is 431 380 characters"
         );
         assert!(!(0..100).any(|i| f.might_contain(format!("absent{i}").as_bytes())));
-        let entries = footer(["k2", "k10", "é", "k1", "\u{FF21}", "\u{1F600}"].into_iter());
+        let entries = footer(
+            6,
+            ["k2", "k10", "é", "k1", "\u{FF21}", "\u{1F600}"].into_iter(),
+        );
         assert_eq!(entries[1], (FOOTER_TYPE, "DYNAMIC_V0".to_string()));
         // Java order: U+1F600 (a surrogate pair) sorts before U+FF21.
         assert_eq!(entries[2], (FOOTER_MIN_KEY, "k1".to_string()));
         assert_eq!(entries[3], (FOOTER_MAX_KEY, "\u{FF21}".to_string()));
+    }
+
+    #[test]
+    fn small_files_get_small_filters_that_hold_their_keys() {
+        let few = keys(50);
+        let mut small = sized_for(few.len());
+        for k in &few {
+            small.add(k.as_bytes());
+        }
+        let text = small.to_base64();
+        assert!(text.len() < 10_000, "{} characters", text.len());
+        assert!(few.iter().all(|k| small.might_contain(k.as_bytes())));
+        assert!(!(0..100).any(|i| small.might_contain(format!("absent{i}").as_bytes())));
+        // Large files get Java's default.
+        assert_eq!(sized_for(250_000).to_base64().len(), 431_380);
+        assert_eq!(sized_for(60_000).to_base64().len(), 431_380);
     }
 }

@@ -106,7 +106,8 @@ pub fn encode(
             .ok_or_else(|| FileError::Layout("no record key column".into()))?;
         keys.push(column);
     }
-    let footer = super::bloom::footer(keys.iter().flat_map(|k| k.iter().flatten()));
+    let count: usize = keys.iter().map(|k| k.len() - k.null_count()).sum();
+    let footer = super::bloom::footer(count, keys.iter().flat_map(|k| k.iter().flatten()));
     let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut out = Vec::with_capacity(size / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
