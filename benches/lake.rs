@@ -270,7 +270,21 @@ async fn child_apply(data: &Path, out: &Path) {
     );
     let cpu0 = cpu_seconds();
     let start = Instant::now();
-    let changes = read_changes(&files_in(&data.join("changes")), &table_schema, false);
+    // The changes arrive decoded in a running sink; here they are read
+    // from parquet, one thread per core.
+    let files = files_in(&data.join("changes"));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    let changes: Vec<Change> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| read_changes(part, &table_schema, false)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
     let read_seconds = start.elapsed().as_secs_f64();
     eprintln!(
         "apply: changes read, RSS {:.0} MB (peak {:.0} MB)",

@@ -42,16 +42,15 @@ pub const MIN_KEYS_PER_VECTOR: u32 = 1_000;
 pub fn murmur(data: &[u8], seed: i32) -> i32 {
     const M: u32 = 0x5bd1_e995;
     let mut h = (seed as u32) ^ (data.len() as u32);
-    let words = data.len() / 4;
-    for w in 0..words {
-        let b = |i: usize| u32::from(data.get(w * 4 + i).copied().unwrap_or(0));
-        let mut k = b(0) | (b(1) << 8) | (b(2) << 16) | (b(3) << 24);
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for word in chunks {
+        let mut k = u32::from_le_bytes(word.try_into().unwrap_or([0; 4]));
         k = k.wrapping_mul(M);
         k ^= k >> 24;
         k = k.wrapping_mul(M);
         h = h.wrapping_mul(M) ^ k;
     }
-    let tail = data.get(words * 4..).unwrap_or_default();
     if !tail.is_empty() {
         let n = tail.len();
         for (i, byte) in tail.iter().enumerate() {
@@ -137,9 +136,13 @@ impl DynamicBloom {
 
     pub fn add(&mut self, key: &[u8]) {
         let v = self.target();
-        let positions = self.positions(key);
+        let (bits, hashes) = (self.bits as i32, self.hashes);
         if let Some(vector) = self.vectors.get_mut(v) {
-            for p in positions {
+            // The positions of `positions`, without collecting them.
+            let mut seed = 0i32;
+            for _ in 0..hashes {
+                seed = murmur(key, seed);
+                let p = (seed % bits).unsigned_abs() as usize;
                 if let Some(byte) = vector.get_mut(p / 8) {
                     *byte |= 1 << (p % 8);
                 }
@@ -178,6 +181,84 @@ impl DynamicBloom {
         STANDARD.encode(out)
     }
 
+    /// Parses [`Self::to_base64`]'s text (a file's footer): `None` for
+    /// anything else, which the caller answers with a fresh filter.
+    pub fn from_base64(text: &str) -> Option<DynamicBloom> {
+        let bytes = STANDARD.decode(text).ok()?;
+        let read_i32 = |at: usize| -> Option<i32> {
+            Some(i32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+        };
+        // Header: version -1, hash count, hash type (1: murmur), vector size.
+        let header = |at: usize| -> Option<(u32, u8, u32)> {
+            if read_i32(at)? != -1 {
+                return None;
+            }
+            let hashes = u32::try_from(read_i32(at + 4)?).ok()?;
+            let bits = u32::try_from(read_i32(at + 9)?).ok()?;
+            Some((hashes, *bytes.get(at + 8)?, bits))
+        };
+        let (hashes, hash_type, bits) = header(0)?;
+        let per_vector = u32::try_from(read_i32(13)?).ok()?;
+        let in_current = u32::try_from(read_i32(17)?).ok()?;
+        let count = usize::try_from(read_i32(21)?).ok()?;
+        if hash_type != 1 || bits == 0 || per_vector == 0 || count == 0 {
+            return None;
+        }
+        let width = bits.div_ceil(8) as usize;
+        let mut vectors = Vec::with_capacity(count);
+        let mut at = 25usize;
+        for _ in 0..count {
+            if header(at)? != (hashes, 1, bits) {
+                return None;
+            }
+            at += 13;
+            vectors.push(bytes.get(at..at + width)?.to_vec());
+            at += width;
+        }
+        if at != bytes.len() {
+            return None;
+        }
+        let capacity = vectors.len() as u64 * u64::from(per_vector);
+        Some(DynamicBloom {
+            bits,
+            hashes,
+            per_vector,
+            max_keys: MAX_KEYS,
+            saturated: in_current >= per_vector && capacity >= u64::from(MAX_KEYS),
+            vectors,
+            in_current,
+            next: 0,
+        })
+    }
+
+    /// Keys added so far (a saturated filter keeps counting in its last
+    /// vector).
+    pub fn count(&self) -> u64 {
+        (self.vectors.len().saturating_sub(1) as u64) * u64::from(self.per_vector)
+            + u64::from(self.in_current)
+    }
+
+    /// Whether a file's filter may be carried into its next version with
+    /// `adds` more keys for `rows` rows: a bloom filter of a superset of the
+    /// keys never misses one, so only freshness matters. It is carried
+    /// when a fresh filter would saturate as well (more rows than
+    /// [`MAX_KEYS`]), or when it stays within its vectors (or grows as
+    /// Java's default does) and has not collected more than twice the rows
+    /// (keys deleted since it was built make it stale).
+    pub fn can_extend(&self, rows: usize, adds: usize) -> bool {
+        let (rows, adds) = (rows as u64, adds as u64);
+        if rows > u64::from(MAX_KEYS) {
+            return true;
+        }
+        if self.saturated {
+            return false;
+        }
+        let after = self.count() + adds;
+        let fits = after <= self.vectors.len() as u64 * u64::from(self.per_vector)
+            || self.per_vector == KEYS_PER_VECTOR;
+        fits && after <= 2 * rows + u64::from(MIN_KEYS_PER_VECTOR)
+    }
+
     /// Java's `serializeToString` of a single vector (`SIMPLE`).
     pub fn to_base64_simple(&self) -> String {
         let mut out = Vec::new();
@@ -189,9 +270,16 @@ impl DynamicBloom {
     }
 }
 
-/// Java `String.compareTo`: UTF-16 code units.
+/// Java `String.compareTo`: UTF-16 code units. That is UTF-8 byte order
+/// unless a character beyond U+FFFF (4-byte UTF-8, lead byte 0xF0 and up)
+/// is involved, so only then are the strings re-encoded.
 pub fn java_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.encode_utf16().cmp(b.encode_utf16())
+    let beyond_bmp = |s: &str| s.bytes().any(|c| c >= 0xF0);
+    if beyond_bmp(a) || beyond_bmp(b) {
+        a.encode_utf16().cmp(b.encode_utf16())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    }
 }
 
 /// The filter for a file of `keys` record keys: Hudi's default (60 000 keys
@@ -207,16 +295,30 @@ pub fn sized_for(keys: usize) -> DynamicBloom {
     DynamicBloom::new(per_vector, FALSE_POSITIVE_RATE, MAX_KEYS)
 }
 
-/// The footer entries for a base file's `count` record keys.
+/// The footer entries for a base file's `count` record keys: the filter of
+/// all `keys`, or `carried` (the previous version's filter, see
+/// [`DynamicBloom::can_extend`]) with the `fresh` keys added. The key range
+/// is always exact.
 pub fn footer<'a>(
     count: usize,
     keys: impl Iterator<Item = &'a str>,
+    carried: Option<(DynamicBloom, Vec<&'a str>)>,
 ) -> Vec<(&'static str, String)> {
-    let mut bloom = sized_for(count);
+    let (mut bloom, fresh) = match carried {
+        Some((filter, fresh)) => (filter, Some(fresh)),
+        None => (sized_for(count), None),
+    };
+    if let Some(fresh) = &fresh {
+        for key in fresh.iter().filter(|k| !k.is_empty()) {
+            bloom.add(key.as_bytes());
+        }
+    }
     let mut min: Option<&str> = None;
     let mut max: Option<&str> = None;
     for key in keys.filter(|k| !k.is_empty()) {
-        bloom.add(key.as_bytes());
+        if fresh.is_none() {
+            bloom.add(key.as_bytes());
+        }
         if min.is_none_or(|m| java_order(key, m).is_lt()) {
             min = Some(key);
         }
@@ -328,6 +430,7 @@ mod tests {
         let entries = footer(
             6,
             ["k2", "k10", "é", "k1", "\u{FF21}", "\u{1F600}"].into_iter(),
+            None,
         );
         assert_eq!(entries[1], (FOOTER_TYPE, "DYNAMIC_V0".to_string()));
         // Java order: U+1F600 (a surrogate pair) sorts before U+FF21.
@@ -349,5 +452,72 @@ mod tests {
         // Large files get Java's default.
         assert_eq!(sized_for(250_000).to_base64().len(), 431_380);
         assert_eq!(sized_for(60_000).to_base64().len(), 431_380);
+    }
+
+    #[test]
+    fn filters_round_trip_through_their_text_and_carry_forward() {
+        // A default-sized filter past saturation, and a small one.
+        for (sizing, n) in [(KEYS_PER_VECTOR as usize, 120_000), (200, 200)] {
+            let ks = keys(n);
+            let mut f = sized_for(sizing);
+            for k in &ks {
+                f.add(k.as_bytes());
+            }
+            let text = f.to_base64();
+            let back = DynamicBloom::from_base64(&text).expect("parses");
+            assert_eq!(back.to_base64(), text, "round trip");
+            assert_eq!(back.count(), f.count());
+            assert!(ks.iter().all(|k| back.might_contain(k.as_bytes())));
+        }
+        assert!(DynamicBloom::from_base64("AAAA").is_none());
+        assert!(DynamicBloom::from_base64("not base64!").is_none());
+
+        // Carried: a filter sized for 5 000 keys holding 4 000 takes 1 000
+        // more; one that collected far more keys than its file holds is
+        // rebuilt, as is one that would outgrow its single vector.
+        let ks = keys(5_000);
+        let mut f = sized_for(5_000);
+        for k in ks.iter().take(4_000) {
+            f.add(k.as_bytes());
+        }
+        assert!(f.can_extend(5_000, 1_000));
+        assert!(!f.can_extend(100, 1_000), "stale: 5 000 keys for 100 rows");
+        assert!(!f.can_extend(10_000, 5_000), "would outgrow its vector");
+        let text = f.to_base64();
+        let fresh: Vec<&str> = ks.iter().skip(4_000).map(String::as_str).collect();
+        let entries = footer(
+            5_000,
+            ks.iter().map(String::as_str),
+            Some((DynamicBloom::from_base64(&text).unwrap(), fresh)),
+        );
+        let carried = DynamicBloom::from_base64(&entries[0].1).unwrap();
+        assert_eq!(carried.count(), 5_000);
+        assert!(ks.iter().all(|k| carried.might_contain(k.as_bytes())));
+        // Files above the saturation point always carry.
+        let mut big = sized_for(200_000);
+        for k in keys(120_000) {
+            big.add(k.as_bytes());
+        }
+        assert!(big.can_extend(150_000, 30_000));
+    }
+
+    #[test]
+    fn java_order_is_byte_order_within_the_bmp() {
+        for (a, b) in [
+            ("k1", "k10"),
+            ("a", "é"),
+            ("\u{FF21}", "\u{1F600}"),
+            ("z", "\u{1F600}"),
+        ] {
+            assert_eq!(
+                java_order(a, b),
+                a.encode_utf16().cmp(b.encode_utf16()),
+                "{a} vs {b}"
+            );
+        }
+        assert!(
+            java_order("\u{1F600}", "\u{FF21}").is_lt(),
+            "surrogates sort low"
+        );
     }
 }

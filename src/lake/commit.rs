@@ -199,24 +199,27 @@ pub fn merge_group(
     let keys = string_column(RECORD_KEY)?;
     let positions = string_column(POSITION)?;
     let mut counts = MergeCounts::default();
-    let mut drop: HashSet<usize> = HashSet::new();
+    // Rows removed from the file (deleted, moved, truncated), by row number.
+    let mut drop: Vec<bool> = vec![false; stored.num_rows()];
     if let Some(truncate) = ctx.truncate {
-        for r in 0..positions.len() {
+        for (r, dropped) in drop.iter_mut().enumerate() {
             let p = positions
                 .is_valid(r)
                 .then(|| parse_position(positions.value(r)))
                 .flatten();
             if p.is_none_or(|p| p < truncate) {
-                drop.insert(r);
+                *dropped = true;
             }
         }
     }
-    let wanted: HashSet<&str> = routed
+    let is_dropped = |drop: &[bool], r: usize| drop.get(r).copied().unwrap_or(false);
+    let wanted: HashSet<&str, foldhash::fast::RandomState> = routed
         .iter()
         .filter_map(|ci| ctx.changes.get(*ci))
         .map(|c| c.key.as_str())
         .collect();
-    let mut rows_of: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
+    let mut rows_of: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(wanted.len(), Default::default());
     for r in 0..keys.len() {
         if keys.is_valid(r) {
             let k = keys.value(r);
@@ -237,7 +240,7 @@ pub fn merge_group(
             }
             continue;
         };
-        if drop.contains(&r) {
+        if is_dropped(&drop, r) {
             // Truncated here; a change newer than the truncate inserts anew.
             if change.row.is_some() {
                 elsewhere.push(change.clone());
@@ -254,7 +257,9 @@ pub fn merge_group(
         }
         match &change.row {
             None => {
-                drop.insert(r);
+                if let Some(d) = drop.get_mut(r) {
+                    *d = true;
+                }
                 counts.deleted += 1;
             }
             Some(row) => {
@@ -263,7 +268,9 @@ pub fn merge_group(
                 if target == partition {
                     replace.push((r, *ci));
                 } else {
-                    drop.insert(r);
+                    if let Some(d) = drop.get_mut(r) {
+                        *d = true;
+                    }
                     let mut moved = change.clone();
                     if let Some(row) = moved.row.as_mut() {
                         fill_unchanged(ctx, row, &change.schema, stored, r);
@@ -275,13 +282,17 @@ pub fn merge_group(
     }
     let removed: Vec<String> = drop
         .iter()
-        .filter(|r| keys.is_valid(**r))
-        .map(|r| keys.value(*r).to_string())
+        .enumerate()
+        .filter(|(r, dropped)| **dropped && keys.is_valid(*r))
+        .map(|(r, _)| keys.value(r).to_string())
         .collect();
-    let replaced_rows: HashSet<usize> = replace.iter().map(|(r, _)| *r).collect();
-    let keep: BooleanArray = (0..stored.num_rows())
-        .map(|r| Some(!drop.contains(&r) && !replaced_rows.contains(&r)))
-        .collect();
+    let mut keep = drop.iter().map(|d| !d).collect::<Vec<bool>>();
+    for (r, _) in &replace {
+        if let Some(k) = keep.get_mut(*r) {
+            *k = false;
+        }
+    }
+    let keep = BooleanArray::from(keep);
     let carried =
         arrow_select::filter::filter_record_batch(stored, &keep).map_err(|e| e.to_string())?;
     counts.carried = carried.num_rows() as u64;

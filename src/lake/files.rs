@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::bloom::DynamicBloom;
 use arrow_array::{Array, RecordBatch, StringArray};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -92,11 +93,15 @@ fn properties(
 }
 
 /// Encodes one base file, with the record keys' bloom filter and key range
-/// in its footer.
+/// in its footer. `carried` is the previous version's filter when the
+/// first batch holds that version's surviving rows: the keys of the other
+/// batches are added to it when [`DynamicBloom::can_extend`] allows,
+/// instead of hashing every key again.
 pub fn encode(
     schema: &arrow_schema::SchemaRef,
     batches: &[RecordBatch],
     compression: ParquetCompression,
+    carried: Option<DynamicBloom>,
 ) -> Result<Vec<u8>, FileError> {
     let mut keys = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -107,7 +112,18 @@ pub fn encode(
         keys.push(column);
     }
     let count: usize = keys.iter().map(|k| k.len() - k.null_count()).sum();
-    let footer = super::bloom::footer(count, keys.iter().flat_map(|k| k.iter().flatten()));
+    let fresh_rows: usize = keys.iter().skip(1).map(|k| k.len()).sum();
+    let carried = carried
+        .filter(|f| f.can_extend(count, fresh_rows))
+        .map(|f| {
+            let fresh: Vec<&str> = keys
+                .iter()
+                .skip(1)
+                .flat_map(|k| k.iter().flatten())
+                .collect();
+            (f, fresh)
+        });
+    let footer = super::bloom::footer(count, keys.iter().flat_map(|k| k.iter().flatten()), carried);
     let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut out = Vec::with_capacity(size / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
@@ -124,10 +140,32 @@ pub fn encode(
 
 /// Decodes a whole base file into one batch.
 pub fn decode(bytes: Bytes) -> Result<RecordBatch, FileError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(65_536);
+    decode_base_file(bytes).map(|(batch, _)| batch)
+}
+
+/// Decodes a whole base file into one batch, with the bloom filter of its
+/// footer (if it has a readable one).
+pub fn decode_base_file(bytes: Bytes) -> Result<(RecordBatch, Option<DynamicBloom>), FileError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let kv = builder.metadata().file_metadata().key_value_metadata();
+    let value = |key: &str| {
+        kv.and_then(|kv| kv.iter().find(|e| e.key == key))
+            .and_then(|e| e.value.as_deref())
+    };
+    let filter = (value(super::bloom::FOOTER_TYPE) == Some("DYNAMIC_V0"))
+        .then(|| value(super::bloom::FOOTER_FILTER))
+        .flatten()
+        .and_then(DynamicBloom::from_base64);
+    // One batch for the whole file: no concatenation afterwards.
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let builder = builder.with_batch_size(rows.max(1));
     let schema = builder.schema().clone();
     let batches: Vec<RecordBatch> = builder.build()?.collect::<Result<_, _>>()?;
-    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+    let batch = match <[RecordBatch; 1]>::try_from(batches) {
+        Ok([batch]) => batch,
+        Err(batches) => arrow_select::concat::concat_batches(&schema, &batches)?,
+    };
+    Ok((batch, filter))
 }
 
 /// The record keys and positions of a base file, in row order.

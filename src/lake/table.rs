@@ -48,7 +48,8 @@ use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::project;
 use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, partition_of};
 use super::files::{
-    FileError, base_file_name, decode, decode_keys, encode, new_file_id, parse_base_file_name,
+    FileError, base_file_name, decode_base_file, decode_keys, encode, new_file_id,
+    parse_base_file_name,
 };
 use super::index::KeyIndex;
 use super::layout::{LakeSchema, POSITION, TableLayout, parse_position, position_text};
@@ -1407,7 +1408,7 @@ async fn run_job(
     let worker_file = file.clone();
     let (merged, encoded) =
         tokio::task::spawn_blocking(move || -> Result<(Merged, Vec<u8>), LakeError> {
-            let merged = match (&worker_job, stored) {
+            let (merged, carried) = match (&worker_job, stored) {
                 (
                     FileJob::Existing {
                         routed,
@@ -1419,17 +1420,18 @@ async fn run_job(
                     },
                     Some(bytes),
                 ) => {
-                    let batch = decode(bytes).map_err(|source| LakeError::File {
-                        path: prev.file.clone(),
-                        source,
-                    })?;
+                    let (batch, filter) =
+                        decode_base_file(bytes).map_err(|source| LakeError::File {
+                            path: prev.file.clone(),
+                            source,
+                        })?;
                     let batch = project(&batch, &worker_ctx.arrow_schema).map_err(|e| {
                         LakeError::Schema {
                             table: String::new(),
                             message: e.to_string(),
                         }
                     })?;
-                    merge_group(
+                    let merged = merge_group(
                         &worker_ctx,
                         &batch,
                         routed,
@@ -1441,7 +1443,9 @@ async fn run_job(
                     .map_err(|message| LakeError::Schema {
                         table: String::new(),
                         message,
-                    })?
+                    })?;
+                    // The first batch is what survives of this file.
+                    (merged, filter)
                 }
                 (
                     FileJob::New {
@@ -1469,13 +1473,14 @@ async fn run_job(
                         appended: refs.len() as u64,
                         ..Default::default()
                     };
-                    Merged {
+                    let merged = Merged {
                         batches: vec![batch],
                         added,
                         removed: Vec::new(),
                         elsewhere: Vec::new(),
                         counts,
-                    }
+                    };
+                    (merged, None)
                 }
                 (FileJob::Existing { .. }, None) => {
                     return Err(LakeError::Corrupt {
@@ -1484,12 +1489,16 @@ async fn run_job(
                     });
                 }
             };
-            let encoded = encode(&worker_ctx.arrow_schema, &merged.batches, compression).map_err(
-                |source| LakeError::File {
-                    path: worker_file.clone(),
-                    source,
-                },
-            )?;
+            let encoded = encode(
+                &worker_ctx.arrow_schema,
+                &merged.batches,
+                compression,
+                carried,
+            )
+            .map_err(|source| LakeError::File {
+                path: worker_file.clone(),
+                source,
+            })?;
             Ok((merged, encoded))
         })
         .await

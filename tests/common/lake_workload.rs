@@ -15,6 +15,7 @@ use tidewater::event::sample::Rng;
 use tidewater::event::schema::{Column, TableSchema};
 use tidewater::event::table_id::TableId;
 use tidewater::event::types::ColumnType;
+use tidewater::lake::bloom::DynamicBloom;
 use tidewater::lake::layout::{PartitionSpec, TableLayout, event_record_key};
 use tidewater::lake::metadata::Checkpoint;
 use tidewater::lake::table::{Change, CommitBatch, Table, TableOptions};
@@ -268,10 +269,18 @@ impl Workload {
         args.extend(files.iter().map(String::as_str));
         let mut rows = Vec::new();
         let mut footers = 0;
+        let mut filters: BTreeMap<String, DynamicBloom> = BTreeMap::new();
         for line in self.read(&args) {
             if line.get("__footer").is_none() {
                 rows.push(line);
                 continue;
+            }
+            if let Some(text) = line["__footer"]["org.apache.hudi.bloomfilter"].as_str() {
+                let file = line["__file"].as_str().unwrap();
+                let name = file.rsplit('/').next().unwrap().to_string();
+                let filter = DynamicBloom::from_base64(text)
+                    .unwrap_or_else(|| panic!("{file}: the footer's filter does not parse"));
+                filters.insert(name, filter);
             }
             let (file, footer) = (&line["__file"], &line["__footer"]);
             if line["__min"].is_null() {
@@ -293,6 +302,16 @@ impl Workload {
             );
         }
         assert!(footers > 0, "no non-empty latest file");
+        // Every key is in its file's filter (filters carried from a file's
+        // previous version included).
+        for row in &rows {
+            let file = row["_hoodie_file_name"].as_str().unwrap();
+            let key = row["_hoodie_record_key"].as_str().unwrap();
+            assert!(
+                filters[file].might_contain(key.as_bytes()),
+                "key {key} missing from the bloom filter of {file}"
+            );
+        }
         let mut latest = self.model_rows(rows);
         // Files written before a column was added lack it: readers fill NULL.
         for (k, row) in latest.iter_mut() {
