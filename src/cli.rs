@@ -300,24 +300,28 @@ fn run_daemon(
     role: Role,
     placement: crate::pipeline::sink::SinkPlacement,
 ) -> u8 {
-    if role != Role::Sink {
-        return not_built(
-            "run --role all|capture",
-            "capture from Postgres and MySQL; `--role sink` runs the lake sink",
-        );
-    }
     let report = config::load(paths);
     if report.has_errors() {
         print_stdout(&check_text(&report));
         return EXIT_INVALID;
     }
-    let pipelines: Vec<PipelineConfig> = report
-        .pipelines
-        .into_iter()
-        .map(|p| p.config)
-        .filter(|c| c.lake.is_some())
-        .collect();
-    if pipelines.is_empty() {
+    let pipelines: Vec<PipelineConfig> = report.pipelines.into_iter().map(|p| p.config).collect();
+    let capture = role != Role::Sink;
+    let sink = role != Role::Capture;
+    if capture
+        && let Some(p) = pipelines
+            .iter()
+            .find(|p| matches!(p.source, crate::config::model::SourceConfig::Mysql(_)))
+    {
+        return not_built(
+            "run (capture of a mysql source)",
+            &format!(
+                "MySQL/MariaDB capture, needed by pipeline `{}`; Postgres capture and the lake sink work",
+                p.name
+            ),
+        );
+    }
+    if role == Role::Sink && pipelines.iter().all(|c| c.lake.is_none()) {
         eprintln!("tidewater run --role sink: no pipeline has a `lake` section");
         return EXIT_INVALID;
     }
@@ -343,30 +347,47 @@ fn run_daemon(
         });
         let mut tasks = tokio::task::JoinSet::new();
         for cfg in pipelines {
-            let mut stop = stop_rx.clone();
-            let placement = placement.clone();
-            tasks.spawn(async move {
-                let name = cfg.name.clone();
-                let result = async {
-                    let mut worker =
-                        crate::pipeline::sink::SinkWorker::start(&cfg, &placement).await?;
-                    worker
-                        .run(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await
-                }
-                .await;
-                (name, result)
-            });
+            let cfg = std::sync::Arc::new(cfg);
+            if capture {
+                let mut stop = stop_rx.clone();
+                let cfg = cfg.clone();
+                tasks.spawn(async move {
+                    let stats =
+                        std::sync::Arc::new(crate::sources::postgres::CaptureStats::default());
+                    let result = crate::sources::postgres::run(&cfg, stats, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
+                    (cfg.name.clone(), "capture", result)
+                });
+            }
+            if sink && cfg.lake.is_some() {
+                let mut stop = stop_rx.clone();
+                let placement = placement.clone();
+                tasks.spawn(async move {
+                    let result = async {
+                        let mut worker =
+                            crate::pipeline::sink::SinkWorker::start(&cfg, &placement).await?;
+                        worker
+                            .run(async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            })
+                            .await
+                    }
+                    .await
+                    .map_err(|e| e.to_string());
+                    (cfg.name.clone(), "sink", result)
+                });
+            }
         }
         let mut code = EXIT_OK;
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((name, Ok(()))) => tracing::info!(pipeline = %name, "sink stopped"),
-                Ok((name, Err(e))) => {
-                    tracing::error!(pipeline = %name, error = %e, "sink failed");
-                    eprintln!("tidewater run: pipeline {name}: {e}");
+                Ok((name, part, Ok(()))) => tracing::info!(pipeline = %name, part, "stopped"),
+                Ok((name, part, Err(e))) => {
+                    tracing::error!(pipeline = %name, part, error = %e, "failed");
+                    eprintln!("tidewater run: pipeline {name} ({part}): {e}");
                     code = EXIT_FAILED;
                 }
                 Err(e) => {

@@ -9,5 +9,6 @@ pub mod delivery;
 pub mod producer;
 pub mod registry;
 pub mod schemas;
+pub mod state;
 pub mod tail;
 pub mod topic;

@@ -15,10 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
 use super::avro::framing::{SchemaRef, fingerprint};
@@ -208,52 +205,12 @@ impl TopicSchemas {
 
 /// Reads the whole schemas topic (blocking).
 fn read_all(client: &ClientConfig) -> Result<Vec<(u64, Arc<Json>)>, SchemaStoreError> {
-    let read = |e: rdkafka::error::KafkaError| SchemaStoreError::Read(e.to_string());
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", "tidewater-schemas-reader")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .map_err(read)?;
-    let timeout = Duration::from_secs(10);
-    let (low, high) = match consumer.fetch_watermarks(SCHEMAS_TOPIC, 0, timeout) {
-        Ok(w) => w,
-        // No topic yet: nothing was ever published.
-        Err(rdkafka::error::KafkaError::MetadataFetch(
-            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownPartition,
-        )) => {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(read(e)),
-    };
-    let mut out = Vec::new();
-    if high <= low {
-        return Ok(out);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(SCHEMAS_TOPIC, 0, Offset::Offset(low))
-        .map_err(read)?;
-    consumer.assign(&tpl).map_err(read)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if std::time::Instant::now() > deadline {
-            return Err(SchemaStoreError::Read(format!(
-                "timed out reading offsets {low}..{high}"
-            )));
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = msg.map_err(read)?;
-        let offset = msg.offset();
-        if let Some(entry) = parse_entry(msg.key(), msg.payload()) {
-            out.push(entry);
-        }
-        if offset + 1 >= high {
-            return Ok(out);
-        }
-    }
+    let entries = super::state::read_topic(client, SCHEMAS_TOPIC)
+        .map_err(|e| SchemaStoreError::Read(e.to_string()))?;
+    Ok(entries
+        .iter()
+        .filter_map(|(k, v)| parse_entry(k.as_deref(), v.as_deref()))
+        .collect())
 }
 
 fn parse_entry(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(u64, Arc<Json>)> {

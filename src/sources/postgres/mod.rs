@@ -1,3 +1,1132 @@
-//! Postgres capture: replication slot, publication, consistent snapshot and
-//! `pgoutput` streaming. Not built yet: `tidewater run` says so and exits
-//! non-zero until it is.
+//! Postgres capture: publication, logical replication slot (`pgoutput`),
+//! consistent snapshot, streaming, and acknowledgement of exactly what Kafka
+//! holds.
+//!
+//! # The position contract
+//!
+//! A streamed change's position is (LSN of its transaction's commit record,
+//! ordinal in the transaction). A snapshot row's position is
+//! (`consistent_point - 1`, row ordinal): every transaction visible in the
+//! snapshot committed at an LSN below the consistent point and every
+//! transaction the slot streams commits at or after it, and WAL records are
+//! 8-byte aligned, so `consistent_point - 1` sorts strictly between the two.
+//! A sink that applies changes by position therefore never lets a snapshot
+//! row overwrite a newer streamed change, nor the reverse.
+//!
+//! # Acknowledgement
+//!
+//! The slot's `confirmed_flush_lsn` is moved (standby status update) to the
+//! end LSN of the last transaction whose every event Kafka acknowledged
+//! (the producer's delivery low-watermark), never further. When nothing is
+//! pending, to the walsender's reported WAL end, so an idle slot does not
+//! hold WAL back; heartbeats (`pg_logical_emit_message`, or an update of
+//! `heartbeat_table`) make sure there is WAL to report.
+//!
+//! # State (the `_tidewater_state` topic, key `postgres/<slot>`)
+//!
+//! `{"slot", "database", "snapshot_done", "confirmed_lsn"}`, written with
+//! acks=all **before** the slot is told anything. So:
+//! - `snapshot_done` false or absent and a slot that exists: the snapshot
+//!   was interrupted (or the DBA made the slot). It is taken again from a
+//!   temporary slot's exported snapshot while the pipeline's slot keeps the
+//!   WAL from its own consistent point: nothing is lost, rows read twice
+//!   are duplicates with a newer position.
+//! - `snapshot_done` and no slot: the slot was dropped or lost: stop (G6).
+//! - a slot whose `confirmed_flush_lsn` is past `confirmed_lsn`: someone
+//!   else moved or recreated it: stop (G6), since events in between may
+//!   never have reached Kafka.
+//!
+//! # Connections
+//!
+//! The replication connection is [`wire`] (tokio-postgres has no
+//! replication protocol); catalog queries and snapshot reads go through
+//! tokio-postgres with the same session settings. TLS to Postgres is not
+//! built yet: `tls.mode` `require`, `verify-ca` and `verify-full` are
+//! refused at start, `prefer` connects without TLS.
+
+pub mod catalog;
+pub mod pgoutput;
+pub mod text;
+pub mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::json;
+use tokio_postgres::Client;
+
+use self::catalog::{CatalogColumn, Shape, build_shape, lookup_table, type_name};
+use self::pgoutput::{Message, Relation, Value};
+use self::text::{copy_field, parse_value};
+use self::wire::{
+    ConnectParams, CopyMessage, PG_EPOCH_OFFSET_MICROS, ReplicationConnection, WireError, lsn_text,
+    parse_lsn, quote_ident, quote_literal,
+};
+use crate::config::model::{
+    PipelineConfig, PostgresSource, SnapshotMode, SourceConfig, TableConfig, TlsMode, TruncateMode,
+};
+use crate::event::change::{
+    ChangeEvent, Op, Position, SnapshotMarker, Source, SourceDetail, Transaction,
+};
+use crate::event::datum::{Datum, Row};
+use crate::event::table_id::{Dialect, TableId};
+use crate::kafka::avro::schema::Connector;
+use crate::kafka::client::client_config;
+use crate::kafka::producer::{EventProducer, EventSerializer, ProduceError, ProducerOptions};
+use crate::kafka::schemas::SchemaStore;
+use crate::kafka::state::{StateError, StateStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0}")]
+    Config(String),
+    /// Needs an operator: the message says what happened and what to do.
+    #[error("{0}")]
+    Operator(String),
+    #[error("postgres: {0}")]
+    Wire(#[from] WireError),
+    #[error("postgres: {0}")]
+    Sql(#[from] tokio_postgres::Error),
+    #[error("kafka: {0}")]
+    Produce(#[from] ProduceError),
+    #[error("kafka: {0}")]
+    State(#[from] StateError),
+    #[error("table {table}, column `{column}`, at {position}: {message}")]
+    Value {
+        table: TableId,
+        column: String,
+        position: Position,
+        message: String,
+    },
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl CaptureError {
+    /// Worth a reconnect: the connection or Kafka went away. Everything not
+    /// acknowledged is read again from the slot.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CaptureError::Wire(e) => match e {
+                WireError::Connect { .. } | WireError::Io(_) | WireError::Closed => true,
+                WireError::Server { code, .. } => code.starts_with("08") || code.starts_with("57P"),
+                WireError::Auth(_) | WireError::Protocol(_) => false,
+            },
+            CaptureError::Sql(e) => {
+                e.is_closed()
+                    || e.code()
+                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            }
+            CaptureError::Produce(e) => e.is_retryable() || matches!(e, ProduceError::Delivery(_)),
+            CaptureError::State(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Default slot and publication name: `tidewater_<name>`, `-` as `_`.
+pub fn default_name(pipeline: &str) -> String {
+    format!("tidewater_{}", pipeline.replace('-', "_"))
+}
+
+/// Live figures of one capture, read by tests and the admin endpoint.
+#[derive(Debug, Default)]
+pub struct CaptureStats {
+    pub events: std::sync::atomic::AtomicU64,
+    pub snapshot_rows: std::sync::atomic::AtomicU64,
+    /// The last LSN sent to the slot as confirmed.
+    pub confirmed_lsn: std::sync::atomic::AtomicU64,
+    pub snapshot_done: std::sync::atomic::AtomicBool,
+}
+
+/// Runs capture for `cfg` until `stop` resolves or an error needs an
+/// operator. Connection losses and Kafka failures reconnect with backoff and
+/// resume from the slot.
+pub async fn run(
+    cfg: &PipelineConfig,
+    stats: Arc<CaptureStats>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let SourceConfig::Postgres(source) = &cfg.source else {
+        return Err(CaptureError::Config("not a postgres pipeline".into()));
+    };
+    if let Some(tls) = &source.tls
+        && !matches!(tls.mode, TlsMode::Disable | TlsMode::Prefer)
+    {
+        return Err(CaptureError::Config(
+            "source.tls: TLS to Postgres is not built in this version; use `mode: disable` on a trusted network".into(),
+        ));
+    }
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let result = match Session::open(cfg, source, stats.clone()).await {
+            Ok(mut s) => s.run(&mut stop).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(pipeline = %cfg.name, error = %e, retry_in = ?backoff, "capture interrupted; resuming from the slot");
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One connection's worth of capture.
+struct Session {
+    name: String,
+    source: PostgresSource,
+    params: ConnectParams,
+    sql: Client,
+    producer: EventProducer,
+    state: StateStore,
+    state_key: String,
+    slot: String,
+    publication: String,
+    tables: HashMap<TableId, TableConfig>,
+    stats: Arc<CaptureStats>,
+}
+
+/// A transaction being streamed.
+struct Tx {
+    final_lsn: u64,
+    commit_ts: i64,
+    xid: u32,
+    ordinal: u64,
+    per_table: HashMap<u32, u64>,
+}
+
+impl Session {
+    async fn open(
+        cfg: &PipelineConfig,
+        source: &PostgresSource,
+        stats: Arc<CaptureStats>,
+    ) -> Result<Session, CaptureError> {
+        let params =
+            ConnectParams::parse(&source.url, source.password.as_ref().map(|p| p.expose()))
+                .map_err(|e| CaptureError::Config(format!("source.url: {e}")))?;
+        let sql = connect_sql(&params).await?;
+        let prefix = cfg.kafka.topic_prefix.clone().unwrap_or(cfg.name.clone());
+        let store = SchemaStore::new(&cfg.kafka)
+            .map_err(|e| CaptureError::Config(format!("kafka.schema_registry: {e}")))?;
+        let producer = EventProducer::new(
+            &client_config(&cfg.kafka),
+            EventSerializer::new(store, Connector::Postgres, prefix),
+            ProducerOptions::from_config(&cfg.kafka),
+        )?;
+        let slot = source
+            .slot
+            .clone()
+            .unwrap_or_else(|| default_name(&cfg.name));
+        let publication = source
+            .publication
+            .clone()
+            .unwrap_or_else(|| default_name(&cfg.name));
+        let mut tables = HashMap::new();
+        for t in &source.tables {
+            let id = TableId::parse(&t.name, Dialect::Postgres)
+                .map_err(|e| CaptureError::Config(format!("table `{}`: {e}", t.name)))?;
+            tables.insert(id, t.clone());
+        }
+        Ok(Session {
+            name: cfg.name.clone(),
+            source: source.clone(),
+            state: StateStore::new(&client_config(&cfg.kafka)),
+            state_key: format!("postgres/{slot}"),
+            params,
+            sql,
+            producer,
+            slot,
+            publication,
+            tables,
+            stats,
+        })
+    }
+
+    async fn run(
+        &mut self,
+        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<(), CaptureError> {
+        self.preflight().await?;
+        self.ensure_publication().await?;
+        let state = self.state.read(&self.state_key).await?;
+        let done = state
+            .as_ref()
+            .and_then(|s| s.get("snapshot_done"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let recorded = state
+            .as_ref()
+            .and_then(|s| s.get("confirmed_lsn"))
+            .and_then(|v| v.as_str())
+            .and_then(parse_lsn);
+        let slot = self.slot_info().await?;
+        let mut repl = ReplicationConnection::connect(&self.params).await?;
+        let mut confirmed = match (slot, done) {
+            (Some(info), true) => {
+                if info.wal_status.as_deref() == Some("lost") {
+                    return Err(self.slot_lost("its WAL was removed (wal_status = lost)"));
+                }
+                if let Some(rec) = recorded
+                    && info.confirmed > rec
+                {
+                    return Err(CaptureError::Operator(format!(
+                        "replication slot `{}` is at {} but tidewater only ever confirmed {}: the slot was recreated or advanced by someone else, and changes in between may never have reached Kafka. Fix: drop the slot and take a new snapshot by giving the pipeline a new `slot:` name (the lake keeps its rows; rows deleted in the gap must be removed by hand or by a table re-snapshot)",
+                        self.slot,
+                        lsn_text(info.confirmed),
+                        lsn_text(rec)
+                    )));
+                }
+                info.confirmed
+            }
+            (None, true) => {
+                return Err(self.slot_lost("it no longer exists"));
+            }
+            (Some(info), false) => {
+                if info.wal_status.as_deref() == Some("lost") {
+                    return Err(self.slot_lost("its WAL was removed (wal_status = lost)"));
+                }
+                // The snapshot did not finish (or the slot was made by the
+                // DBA): take it from a temporary slot; this slot holds the WAL.
+                if self.source.snapshot == SnapshotMode::Initial {
+                    let mut tmp = ReplicationConnection::connect(&self.params).await?;
+                    let tmp_name = format!("tidewater_tmp_{}", std::process::id());
+                    let created = create_slot(&mut tmp, &tmp_name, true).await?;
+                    self.snapshot(&created.snapshot, created.consistent_point)
+                        .await?;
+                    drop(tmp);
+                }
+                self.record(info.confirmed, true).await?;
+                info.confirmed
+            }
+            (None, false) => {
+                let created = create_slot(&mut repl, &self.slot, false).await?;
+                tracing::info!(slot = %self.slot, consistent_point = %lsn_text(created.consistent_point), "replication slot created");
+                if self.source.snapshot == SnapshotMode::Initial {
+                    self.snapshot(&created.snapshot, created.consistent_point)
+                        .await?;
+                }
+                self.record(created.consistent_point, true).await?;
+                created.consistent_point
+            }
+        };
+        self.stats
+            .snapshot_done
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stats
+            .confirmed_lsn
+            .store(confirmed, std::sync::atomic::Ordering::SeqCst);
+        let publication = quote_ident(&self.publication);
+        repl.start_replication(
+            &self.slot,
+            0,
+            &[
+                ("proto_version", "1"),
+                ("publication_names", publication.as_str()),
+            ],
+        )
+        .await?;
+        tracing::info!(slot = %self.slot, from = %lsn_text(confirmed), "streaming");
+        self.stream(&mut repl, &mut confirmed, stop).await
+    }
+
+    fn slot_lost(&self, why: &str) -> CaptureError {
+        CaptureError::Operator(format!(
+            "replication slot `{}` is unusable: {why}. Changes since the last confirmed position may be missing. Fix: take a new snapshot by giving the pipeline a new `slot:` name (rows deleted in the gap stay in the lake until the table is re-snapshotted)",
+            self.slot
+        ))
+    }
+
+    async fn preflight(&self) -> Result<(), CaptureError> {
+        let level: String = self
+            .sql
+            .query_one("SHOW wal_level", &[])
+            .await?
+            .try_get(0)?;
+        if level != "logical" {
+            return Err(CaptureError::Operator(format!(
+                "wal_level is `{level}`, logical replication needs `logical`. Fix: ALTER SYSTEM SET wal_level = logical; then restart Postgres"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn ensure_publication(&self) -> Result<(), CaptureError> {
+        let exists = self
+            .sql
+            .query_opt(
+                "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+                &[&self.publication],
+            )
+            .await?;
+        let mut ids: Vec<&TableId> = self.tables.keys().collect();
+        ids.sort();
+        match exists {
+            None => {
+                let list: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!("{}.{}", quote_ident(&id.schema), quote_ident(&id.name)))
+                    .collect();
+                for id in &ids {
+                    lookup_table(&self.sql, id).await?;
+                }
+                self.sql
+                    .batch_execute(&format!(
+                        "CREATE PUBLICATION {} FOR TABLE {}",
+                        quote_ident(&self.publication),
+                        list.join(", ")
+                    ))
+                    .await?;
+                tracing::info!(publication = %self.publication, "publication created");
+            }
+            Some(row) => {
+                let all: bool = row.try_get(0)?;
+                if all {
+                    return Ok(());
+                }
+                let listed = self
+                    .sql
+                    .query(
+                        "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                        &[&self.publication],
+                    )
+                    .await?;
+                let listed: Vec<TableId> = listed
+                    .iter()
+                    .filter_map(|r| {
+                        Some(TableId::new(
+                            r.try_get::<_, String>(0).ok()?,
+                            r.try_get::<_, String>(1).ok()?,
+                        ))
+                    })
+                    .collect();
+                for id in ids {
+                    if !listed.contains(id) {
+                        return Err(CaptureError::Operator(format!(
+                            "publication `{}` does not list table {id}. Fix: ALTER PUBLICATION {} ADD TABLE {}.{}",
+                            self.publication,
+                            quote_ident(&self.publication),
+                            quote_ident(&id.schema),
+                            quote_ident(&id.name)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn slot_info(&self) -> Result<Option<SlotInfo>, CaptureError> {
+        let row = self
+            .sql
+            .query_opt(
+                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, wal_status \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let plugin: Option<String> = row.try_get(0)?;
+        let database: Option<String> = row.try_get(1)?;
+        if plugin.as_deref() != Some("pgoutput") {
+            return Err(CaptureError::Operator(format!(
+                "replication slot `{}` uses plugin `{}`, tidewater needs `pgoutput`. Fix: choose another `slot:` name",
+                self.slot,
+                plugin.unwrap_or_default()
+            )));
+        }
+        if database.as_deref() != Some(self.params.database.as_str()) {
+            return Err(CaptureError::Operator(format!(
+                "replication slot `{}` belongs to database `{}`, not `{}`. Fix: choose another `slot:` name",
+                self.slot,
+                database.unwrap_or_default(),
+                self.params.database
+            )));
+        }
+        let confirmed: Option<String> = row.try_get(2)?;
+        Ok(Some(SlotInfo {
+            confirmed: confirmed.as_deref().and_then(parse_lsn).unwrap_or(0),
+            wal_status: row.try_get(3)?,
+        }))
+    }
+
+    /// Records progress in the state topic (before the slot hears of it).
+    async fn record(&mut self, confirmed: u64, done: bool) -> Result<(), CaptureError> {
+        self.state
+            .write(
+                &self.state_key,
+                &json!({
+                    "slot": self.slot,
+                    "database": self.params.database,
+                    "snapshot_done": done,
+                    "confirmed_lsn": lsn_text(confirmed),
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn source_block(
+        &self,
+        table: &TableId,
+        commit_ts_us: i64,
+        snapshot: SnapshotMarker,
+        lsn: u64,
+        xid: Option<u32>,
+    ) -> Source {
+        Source {
+            name: self.name.clone(),
+            db: self.params.database.clone(),
+            schema: table.schema.clone(),
+            table: table.name.clone(),
+            commit_ts_us,
+            snapshot,
+            detail: SourceDetail::Postgres { lsn, tx_id: xid },
+        }
+    }
+
+    /// Reads every table inside `snapshot`, in key order and chunks, as
+    /// `op = r` events at `consistent_point - 1`.
+    async fn snapshot(
+        &mut self,
+        snapshot: &str,
+        consistent_point: u64,
+    ) -> Result<(), CaptureError> {
+        let commit = consistent_point.saturating_sub(1);
+        let started = Instant::now();
+        let reader = connect_sql(&self.params).await?;
+        reader
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(snapshot)
+            ))
+            .await?;
+        let mut ids: Vec<TableId> = self.tables.keys().cloned().collect();
+        ids.sort();
+        let chunk = u64::from(self.source.snapshot_chunk_rows.max(1));
+        let now_us = now_micros();
+        for (table_no, id) in ids.iter().enumerate() {
+            let Some(cfg) = self.tables.get(id).cloned() else {
+                continue;
+            };
+            let table = lookup_table(&reader, id).await?;
+            let shape = build_shape(
+                id,
+                &self.params.database,
+                &table.columns,
+                &table.primary_key,
+                table.replica_identity,
+                &cfg,
+            )?;
+            let schema = shape.schema.clone();
+            let select: Vec<String> = schema
+                .columns
+                .iter()
+                .map(|c| quote_ident(&c.name))
+                .collect();
+            let key_cols: Vec<String> = schema
+                .key
+                .iter()
+                .filter_map(|i| schema.columns.get(*i))
+                .map(|c| quote_ident(&c.name))
+                .collect();
+            let key_types: Vec<String> = schema
+                .key
+                .iter()
+                .filter_map(|i| schema.columns.get(*i))
+                .map(|c| c.source_type.clone())
+                .collect();
+            // Tables keyed by every column (REPLICA IDENTITY FULL, no key)
+            // are read in one go: json and other columns have no order.
+            let chunked = cfg.key.is_some() || !table.primary_key.is_empty();
+            let mut ordinal: u64 = (table_no as u64) << 40;
+            let mut last_key: Option<Vec<String>> = None;
+            loop {
+                let mut sql = format!(
+                    "COPY (SELECT {} FROM {}.{}",
+                    select.join(", "),
+                    quote_ident(&id.schema),
+                    quote_ident(&id.name)
+                );
+                if chunked {
+                    if let Some(last) = &last_key {
+                        let values: Vec<String> = last
+                            .iter()
+                            .zip(&key_types)
+                            .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
+                            .collect();
+                        sql.push_str(&format!(
+                            " WHERE ({}) > ({})",
+                            key_cols.join(", "),
+                            values.join(", ")
+                        ));
+                    }
+                    sql.push_str(&format!(" ORDER BY {} LIMIT {chunk}", key_cols.join(", ")));
+                }
+                sql.push_str(") TO STDOUT");
+                let stream = reader.copy_out(sql.as_str()).await?;
+                futures::pin_mut!(stream);
+                let mut rows = 0u64;
+                let mut pending = Vec::<u8>::new();
+                while let Some(part) = stream.next().await {
+                    let part: Bytes = part?;
+                    pending.extend_from_slice(&part);
+                    let mut start = 0;
+                    while let Some(nl) = pending
+                        .get(start..)
+                        .and_then(|p| p.iter().position(|b| *b == b'\n'))
+                    {
+                        let line = pending.get(start..start + nl).unwrap_or_default();
+                        let position = Position::new(commit, ordinal);
+                        let (row, texts) = copy_row(line, &schema, position)?;
+                        if chunked {
+                            last_key = Some(
+                                schema
+                                    .key
+                                    .iter()
+                                    .map(|i| texts.get(*i).cloned().flatten().unwrap_or_default())
+                                    .collect(),
+                            );
+                        }
+                        let event = ChangeEvent {
+                            table: schema.clone(),
+                            op: Op::Read,
+                            position,
+                            before: None,
+                            after: Some(row),
+                            source: self.source_block(
+                                id,
+                                now_us,
+                                SnapshotMarker::True,
+                                commit,
+                                None,
+                            ),
+                            transaction: None,
+                            ts_us: now_us,
+                        };
+                        self.producer.send(&event).await?;
+                        ordinal += 1;
+                        rows += 1;
+                        start += nl + 1;
+                    }
+                    pending.drain(..start);
+                }
+                self.stats
+                    .snapshot_rows
+                    .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                if !chunked || rows < chunk {
+                    break;
+                }
+            }
+            tracing::info!(table = %id, rows = ordinal - ((table_no as u64) << 40), "snapshot of table done");
+        }
+        reader.batch_execute("COMMIT").await?;
+        self.producer.flush().await?;
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "snapshot done");
+        Ok(())
+    }
+
+    async fn stream(
+        &mut self,
+        repl: &mut ReplicationConnection,
+        confirmed: &mut u64,
+        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Result<(), CaptureError> {
+        let tracker = self.producer.tracker();
+        let mut relations: HashMap<u32, Option<(Relation, Shape)>> = HashMap::new();
+        let mut types: HashMap<(u32, i32), String> = HashMap::new();
+        let mut tx: Option<Tx> = None;
+        // (commit LSN, end LSN) of streamed transactions not yet confirmed.
+        let mut commits: VecDeque<(u64, u64)> = VecDeque::new();
+        let mut wal_end: u64 = 0;
+        let mut status = tokio::time::interval(Duration::from_secs(1));
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heartbeat_every =
+            Duration::from_secs(u64::from(self.source.heartbeat_interval_secs.max(1)));
+        let mut heartbeat = tokio::time::interval(heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping = false;
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = stop.as_mut(), if !stopping => {
+                    stopping = true;
+                    None
+                }
+                _ = status.tick() => None,
+                _ = heartbeat.tick(), if self.source.heartbeat_interval_secs > 0 => {
+                    if let Err(e) = self.heartbeat().await {
+                        tracing::warn!(error = %e, "heartbeat failed; an idle slot may hold WAL back");
+                    }
+                    None
+                }
+                m = repl.next_copy() => Some(m?),
+            };
+            match message {
+                Some(CopyMessage::XLogData { data, .. }) => {
+                    let msg = pgoutput::decode(data).map_err(CaptureError::Protocol)?;
+                    self.handle(msg, &mut tx, &mut commits, &mut relations, &mut types)
+                        .await?;
+                    continue;
+                }
+                Some(CopyMessage::Keepalive {
+                    wal_end: end,
+                    reply,
+                }) => {
+                    wal_end = wal_end.max(end);
+                    if !reply {
+                        continue;
+                    }
+                }
+                None => {}
+            }
+            if let Some(f) = tracker.failure() {
+                return Err(CaptureError::Produce(ProduceError::Delivery(f)));
+            }
+            // What may be confirmed: transactions Kafka has all of.
+            let acked = tracker.acknowledged_commit();
+            let mut target = *confirmed;
+            while let Some(&(commit, end)) = commits.front() {
+                if acked.is_some_and(|a| a.commit >= commit) {
+                    target = target.max(end);
+                    commits.pop_front();
+                } else {
+                    break;
+                }
+            }
+            if commits.is_empty() && tx.is_none() && tracker.in_flight() == 0 {
+                target = target.max(wal_end);
+            }
+            if target > *confirmed {
+                self.record(target, true).await?;
+                *confirmed = target;
+                self.stats
+                    .confirmed_lsn
+                    .store(target, std::sync::atomic::Ordering::SeqCst);
+            }
+            repl.send_status(*confirmed, false).await?;
+            if stopping {
+                // Wait for the acknowledgements of what was sent, confirm
+                // the transactions that are complete, and go. An open
+                // transaction is sent again, whole, on the next start.
+                self.producer.flush().await?;
+                let acked = tracker.acknowledged_commit();
+                let mut target = *confirmed;
+                for &(commit, end) in &commits {
+                    if acked.is_some_and(|a| a.commit >= commit) {
+                        target = target.max(end);
+                    }
+                }
+                if target > *confirmed {
+                    self.record(target, true).await?;
+                    *confirmed = target;
+                    self.stats
+                        .confirmed_lsn
+                        .store(target, std::sync::atomic::Ordering::SeqCst);
+                }
+                repl.send_status(*confirmed, false).await?;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn heartbeat(&self) -> Result<(), CaptureError> {
+        match &self.source.heartbeat_table {
+            Some(t) => {
+                let id = TableId::parse(t, Dialect::Postgres)
+                    .map_err(|e| CaptureError::Config(format!("heartbeat_table: {e}")))?;
+                self.sql
+                    .batch_execute(&format!(
+                        "INSERT INTO {}.{} (id, ts) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = now()",
+                        quote_ident(&id.schema),
+                        quote_ident(&id.name)
+                    ))
+                    .await?;
+            }
+            None => {
+                self.sql
+                    .batch_execute(
+                        "SELECT pg_logical_emit_message(false, 'tidewater_heartbeat', '')",
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        msg: Message,
+        tx: &mut Option<Tx>,
+        commits: &mut VecDeque<(u64, u64)>,
+        relations: &mut HashMap<u32, Option<(Relation, Shape)>>,
+        types: &mut HashMap<(u32, i32), String>,
+    ) -> Result<(), CaptureError> {
+        match msg {
+            Message::Begin {
+                final_lsn,
+                commit_ts,
+                xid,
+            } => {
+                *tx = Some(Tx {
+                    final_lsn,
+                    commit_ts,
+                    xid,
+                    ordinal: 0,
+                    per_table: HashMap::new(),
+                });
+            }
+            Message::Commit { end_lsn, .. } => {
+                if let Some(t) = tx.take() {
+                    self.producer
+                        .end_of_transaction(Position::new(t.final_lsn, u64::MAX));
+                    commits.push_back((t.final_lsn, end_lsn));
+                }
+            }
+            Message::Relation(rel) => {
+                let id = TableId::new(rel.namespace.clone(), rel.name.clone());
+                let entry = match self.tables.get(&id) {
+                    Some(c) => {
+                        let shape = self.relation_shape(&rel, &c.clone(), types).await?;
+                        Some((rel.clone(), shape))
+                    }
+                    None => None,
+                };
+                relations.insert(rel.oid, entry);
+            }
+            Message::Insert { relation, new } => {
+                self.row_change(relations, tx, relation, None, Some(new), true)
+                    .await?;
+            }
+            Message::Update { relation, old, new } => {
+                self.row_change(relations, tx, relation, old, Some(new), false)
+                    .await?;
+            }
+            Message::Delete { relation, old } => {
+                self.row_change(relations, tx, relation, Some(old), None, false)
+                    .await?;
+            }
+            Message::Truncate { relations: oids } => {
+                for oid in oids {
+                    let Some(Some((_, shape))) = relations.get(&oid) else {
+                        continue;
+                    };
+                    let schema = shape.schema.clone();
+                    if self.source.truncate == TruncateMode::Stop {
+                        return Err(CaptureError::Operator(format!(
+                            "table {} was truncated and the pipeline says `truncate: stop`. Fix: re-snapshot the table, or set `truncate: propagate`",
+                            schema.id
+                        )));
+                    }
+                    let event = self.stream_event(tx, oid, schema, Op::Truncate, None, None)?;
+                    self.producer.send(&event).await?;
+                }
+            }
+            Message::Origin | Message::Type | Message::Message { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn relation_shape(
+        &self,
+        rel: &Relation,
+        cfg: &TableConfig,
+        types: &mut HashMap<(u32, i32), String>,
+    ) -> Result<Shape, CaptureError> {
+        let id = TableId::new(rel.namespace.clone(), rel.name.clone());
+        // Nullability, key and dimensions from the catalog as it is now;
+        // names and types from the message (they are the stream's truth).
+        let table = lookup_table(&self.sql, &id).await.ok();
+        let mut columns = Vec::with_capacity(rel.columns.len());
+        for c in &rel.columns {
+            let now = table
+                .as_ref()
+                .and_then(|t| t.columns.iter().find(|x| x.name == c.name));
+            columns.push(CatalogColumn {
+                name: c.name.clone(),
+                type_name: type_name(&self.sql, types, c.type_oid, c.type_modifier).await?,
+                dims: now.map_or(0, |n| n.dims),
+                not_null: now.is_some_and(|n| n.not_null),
+            });
+        }
+        let pk = table
+            .as_ref()
+            .map(|t| t.primary_key.clone())
+            .unwrap_or_default();
+        let identity = char::from(rel.replica_identity);
+        build_shape(&id, &self.params.database, &columns, &pk, identity, cfg)
+    }
+
+    async fn row_change(
+        &mut self,
+        relations: &HashMap<u32, Option<(Relation, Shape)>>,
+        tx: &mut Option<Tx>,
+        oid: u32,
+        old: Option<Vec<Value>>,
+        new: Option<Vec<Value>>,
+        is_insert: bool,
+    ) -> Result<(), CaptureError> {
+        let Some(entry) = relations.get(&oid) else {
+            return Err(CaptureError::Protocol(format!(
+                "pgoutput: a change of relation {oid} came before its Relation message"
+            )));
+        };
+        let Some((_, shape)) = entry else {
+            return Ok(());
+        };
+        let position = Position::new(
+            tx.as_ref().map_or(0, |t| t.final_lsn),
+            tx.as_ref().map_or(0, |t| t.ordinal),
+        );
+        let before = match &old {
+            Some(values) => Some(tuple_row(values, shape, None, position)?),
+            None => None,
+        };
+        let after = match &new {
+            Some(values) => Some(tuple_row(values, shape, old.as_deref(), position)?),
+            None => None,
+        };
+        let schema = shape.schema.clone();
+        let is_update = new.is_some() && !is_insert;
+        let events = match (before, after) {
+            (None, Some(a)) if !is_update => vec![(Op::Create, None, Some(a))],
+            (b, Some(a)) => {
+                // An update; one that changes the key is a delete of the old
+                // key and a create of the new one, as Debezium does.
+                match b {
+                    Some(b)
+                        if schema.key_of(&b) != schema.key_of(&a)
+                            && !key_has_unknown(&b, &schema) =>
+                    {
+                        vec![(Op::Delete, Some(b), None), (Op::Create, None, Some(a))]
+                    }
+                    b => vec![(Op::Update, b, Some(a))],
+                }
+            }
+            (Some(b), None) => vec![(Op::Delete, Some(b), None)],
+            (None, None) => Vec::new(),
+        };
+        for (op, before, after) in events {
+            let event = self.stream_event(tx, oid, schema.clone(), op, before, after)?;
+            self.producer.send(&event).await?;
+        }
+        Ok(())
+    }
+
+    fn stream_event(
+        &self,
+        tx: &mut Option<Tx>,
+        oid: u32,
+        schema: Arc<crate::event::schema::TableSchema>,
+        op: Op,
+        before: Option<Row>,
+        after: Option<Row>,
+    ) -> Result<ChangeEvent, CaptureError> {
+        let Some(t) = tx.as_mut() else {
+            return Err(CaptureError::Protocol(
+                "pgoutput: a change outside a transaction".into(),
+            ));
+        };
+        let position = Position::new(t.final_lsn, t.ordinal);
+        t.ordinal += 1;
+        let per_table = t.per_table.entry(oid).or_default();
+        *per_table += 1;
+        let commit_ts_us = t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
+        self.stats
+            .events
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(ChangeEvent {
+            source: self.source_block(
+                &schema.id,
+                commit_ts_us,
+                SnapshotMarker::False,
+                t.final_lsn,
+                Some(t.xid),
+            ),
+            table: schema,
+            op,
+            position,
+            before,
+            after,
+            transaction: Some(Transaction {
+                id: format!("{}:{}", t.xid, t.final_lsn),
+                total_order: t.ordinal,
+                data_collection_order: *per_table,
+            }),
+            ts_us: now_micros(),
+        })
+    }
+}
+
+/// An old tuple sent as `K` carries NULL for every non-key column, but the
+/// key itself is always there; an `Unchanged` key cannot be compared.
+fn key_has_unknown(row: &Row, schema: &crate::event::schema::TableSchema) -> bool {
+    schema
+        .key
+        .iter()
+        .any(|i| matches!(row.get(*i), Some(Datum::Unchanged)))
+}
+
+struct SlotInfo {
+    confirmed: u64,
+    wal_status: Option<String>,
+}
+
+struct CreatedSlot {
+    consistent_point: u64,
+    snapshot: String,
+}
+
+async fn create_slot(
+    repl: &mut ReplicationConnection,
+    name: &str,
+    temporary: bool,
+) -> Result<CreatedSlot, CaptureError> {
+    let rows = repl
+        .simple_query(&format!(
+            "CREATE_REPLICATION_SLOT {} {}LOGICAL pgoutput EXPORT_SNAPSHOT",
+            quote_ident(name),
+            if temporary { "TEMPORARY " } else { "" }
+        ))
+        .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| CaptureError::Protocol("CREATE_REPLICATION_SLOT returned no row".into()))?;
+    let consistent_point = row
+        .get(1)
+        .cloned()
+        .flatten()
+        .as_deref()
+        .and_then(parse_lsn)
+        .ok_or_else(|| {
+            CaptureError::Protocol("CREATE_REPLICATION_SLOT: no consistent point".into())
+        })?;
+    let snapshot = row.get(2).cloned().flatten().ok_or_else(|| {
+        CaptureError::Protocol("CREATE_REPLICATION_SLOT: no snapshot name".into())
+    })?;
+    Ok(CreatedSlot {
+        consistent_point,
+        snapshot,
+    })
+}
+
+async fn connect_sql(params: &ConnectParams) -> Result<Client, CaptureError> {
+    let (client, connection) = params.sql_config().connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+fn value_error(
+    schema: &crate::event::schema::TableSchema,
+    column: usize,
+    position: Position,
+    message: String,
+) -> CaptureError {
+    CaptureError::Value {
+        table: schema.id.clone(),
+        column: schema
+            .columns
+            .get(column)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        position,
+        message,
+    }
+}
+
+/// A pgoutput tuple as a row of the shape. An unchanged TOAST value takes
+/// the old tuple's value when the old tuple has it (REPLICA IDENTITY FULL);
+/// otherwise it stays [`Datum::Unchanged`] and the sink keeps the stored
+/// value.
+fn tuple_row(
+    values: &[Value],
+    shape: &Shape,
+    old: Option<&[Value]>,
+    position: Position,
+) -> Result<Row, CaptureError> {
+    let schema = &shape.schema;
+    let mut row = vec![Datum::Null; schema.columns.len()];
+    for (i, value) in values.iter().enumerate() {
+        let Some(Some(target)) = shape.targets.get(i) else {
+            continue;
+        };
+        let Some(column) = schema.columns.get(*target) else {
+            continue;
+        };
+        let value = match (value, old.and_then(|o| o.get(i))) {
+            (Value::Unchanged, Some(v @ Value::Text(_))) => v,
+            (v, _) => v,
+        };
+        let datum = match value {
+            Value::Null => Datum::Null,
+            Value::Unchanged => Datum::Unchanged,
+            Value::Text(bytes) => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| value_error(schema, *target, position, e.to_string()))?;
+                parse_value(text, &column.ty)
+                    .map_err(|e| value_error(schema, *target, position, e))?
+            }
+        };
+        if let Some(slot) = row.get_mut(*target) {
+            *slot = datum;
+        }
+    }
+    Ok(Row(row))
+}
+
+/// One `COPY` text line as a row, with each field's text (for chunk keys).
+fn copy_row(
+    line: &[u8],
+    schema: &crate::event::schema::TableSchema,
+    position: Position,
+) -> Result<(Row, Vec<Option<String>>), CaptureError> {
+    let mut row = Vec::with_capacity(schema.columns.len());
+    let mut texts = Vec::with_capacity(schema.columns.len());
+    for (i, raw) in line.split(|b| *b == b'\t').enumerate() {
+        let column = schema.columns.get(i).ok_or_else(|| {
+            CaptureError::Protocol(format!("COPY of {} returned too many fields", schema.id))
+        })?;
+        let text = copy_field(raw).map_err(|e| value_error(schema, i, position, e))?;
+        let datum = match &text {
+            None => Datum::Null,
+            Some(t) => {
+                parse_value(t, &column.ty).map_err(|e| value_error(schema, i, position, e))?
+            }
+        };
+        row.push(datum);
+        texts.push(text);
+    }
+    if row.len() != schema.columns.len() {
+        return Err(CaptureError::Protocol(format!(
+            "COPY of {} returned {} fields for {} columns",
+            schema.id,
+            row.len(),
+            schema.columns.len()
+        )));
+    }
+    Ok((Row(row), texts))
+}
