@@ -2,8 +2,9 @@
 # The main job end to end on local defaults: local services, the example
 # pipelines, a local-directory lake.
 #
-# Capture and sink are not built yet, so today this starts the services,
-# builds tidewater and checks the example pipelines, and says so at the end.
+# MySQL capture is not built yet, so `tidewater run pipelines/` refuses the
+# MySQL example; today this starts the services, builds tidewater and checks
+# the example pipelines, and says so at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ tidewater=target/release/tidewater
 step "checking the example pipelines"
 "$tidewater" check pipelines/
 
-step "not yet: 'tidewater run pipelines/' (capture and sink are still to come)"
+step "not yet: 'tidewater run pipelines/' (MySQL capture is still to come)"
 "$tidewater" run pipelines/ || code=$?
 if [ "${code:-0}" -ne 3 ]; then
   echo "[quickstart] unexpected exit code ${code:-0} from 'tidewater run'" >&2

@@ -32,6 +32,10 @@ use tidewater::sources::postgres::{self, CaptureStats};
 use tokio_postgres::{Client, NoTls};
 
 async fn pg() -> Client {
+    connect_pg().await
+}
+
+async fn connect_pg() -> Client {
     let url = common::pg_url();
     let (client, conn) = tokio_postgres::connect(&url, NoTls)
         .await
@@ -536,4 +540,260 @@ async fn a_table_without_a_key_is_refused_and_a_lost_slot_stops_loudly() {
         .to_string();
     assert!(err.contains("recreated or advanced"), "{err}");
     cleanup(&pg, &name, &s).await;
+}
+
+/// The capture process, killed with SIGKILL at seeded moments while a writer
+/// commits small and large transactions: afterwards every committed row is
+/// in Kafka, and no sample of the slot's `confirmed_flush_lsn` ever passed an
+/// event Kafka did not hold at that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
+    use tidewater::event::change::SourceDetail;
+    use tidewater::event::sample::Rng;
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (TIDEWATER_SEED={seed} replays it)");
+    let mut rng = Rng::new(seed);
+    let pg = pg().await;
+    let name = common::unique_name("kill").to_lowercase();
+    let s = name.clone();
+    pg.batch_execute(&format!(
+        r#"CREATE SCHEMA "{s}";
+           CREATE TABLE "{s}".ledger (id bigint PRIMARY KEY, note text);
+           INSERT INTO "{s}".ledger SELECT g, 'pre' FROM generate_series(1, 5000) g;"#
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}\nsource:\n  type: postgres\n  url: {}\n  snapshot_chunk_rows: 500\n  heartbeat_interval_secs: 1\n  tables:\n    - name: {s}.ledger\nkafka:\n  brokers: {}\n  topic_prefix: {name}\n  topic_partitions: 3\n",
+            common::pg_url(),
+            common::kafka_brokers()
+        ),
+    )
+    .unwrap();
+    let topic = table_topic(&name, &TableId::new(&s, "ledger"));
+    let slot = postgres::default_name(&name);
+
+    // The writer: small transactions, and now and then a large one.
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let s = s.clone();
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        tokio::spawn(async move {
+            let pg = connect_pg().await;
+            let mut next = 100_000i64;
+            while writing.load(Ordering::SeqCst) {
+                let n = if rng.below(15) == 0 {
+                    3_000
+                } else {
+                    1 + rng.below(20) as i64
+                };
+                pg.batch_execute(&format!(
+                    "INSERT INTO \"{s}\".ledger SELECT g, 'live' FROM generate_series({next}, {}) g",
+                    next + n - 1
+                ))
+                .await
+                .unwrap();
+                next += n;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // The sampler: (confirmed_flush_lsn, then the topic's high watermarks).
+    let samples = Arc::new(std::sync::Mutex::new(Vec::<(u64, Vec<i64>)>::new()));
+    let sampler = {
+        let writing = writing.clone();
+        let samples = samples.clone();
+        let slot = slot.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move {
+            let pg = connect_pg().await;
+            while writing.load(Ordering::SeqCst) {
+                let row = pg
+                    .query_opt(
+                        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                        &[&slot],
+                    )
+                    .await
+                    .unwrap();
+                if let Some(lsn) = row.and_then(|r| r.get::<_, Option<String>>(0)) {
+                    let lsn: String = lsn;
+                    let topic = topic.clone();
+                    let highs = tokio::task::spawn_blocking(move || high_watermarks(&topic))
+                        .await
+                        .unwrap();
+                    if let Some(highs) = highs {
+                        samples
+                            .lock()
+                            .unwrap()
+                            .push((parse_lsn(&lsn).unwrap(), highs));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+            .args(["run", "--role", "capture"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("capture.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..20 {
+        let mut child = spawn();
+        let wait = 200 + rng.below(1_300);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "round {round}: capture exited early ({status}): {}",
+                std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    writing.store(false, Ordering::SeqCst);
+    writer.await.unwrap();
+    sampler.await.unwrap();
+
+    // A last run to the end, stopped with SIGTERM.
+    let mut child = spawn();
+    let end = current_lsn(&pg).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let lsn: Option<String> = pg
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .and_then(|r| r.get(0));
+        if lsn.as_deref().and_then(parse_lsn).is_some_and(|l| l >= end) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the last run did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+
+    // Every committed row reached Kafka.
+    let kafka = KafkaConfig::with_brokers(common::kafka_brokers());
+    let reads = common::read_topic(&kafka.brokers, &topic);
+    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
+    let mut first_offset: BTreeMap<(u64, u64), (i32, i64, u64)> = BTreeMap::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for r in &reads {
+        if let Decoded::Event(e) = decoder
+            .decode(
+                &topic,
+                r.partition,
+                r.offset,
+                r.key.as_deref(),
+                r.value.as_deref(),
+            )
+            .await
+            .unwrap()
+        {
+            if let Some(Datum::Int(id)) = e.after.as_ref().and_then(|a| a.0.first()) {
+                ids.insert(*id);
+            }
+            let SourceDetail::Postgres { lsn, .. } = e.source.detail else {
+                panic!("not a postgres event");
+            };
+            let k = (e.position.commit, e.position.ordinal);
+            let entry = first_offset
+                .entry(k)
+                .or_insert((r.partition, r.offset, lsn));
+            if r.offset < entry.1 {
+                *entry = (r.partition, r.offset, lsn);
+            }
+        }
+    }
+    let in_pg: Vec<i64> = pg
+        .query(&format!("SELECT id FROM \"{s}\".ledger ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<&i64> = in_pg
+        .iter()
+        .filter(|id| !ids.contains(id))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: rows never reached Kafka: {missing:?}"
+    );
+    assert!(in_pg.len() > 5_000, "the writer wrote");
+    println!(
+        "{} rows, {} messages, {} samples",
+        in_pg.len(),
+        reads.len(),
+        samples.lock().unwrap().len()
+    );
+
+    // No confirmed position ever passed an event Kafka did not hold.
+    let samples = samples.lock().unwrap();
+    assert!(
+        samples.len() > 20,
+        "sampled while running; capture log:\n{}",
+        std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
+    );
+    for (confirmed, highs) in samples.iter() {
+        for ((commit, _), (partition, offset, _)) in first_offset.range(..(*confirmed, 0)) {
+            let high = highs.get(*partition as usize).copied().unwrap_or(0);
+            assert!(
+                *offset < high,
+                "seed {seed}: the slot confirmed {confirmed:X} while the event of commit {commit:X} was not in Kafka (partition {partition} offset {offset}, high watermark {high})"
+            );
+        }
+    }
+    cleanup(&pg, &name, &s).await;
+}
+
+/// High watermark of each partition of `topic`, in partition order.
+fn high_watermarks(topic: &str) -> Option<Vec<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", common::kafka_brokers())
+        .set("group.id", "tidewater-test-watermarks")
+        .create()
+        .ok()?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()?;
+    let n = md.topics().first()?.partitions().len();
+    if n == 0 {
+        return None;
+    }
+    (0..n as i32)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .ok()
+                .map(|(_, h)| h)
+        })
+        .collect()
 }
