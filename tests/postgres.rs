@@ -755,7 +755,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     );
 
     // No confirmed position ever passed an event Kafka did not hold.
-    let samples = samples.lock().unwrap();
+    let samples = samples.lock().unwrap().clone();
     assert!(
         samples.len() > 20,
         "sampled while running; capture log:\n{}",
