@@ -338,6 +338,12 @@ fn run_json(cmd: &mut Command) -> Json {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench" || a == "--child") {
+        // `cargo test --all-targets` runs bench binaries without `--bench`:
+        // a benchmark is not a test, so it does nothing there.
+        println!("lake benchmark: run it with `cargo bench --bench lake`");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

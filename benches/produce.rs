@@ -232,6 +232,12 @@ async fn run_ours(kafka: &KafkaConfig, prefix: &str, table: &Arc<TableSchema>, e
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench binaries without `--bench`:
+        // a benchmark is not a test, so it does nothing there.
+        println!("produce benchmark: run it with `cargo bench --bench produce`");
+        return;
+    }
     let events: u64 = std::env::var("BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -120,14 +120,8 @@ impl TopicSchemas {
         if let Some(p) = guard.as_ref() {
             return Ok(p.clone());
         }
-        let p: FutureProducer = self
-            .client
-            .clone()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "30000")
-            .create()
-            .map_err(|e| SchemaStoreError::Publish {
+        let p =
+            super::state::acked_producer(&self.client).map_err(|e| SchemaStoreError::Publish {
                 fingerprint: "-".into(),
                 reason: e.to_string(),
             })?;

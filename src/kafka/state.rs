@@ -76,14 +76,7 @@ impl StateStore {
             )
             .await
             .map_err(fail)?;
-            let p: FutureProducer = self
-                .client
-                .clone()
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("message.timeout.ms", "30000")
-                .create()
-                .map_err(|e| fail(e.to_string()))?;
+            let p = acked_producer(&self.client).map_err(|e| fail(e.to_string()))?;
             self.producer = Some(p);
         }
         let Some(producer) = &self.producer else {
@@ -99,6 +92,17 @@ impl StateStore {
             .map_err(|(e, _)| fail(e.to_string()))?;
         Ok(())
     }
+}
+
+/// An idempotent acks=all producer for small records that are awaited one
+/// by one (state, schemas).
+pub fn acked_producer(client: &ClientConfig) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    client
+        .clone()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
 }
 
 /// Every message of partition 0 of `topic`, as (key, value) (blocking).

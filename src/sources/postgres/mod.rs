@@ -697,50 +697,41 @@ impl Session {
                 return Err(CaptureError::Produce(ProduceError::Delivery(f)));
             }
             // What may be confirmed: transactions Kafka has all of.
-            let acked = tracker.acknowledged_commit();
-            let mut target = *confirmed;
-            while let Some(&(commit, end)) = commits.front() {
-                if acked.is_some_and(|a| a.commit >= commit) {
-                    target = target.max(end);
-                    commits.pop_front();
-                } else {
-                    break;
-                }
-            }
+            let mut target =
+                acknowledged_end(&mut commits, tracker.acknowledged_commit(), *confirmed);
             if commits.is_empty() && tx.is_none() && tracker.in_flight() == 0 {
                 target = target.max(wal_end);
             }
-            if target > *confirmed {
-                self.record(target, true).await?;
-                *confirmed = target;
-                self.stats
-                    .confirmed_lsn
-                    .store(target, std::sync::atomic::Ordering::SeqCst);
-            }
-            repl.send_status(*confirmed, false).await?;
+            self.confirm(repl, confirmed, target).await?;
             if stopping {
                 // Wait for the acknowledgements of what was sent, confirm
                 // the transactions that are complete, and go. An open
                 // transaction is sent again, whole, on the next start.
                 self.producer.flush().await?;
-                let acked = tracker.acknowledged_commit();
-                let mut target = *confirmed;
-                for &(commit, end) in &commits {
-                    if acked.is_some_and(|a| a.commit >= commit) {
-                        target = target.max(end);
-                    }
-                }
-                if target > *confirmed {
-                    self.record(target, true).await?;
-                    *confirmed = target;
-                    self.stats
-                        .confirmed_lsn
-                        .store(target, std::sync::atomic::Ordering::SeqCst);
-                }
-                repl.send_status(*confirmed, false).await?;
+                let target =
+                    acknowledged_end(&mut commits, tracker.acknowledged_commit(), *confirmed);
+                self.confirm(repl, confirmed, target).await?;
                 return Ok(());
             }
         }
+    }
+
+    /// Records `target` in the state topic if it moved, then tells the slot.
+    async fn confirm(
+        &mut self,
+        repl: &mut ReplicationConnection,
+        confirmed: &mut u64,
+        target: u64,
+    ) -> Result<(), CaptureError> {
+        if target > *confirmed {
+            self.record(target, true).await?;
+            *confirmed = target;
+            self.stats
+                .confirmed_lsn
+                .store(target, std::sync::atomic::Ordering::SeqCst);
+        }
+        repl.send_status(*confirmed, false).await?;
+        Ok(())
     }
 
     async fn heartbeat(&self) -> Result<(), CaptureError> {
@@ -971,6 +962,25 @@ impl Session {
     }
 }
 
+/// Pops the streamed transactions Kafka has all of and returns the end LSN
+/// of the last one (or `confirmed` when none is complete).
+fn acknowledged_end(
+    commits: &mut VecDeque<(u64, u64)>,
+    acked: Option<Position>,
+    confirmed: u64,
+) -> u64 {
+    let mut target = confirmed;
+    while let Some(&(commit, end)) = commits.front() {
+        if acked.is_some_and(|a| a.commit >= commit) {
+            target = target.max(end);
+            commits.pop_front();
+        } else {
+            break;
+        }
+    }
+    target
+}
+
 /// An old tuple sent as `K` carries NULL for every non-key column, but the
 /// key itself is always there; an `Unchanged` key cannot be compared.
 fn key_has_unknown(row: &Row, schema: &crate::event::schema::TableSchema) -> bool {
@@ -1129,4 +1139,22 @@ fn copy_row(
         )));
     }
     Ok((Row(row), texts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fully_acknowledged_transactions_are_confirmed() {
+        let mut commits: VecDeque<(u64, u64)> = [(100, 120), (200, 230), (300, 310)].into();
+        assert_eq!(acknowledged_end(&mut commits, None, 50), 50);
+        assert_eq!(commits.len(), 3);
+        // Kafka has everything of the first two transactions.
+        let acked = Some(Position::new(200, u64::MAX));
+        assert_eq!(acknowledged_end(&mut commits, acked, 50), 230);
+        assert_eq!(commits.len(), 1);
+        // Never backwards.
+        assert_eq!(acknowledged_end(&mut commits, acked, 999), 999);
+    }
 }
