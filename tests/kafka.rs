@@ -437,24 +437,11 @@ async fn each_message_decodes_with_the_schema_it_was_written_with() {
     producer.flush().await.unwrap();
     first.append(&mut later);
     let topic = table_topic(&prefix, &v1.id);
-    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
     let mut widths = BTreeMap::new();
-    for r in common::read_topic(&kafka.brokers, &topic) {
-        if let Decoded::Event(e) = decoder
-            .decode(
-                &topic,
-                r.partition,
-                r.offset,
-                r.key.as_deref(),
-                r.value.as_deref(),
-            )
-            .await
-            .unwrap()
-        {
-            let expected = first.iter().find(|x| x.position == e.position).unwrap();
-            assert_eq!(&e, expected);
-            widths.insert(e.position, e.table.columns.len());
-        }
+    for (_, e) in common::topic_events(&kafka, &topic).await {
+        let expected = first.iter().find(|x| x.position == e.position).unwrap();
+        assert_eq!(&e, expected);
+        widths.insert(e.position, e.table.columns.len());
     }
     assert_eq!(widths.len(), first.len());
     assert!(widths.iter().all(|(p, w)| *w

@@ -30,7 +30,6 @@ use tidewater::event::table_id::TableId;
 use tidewater::event::types::ColumnType;
 use tidewater::kafka::avro::schema::Connector;
 use tidewater::kafka::client::client_config;
-use tidewater::kafka::consumer::{Decoded, EventDecoder};
 use tidewater::kafka::producer::{EventProducer, EventSerializer, ProducerOptions};
 use tidewater::kafka::schemas::SchemaStore;
 use tidewater::kafka::topic::table_topic;
@@ -177,30 +176,14 @@ async fn the_watermark_never_passes_an_unacknowledged_event_and_replay_delivers_
     services(&["start", "kafka"]);
 
     // Every event at or below every watermark ever observed is in Kafka.
-    let decode_all = |reads: Vec<common::Read>| {
-        let (kafka, topic) = (kafka.clone(), topic.clone());
-        async move {
-            let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
-            let mut positions = HashSet::new();
-            for r in reads {
-                if let Decoded::Event(e) = decoder
-                    .decode(
-                        &topic,
-                        r.partition,
-                        r.offset,
-                        r.key.as_deref(),
-                        r.value.as_deref(),
-                    )
-                    .await
-                    .unwrap()
-                {
-                    positions.insert(e.position);
-                }
-            }
-            positions
-        }
+    let delivered_positions = || async {
+        common::topic_events(&kafka, &topic)
+            .await
+            .into_iter()
+            .map(|(_, e)| e.position)
+            .collect::<HashSet<_>>()
     };
-    let delivered = decode_all(common::read_topic(&kafka.brokers, &topic)).await;
+    let delivered = delivered_positions().await;
     let max_sample = samples.iter().flatten().max().copied();
     assert!(
         max_sample <= frozen_commit,
@@ -240,7 +223,7 @@ async fn the_watermark_never_passes_an_unacknowledged_event_and_replay_delivers_
         producer.tracker().acknowledged_commit(),
         Some(Position::new(10_000 + EVENTS / PER_TXN - 1, u64::MAX))
     );
-    let delivered = decode_all(common::read_topic(&kafka.brokers, &topic)).await;
+    let delivered = delivered_positions().await;
     let missing: Vec<u64> = (0..EVENTS)
         .filter(|n| !delivered.contains(&event(&table, *n).position))
         .collect();

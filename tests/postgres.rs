@@ -24,8 +24,6 @@ use tidewater::config::model::{KafkaConfig, PipelineConfig};
 use tidewater::event::change::{ChangeEvent, Op};
 use tidewater::event::datum::Datum;
 use tidewater::event::table_id::TableId;
-use tidewater::kafka::consumer::{Decoded, EventDecoder};
-use tidewater::kafka::schemas::SchemaStore;
 use tidewater::kafka::topic::table_topic;
 use tidewater::sources::postgres::wire::parse_lsn;
 use tidewater::sources::postgres::{self, CaptureStats};
@@ -85,24 +83,11 @@ async fn wait_confirmed(stats: &CaptureStats, lsn: u64) {
 /// Every event of a table's topic, in position order.
 async fn events_of(kafka: &KafkaConfig, prefix: &str, table: &TableId) -> Vec<ChangeEvent> {
     let topic = table_topic(prefix, table);
-    let reads = common::read_topic(&kafka.brokers, &topic);
-    let mut decoder = EventDecoder::new(SchemaStore::new(kafka).unwrap());
-    let mut out = Vec::new();
-    for r in &reads {
-        if let Decoded::Event(e) = decoder
-            .decode(
-                &topic,
-                r.partition,
-                r.offset,
-                r.key.as_deref(),
-                r.value.as_deref(),
-            )
-            .await
-            .unwrap()
-        {
-            out.push(e);
-        }
-    }
+    let mut out: Vec<ChangeEvent> = common::topic_events(kafka, &topic)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
     out.sort_by_key(|e| e.position);
     out
 }
@@ -699,35 +684,22 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
 
     // Every committed row reached Kafka.
     let kafka = KafkaConfig::with_brokers(common::kafka_brokers());
-    let reads = common::read_topic(&kafka.brokers, &topic);
-    let mut decoder = EventDecoder::new(SchemaStore::new(&kafka).unwrap());
-    let mut first_offset: BTreeMap<(u64, u64), (i32, i64, u64)> = BTreeMap::new();
+    let events = common::topic_events(&kafka, &topic).await;
+    let mut first_offset: BTreeMap<(u64, u64), (i32, i64)> = BTreeMap::new();
     let mut ids = std::collections::BTreeSet::new();
-    for r in &reads {
-        if let Decoded::Event(e) = decoder
-            .decode(
-                &topic,
-                r.partition,
-                r.offset,
-                r.key.as_deref(),
-                r.value.as_deref(),
-            )
-            .await
-            .unwrap()
-        {
-            if let Some(Datum::Int(id)) = e.after.as_ref().and_then(|a| a.0.first()) {
-                ids.insert(*id);
-            }
-            let SourceDetail::Postgres { lsn, .. } = e.source.detail else {
-                panic!("not a postgres event");
-            };
-            let k = (e.position.commit, e.position.ordinal);
-            let entry = first_offset
-                .entry(k)
-                .or_insert((r.partition, r.offset, lsn));
-            if r.offset < entry.1 {
-                *entry = (r.partition, r.offset, lsn);
-            }
+    for (r, e) in &events {
+        if let Some(Datum::Int(id)) = e.after.as_ref().and_then(|a| a.0.first()) {
+            ids.insert(*id);
+        }
+        assert!(
+            matches!(e.source.detail, SourceDetail::Postgres { .. }),
+            "not a postgres event"
+        );
+        let entry = first_offset
+            .entry((e.position.commit, e.position.ordinal))
+            .or_insert((r.partition, r.offset));
+        if r.offset < entry.1 {
+            *entry = (r.partition, r.offset);
         }
     }
     let in_pg: Vec<i64> = pg
@@ -750,7 +722,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     println!(
         "{} rows, {} messages, {} samples",
         in_pg.len(),
-        reads.len(),
+        events.len(),
         samples.lock().unwrap().len()
     );
 
@@ -762,7 +734,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
         std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
     );
     for (confirmed, highs) in samples.iter() {
-        for ((commit, _), (partition, offset, _)) in first_offset.range(..(*confirmed, 0)) {
+        for ((commit, _), (partition, offset)) in first_offset.range(..(*confirmed, 0)) {
             let high = highs.get(*partition as usize).copied().unwrap_or(0);
             assert!(
                 *offset < high,

@@ -232,3 +232,32 @@ fn float(f: f64) -> Json {
         json!(f)
     }
 }
+
+/// Every change event of `topic` present now, each with the message it was
+/// read from (tombstones left out), decoded with a fresh schema store so
+/// that schemas are found the way any consumer finds them.
+pub async fn topic_events(
+    kafka: &tidewater::config::model::KafkaConfig,
+    topic: &str,
+) -> Vec<(Read, tidewater::event::change::ChangeEvent)> {
+    use tidewater::kafka::consumer::{Decoded, EventDecoder};
+    use tidewater::kafka::schemas::SchemaStore;
+    let mut decoder = EventDecoder::new(SchemaStore::new(kafka).unwrap());
+    let mut out = Vec::new();
+    for r in read_topic(&kafka.brokers, topic) {
+        let decoded = decoder
+            .decode(
+                topic,
+                r.partition,
+                r.offset,
+                r.key.as_deref(),
+                r.value.as_deref(),
+            )
+            .await
+            .unwrap();
+        if let Decoded::Event(e) = decoded {
+            out.push((r, e));
+        }
+    }
+    out
+}

@@ -554,6 +554,7 @@ impl Session {
             let chunked = cfg.key.is_some() || !table.primary_key.is_empty();
             let mut ordinal: u64 = (table_no as u64) << 40;
             let mut last_key: Option<Vec<String>> = None;
+            let mut last_line = Vec::<u8>::new();
             loop {
                 let mut sql = format!(
                     "COPY (SELECT {} FROM {}.{}",
@@ -591,15 +592,10 @@ impl Session {
                     {
                         let line = pending.get(start..start + nl).unwrap_or_default();
                         let position = Position::new(commit, ordinal);
-                        let (row, texts) = copy_row(line, &schema, position)?;
+                        let row = copy_row(line, &schema, position)?;
                         if chunked {
-                            last_key = Some(
-                                schema
-                                    .key
-                                    .iter()
-                                    .map(|i| texts.get(*i).cloned().flatten().unwrap_or_default())
-                                    .collect(),
-                            );
+                            last_line.clear();
+                            last_line.extend_from_slice(line);
                         }
                         let event = ChangeEvent {
                             table: schema.clone(),
@@ -623,6 +619,19 @@ impl Session {
                         start += nl + 1;
                     }
                     pending.drain(..start);
+                }
+                if chunked && rows > 0 {
+                    // The next chunk starts after the last key read.
+                    let fields: Vec<&[u8]> = last_line.split(|b| *b == b'\t').collect();
+                    let mut key = Vec::with_capacity(schema.key.len());
+                    for i in &schema.key {
+                        let raw = fields.get(*i).copied().unwrap_or_default();
+                        let text = copy_field(raw).map_err(|e| {
+                            value_error(&schema, *i, Position::new(commit, ordinal), e)
+                        })?;
+                        key.push(text.unwrap_or_default());
+                    }
+                    last_key = Some(key);
                 }
                 self.stats
                     .snapshot_rows
@@ -1108,14 +1117,13 @@ fn tuple_row(
     Ok(Row(row))
 }
 
-/// One `COPY` text line as a row, with each field's text (for chunk keys).
+/// One `COPY` text line as a row.
 fn copy_row(
     line: &[u8],
     schema: &crate::event::schema::TableSchema,
     position: Position,
-) -> Result<(Row, Vec<Option<String>>), CaptureError> {
+) -> Result<Row, CaptureError> {
     let mut row = Vec::with_capacity(schema.columns.len());
-    let mut texts = Vec::with_capacity(schema.columns.len());
     for (i, raw) in line.split(|b| *b == b'\t').enumerate() {
         let column = schema.columns.get(i).ok_or_else(|| {
             CaptureError::Protocol(format!("COPY of {} returned too many fields", schema.id))
@@ -1128,7 +1136,6 @@ fn copy_row(
             }
         };
         row.push(datum);
-        texts.push(text);
     }
     if row.len() != schema.columns.len() {
         return Err(CaptureError::Protocol(format!(
@@ -1138,7 +1145,7 @@ fn copy_row(
             schema.columns.len()
         )));
     }
-    Ok((Row(row), texts))
+    Ok(Row(row))
 }
 
 #[cfg(test)]

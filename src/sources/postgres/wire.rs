@@ -413,11 +413,7 @@ impl ReplicationConnection {
             let frame = self.frame().await?;
             match frame.tag {
                 b'W' => return Ok(()),
-                b'E' => {
-                    let err = server_error(&frame.body);
-                    // Drain to ReadyForQuery so the error is the whole story.
-                    return Err(err);
-                }
+                b'E' => return Err(server_error(&frame.body)),
                 b'N' | b'S' => {}
                 other => {
                     return Err(WireError::Protocol(format!(
