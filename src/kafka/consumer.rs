@@ -194,7 +194,7 @@ pub use sink::{DeadLetters, Membership, Polled, RawMessage, SinkConsumer};
 /// committed offsets point.
 mod sink {
     use futures::future::BoxFuture;
-    use std::collections::{HashSet, VecDeque};
+    use std::collections::{HashMap, VecDeque};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -276,13 +276,44 @@ mod sink {
         consumer: StreamConsumer<GroupContext>,
         shared: Arc<Shared>,
         decoder: Arc<tokio::sync::Mutex<EventDecoder>>,
-        positioned: HashSet<(String, i32)>,
+        /// Started partitions and the next offset each may deliver: a
+        /// message below it was fetched before the seek (or is one already
+        /// delivered) and is dropped.
+        positioned: HashMap<(String, i32), i64>,
         /// Standalone: the partitions started so far, with their offsets.
         standalone: Option<TopicPartitionList>,
         /// The decoding of a received message (it may wait for a schema),
         /// with its topic and partition: kept across cancellations of
         /// [`Self::next`], which resumes it.
         decoding: Option<(String, i32, BoxFuture<'static, Polled>)>,
+    }
+
+    /// Whether a message at `offset` of a partition whose next offset is
+    /// `next` is delivered (and moves `next` past it). Not started (`None`):
+    /// fetched before `start`, it will be read again. Below `next`: fetched
+    /// before the seek took effect, or already delivered.
+    fn admit(next: Option<&mut i64>, offset: i64) -> bool {
+        match next {
+            Some(next) if offset >= *next => {
+                *next = offset + 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn only_offsets_from_the_start_on_are_delivered_once() {
+        assert!(!admit(None, 5));
+        let mut next = 2;
+        assert!(!admit(Some(&mut next), 0), "fetched before the seek");
+        assert!(admit(Some(&mut next), 2));
+        assert!(!admit(Some(&mut next), 2), "delivered twice");
+        assert!(admit(Some(&mut next), 7), "offsets may skip");
+        assert_eq!(next, 8);
+        let mut any = i64::MIN;
+        assert!(admit(Some(&mut any), 0));
     }
 
     /// How a sink worker gets its partitions.
@@ -355,7 +386,7 @@ mod sink {
                 consumer,
                 shared,
                 decoder: Arc::new(tokio::sync::Mutex::new(decoder)),
-                positioned: HashSet::new(),
+                positioned: HashMap::new(),
                 standalone: standalone.then(TopicPartitionList::new),
                 decoding: None,
             })
@@ -380,8 +411,12 @@ mod sink {
                     self.consumer.resume(&tpl)?;
                 }
             }
-            for (topic, partition, _) in starts {
-                self.positioned.insert((topic.clone(), *partition));
+            for (topic, partition, offset) in starts {
+                let next = match offset {
+                    Offset::Offset(n) => *n,
+                    _ => i64::MIN,
+                };
+                self.positioned.insert((topic.clone(), *partition), next);
             }
             Ok(())
         }
@@ -406,10 +441,9 @@ mod sink {
                         for p in parts {
                             self.positioned.remove(p);
                         }
-                        let orphaned = self
-                            .decoding
-                            .as_ref()
-                            .is_some_and(|(t, p, _)| !self.positioned.contains(&(t.clone(), *p)));
+                        let orphaned = self.decoding.as_ref().is_some_and(|(t, p, _)| {
+                            !self.positioned.contains_key(&(t.clone(), *p))
+                        });
                         if orphaned {
                             // Its partition went elsewhere; the new owner reads it.
                             self.decoding = None;
@@ -432,8 +466,7 @@ mod sink {
                         message.partition(),
                         message.offset(),
                     );
-                    if !self.positioned.contains(&(topic.clone(), partition)) {
-                        // Fetched before `start`: it will be read again.
+                    if !admit(self.positioned.get_mut(&(topic.clone(), partition)), offset) {
                         continue;
                     }
                     let (key, value) = (
