@@ -98,6 +98,7 @@ S3_BUCKET=tidewater
 
 PG_BIN=${TIDEWATER_PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_DIR=$SERVICES_DIR/postgres
+PG_TLS_DIR=$PG_DIR/tls
 PG_DATA=$PG_DIR/data
 PG_SOCKET_DIR=$PG_DIR/run
 
@@ -448,6 +449,34 @@ pg_psql_admin() {
   runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres "$@"
 }
 
+# A test CA and a server certificate for "localhost" (not for 127.0.0.1:
+# the tests check that verify-full refuses a host the certificate does not
+# name). Made once; clients trust $PG_TLS_DIR/ca.crt.
+pg_tls_files() {
+  [[ -f $PG_TLS_DIR/server.crt && -f $PG_TLS_DIR/server.key && -f $PG_TLS_DIR/ca.crt ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "postgres: openssl is needed to make the test TLS certificates"
+  mkdir -p "$PG_TLS_DIR"
+  local log
+  log=$(log_file postgres)
+  if ! (
+    cd "$PG_TLS_DIR" &&
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tidewater test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout ca.key -out ca.crt &&
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr &&
+      printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext &&
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.crt
+  ) >>"$log" 2>&1; then
+    warn "postgres: making the TLS certificates failed (log: $log)"
+    return 1
+  fi
+  chown postgres:postgres "$PG_TLS_DIR/server.key" "$PG_TLS_DIR/server.crt"
+  chmod 0600 "$PG_TLS_DIR/server.key" "$PG_TLS_DIR/ca.key"
+  chmod 0755 "$PG_TLS_DIR"
+  chmod 0644 "$PG_TLS_DIR/ca.crt" "$PG_TLS_DIR/server.crt"
+}
+
 pg_configure() {
   mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
   chown postgres:postgres "$PG_DIR" "$PG_SOCKET_DIR"
@@ -469,6 +498,7 @@ pg_configure() {
     echo "include_if_exists = 'tidewater.conf'" >>"$PG_DATA/postgresql.conf"
   fi
 
+  pg_tls_files || return 1
   local changed=0
   write_if_changed "$PG_DATA/tidewater.conf" <<EOF && changed=1
 # Written by scripts/services.sh; overwritten on every start.
@@ -481,6 +511,9 @@ max_wal_senders = 64
 max_connections = 300
 synchronous_commit = off
 password_encryption = scram-sha-256
+ssl = on
+ssl_cert_file = '$PG_TLS_DIR/server.crt'
+ssl_key_file = '$PG_TLS_DIR/server.key'
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
@@ -991,6 +1024,7 @@ cmd_env() {
     "TIDEWATER_CACHE_DIR=$CACHE_DIR"
     "TIDEWATER_PG_URL=postgres://$DB_USER:$DB_PASSWORD@$HOST:$PG_PORT/$DB_NAME"
     "TIDEWATER_PG_PASSWORD=$DB_PASSWORD"
+    "TIDEWATER_PG_CA_FILE=$PG_TLS_DIR/ca.crt"
     "TIDEWATER_PG_HOST=$HOST"
     "TIDEWATER_PG_PORT=$PG_PORT"
     "TIDEWATER_PG_SOCKET_DIR=$PG_SOCKET_DIR"

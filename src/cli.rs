@@ -17,7 +17,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::model::{PipelineConfig, SourceConfig};
-use crate::config::{self, Diagnostic, LoadReport, Severity};
+use crate::config::{self, Diagnostic, LoadReport, LoadedPipeline, Severity};
+use crate::sources::postgres::preflight::Finding;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -438,23 +439,116 @@ fn print_stdout(text: &str) {
 }
 
 fn check(paths: &[PathBuf], connect: bool, format: OutputFormat) -> u8 {
-    if connect {
-        eprintln!(
-            "tidewater check --connect: preflight checks against live systems are not built in this version; run without --connect for the offline checks"
-        );
-        return EXIT_NOT_BUILT;
-    }
     let report = config::load(paths);
+    if !connect || report.has_errors() {
+        let text = match format {
+            OutputFormat::Text => check_text(&report),
+            OutputFormat::Json => check_json(&report),
+        };
+        print_stdout(&text);
+        return if report.has_errors() {
+            EXIT_INVALID
+        } else {
+            EXIT_OK
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidewater check: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let preflights: Vec<(&LoadedPipeline, Vec<Finding>)> = runtime.block_on(async {
+        let mut out = Vec::new();
+        for p in &report.pipelines {
+            out.push((p, preflight(&p.config).await));
+        }
+        out
+    });
+    let failed = preflights
+        .iter()
+        .any(|(_, f)| f.iter().any(|f| f.problem.is_some()));
     let text = match format {
-        OutputFormat::Text => check_text(&report),
-        OutputFormat::Json => check_json(&report),
+        OutputFormat::Text => {
+            let mut text = check_text(&report);
+            for (p, findings) in &preflights {
+                for f in findings {
+                    match &f.problem {
+                        None => text.push_str(&format!("  ok    {}: {}\n", p.config.name, f.item)),
+                        Some(problem) => text.push_str(&format!(
+                            "  error {}: {}: {problem}\n",
+                            p.config.name, f.item
+                        )),
+                    }
+                }
+            }
+            text.push_str(if failed {
+                "preflight: problems found\n"
+            } else {
+                "preflight: ready\n"
+            });
+            text
+        }
+        OutputFormat::Json => {
+            let mut value = check_json_value(&report);
+            let list: Vec<serde_json::Value> = preflights
+                .iter()
+                .map(|(p, findings)| {
+                    serde_json::json!({
+                        "name": p.config.name,
+                        "file": p.file.display().to_string(),
+                        "findings": findings.iter().map(|f| serde_json::json!({
+                            "item": f.item,
+                            "ok": f.problem.is_none(),
+                            "problem": f.problem,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("preflight".into(), serde_json::Value::Array(list));
+                object.insert("valid".into(), serde_json::Value::Bool(!failed));
+            }
+            let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+            text.push('\n');
+            text
+        }
     };
     print_stdout(&text);
-    if report.has_errors() {
-        EXIT_INVALID
-    } else {
-        EXIT_OK
-    }
+    if failed { EXIT_FAILED } else { EXIT_OK }
+}
+
+/// Live checks of one pipeline: its source and its Kafka brokers.
+async fn preflight(cfg: &PipelineConfig) -> Vec<Finding> {
+    let mut findings = match &cfg.source {
+        SourceConfig::Postgres(source) => {
+            crate::sources::postgres::preflight::check(&cfg.name, source).await
+        }
+        SourceConfig::Mysql(_) => vec![Finding::problem(
+            "mysql source",
+            "MySQL/MariaDB capture is not built in this version",
+        )],
+    };
+    let client = crate::kafka::client::client_config(&cfg.kafka);
+    let brokers = cfg.kafka.brokers.clone();
+    let kafka = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        let consumer: rdkafka::consumer::BaseConsumer = client.create()?;
+        let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(10))?;
+        Ok::<usize, rdkafka::error::KafkaError>(metadata.brokers().len())
+    })
+    .await;
+    findings.push(match kafka {
+        Ok(Ok(n)) => Finding::ok(format!("kafka at {brokers}: {n} broker(s) answer")),
+        Ok(Err(e)) => Finding::problem(format!("kafka at {brokers}"), format!("no answer: {e}")),
+        Err(e) => Finding::problem(format!("kafka at {brokers}"), e.to_string()),
+    });
+    findings
 }
 
 /// One line per diagnostic, then one summary line per valid pipeline and a
@@ -524,6 +618,12 @@ pub fn summary(cfg: &PipelineConfig) -> String {
 
 /// The same report as JSON: `{"pipelines": [...], "diagnostics": [...]}`.
 pub fn check_json(report: &LoadReport) -> String {
+    let mut text = serde_json::to_string_pretty(&check_json_value(report)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn check_json_value(report: &LoadReport) -> serde_json::Value {
     let diagnostics: Vec<serde_json::Value> = report
         .diagnostics
         .iter()
@@ -549,12 +649,9 @@ pub fn check_json(report: &LoadReport) -> String {
             })
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&serde_json::json!({
+    serde_json::json!({
         "valid": !report.has_errors(),
         "pipelines": pipelines,
         "diagnostics": diagnostics,
-    }))
-    .unwrap_or_default();
-    text.push('\n');
-    text
+    })
 }

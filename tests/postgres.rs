@@ -29,6 +29,10 @@ use tidewater::sources::postgres::wire::parse_lsn;
 use tidewater::sources::postgres::{self, CaptureStats};
 use tokio_postgres::{Client, NoTls};
 
+/// Held by the tests that load the broker most (the million-row
+/// transaction) or time it (the kill test's sampler): one at a time.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn pg() -> Client {
     connect_pg().await
 }
@@ -58,9 +62,11 @@ fn pipeline(name: &str, tables: Json) -> PipelineConfig {
     .unwrap()
 }
 
+/// Past every record inserted so far (with `synchronous_commit = off` the
+/// write position can still be inside the last transaction).
 async fn current_lsn(pg: &Client) -> u64 {
     let lsn: String = pg
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
         .await
         .unwrap()
         .get(0);
@@ -327,6 +333,37 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         .unwrap()
         .get(0);
     assert!(parse_lsn(&slot_lsn).unwrap() >= end, "the slot moved");
+    // The figures the progress line and the admin endpoint report.
+    let progress = stats.snapshot_tables.lock().unwrap().clone();
+    let rows: BTreeMap<String, (u64, bool)> = progress
+        .iter()
+        .map(|p| (p.table.name.clone(), (p.rows, p.done)))
+        .collect();
+    assert_eq!(
+        rows,
+        BTreeMap::from([
+            ("Order Items.x".to_string(), (10, true)),
+            ("full_ident".to_string(), (2, true)),
+            ("nokey".to_string(), (2, true)),
+            ("types".to_string(), (4, true)),
+        ])
+    );
+    assert!(
+        stats.bytes.load(Ordering::SeqCst) > 2000 * 8,
+        "pgoutput bytes counted"
+    );
+    assert!(stats.events.load(Ordering::SeqCst) >= 2000);
+    // Idle and all acknowledged: no lag, in bytes or seconds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats.lag_bytes() > 0 || stats.lag_micros.load(Ordering::SeqCst) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "lag stays at {} bytes, {} us",
+            stats.lag_bytes(),
+            stats.lag_micros.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(60), task)
         .await
@@ -452,6 +489,111 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_row_transaction_arrives_whole_at_one_commit_position() {
+    const ROWS: i64 = 1_000_000;
+    let _alone = HEAVY.lock().await;
+    let pg = pg().await;
+    let name = common::unique_name("big").to_lowercase();
+    let s = name.clone();
+    pg.batch_execute(&format!(
+        r#"CREATE SCHEMA "{s}";
+           CREATE TABLE "{s}".big (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz);"#
+    ))
+    .await
+    .unwrap();
+    let cfg = pipeline(&name, json!([{"name": format!("{s}.big")}]));
+    let stats = Arc::new(CaptureStats::default());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let cfg = cfg.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            postgres::run(&cfg, stats, async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+        })
+    };
+    while !stats.snapshot_done.load(Ordering::SeqCst) {
+        assert!(!task.is_finished(), "capture ended: {:?}", task.await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One transaction of a million rows, and after it a multi-row insert.
+    pg.batch_execute(&format!(
+        r#"INSERT INTO "{s}".big SELECT g, (g % 100000) / 100.0, 'row ' || g,
+             timestamptz '2026-01-01 00:00:00+00' + g * interval '1 second'
+           FROM generate_series(1, {ROWS}) g"#
+    ))
+    .await
+    .unwrap();
+    pg.batch_execute(&format!(
+        r#"INSERT INTO "{s}".big VALUES (-1, 1.5, 'a', now()), (-2, NULL, 'b', NULL), (-3, 3, NULL, 'infinity')"#
+    ))
+    .await
+    .unwrap();
+    let end = current_lsn(&pg).await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut most_bytes, mut most_micros) = (0, 0);
+    while stats.confirmed_lsn.load(Ordering::SeqCst) < end {
+        assert!(!task.is_finished(), "capture ended: {:?}", task.await);
+        assert!(
+            Instant::now() < deadline,
+            "the transaction was not confirmed"
+        );
+        most_bytes = most_bytes.max(stats.lag_bytes());
+        most_micros = most_micros.max(stats.lag_micros.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // While Kafka caught up, the lag was reported: the transaction's WAL
+    // (over 100 MB; at least 10 MB of it seen) and the time since its commit.
+    assert!(most_bytes > 10 << 20, "lag bytes peaked at {most_bytes}");
+    assert!(most_micros > 500_000, "lag peaked at {most_micros} us");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+
+    let events = events_of(&cfg.kafka, &name, &TableId::new(&s, "big")).await;
+    // At least once: a reconnect may repeat a transaction, whole.
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<ChangeEvent> = events
+        .into_iter()
+        .filter(|e| seen.insert((e.position.commit, e.position.ordinal)))
+        .collect();
+    assert_eq!(events.len() as i64, ROWS + 3);
+    assert!(events.iter().all(|e| e.op == Op::Create));
+    let (big, small) = events.split_at(ROWS as usize);
+    for (events, len) in [(big, ROWS), (small, 3)] {
+        let commit = events[0].position.commit;
+        assert!(
+            events.iter().all(|e| e.position.commit == commit),
+            "one transaction, one commit position"
+        );
+        let ordinals: Vec<u64> = events.iter().map(|e| e.position.ordinal).collect();
+        assert_eq!(ordinals, (0..len as u64).collect::<Vec<_>>());
+        let tx = events[0].transaction.as_ref().unwrap();
+        assert!(
+            events
+                .iter()
+                .all(|e| e.transaction.as_ref().unwrap().id == tx.id)
+        );
+    }
+    assert!(small[0].position.commit > big[0].position.commit);
+    let want = oracle(
+        &pg,
+        &format!("\"{s}\".big"),
+        &[
+            ("id", "plain"),
+            ("amount", "text"),
+            ("note", "text"),
+            ("at", "micros"),
+        ],
+        &["id"],
+    )
+    .await;
+    assert_same("big", &materialize(&events), &want);
+    cleanup(&pg, &name, &s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_without_a_key_is_refused_and_a_lost_slot_stops_loudly() {
     let pg = pg().await;
     let name = common::unique_name("cap").to_lowercase();
@@ -533,6 +675,7 @@ async fn a_table_without_a_key_is_refused_and_a_lost_slot_stops_loudly() {
 /// event Kafka did not hold at that moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
+    let _alone = HEAVY.lock().await;
     use tidewater::event::change::SourceDetail;
     use tidewater::event::sample::Rng;
     let seed = Rng::seed_from_env();
@@ -768,4 +911,250 @@ fn high_watermarks(topic: &str) -> Option<Vec<i64>> {
                 .map(|(_, h)| h)
         })
         .collect()
+}
+
+/// Runs `tidewater check --connect --format json` on one pipeline file.
+fn check_connect(file: &std::path::Path) -> (i32, Json) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["check", "--connect", "--format", "json"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), report)
+}
+
+/// `item → problem` (None when fine) of the first pipeline's preflight.
+fn findings(report: &Json) -> BTreeMap<String, Option<String>> {
+    report["preflight"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["item"].as_str().unwrap().to_string(),
+                f["problem"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing() {
+    let pg = pg().await;
+    let name = common::unique_name("pre").to_lowercase();
+    let s = name.clone();
+    let weak = format!("{name}_weak");
+    pg.batch_execute(&format!(
+        r#"CREATE SCHEMA "{s}";
+           CREATE TABLE "{s}".good (id integer PRIMARY KEY, v text);
+           CREATE TABLE "{s}".nokey (a integer, b text);
+           CREATE TABLE "{s}".nothing (id integer PRIMARY KEY);
+           ALTER TABLE "{s}".nothing REPLICA IDENTITY NOTHING;
+           CREATE ROLE "{weak}" LOGIN PASSWORD 'weak-pw';
+           GRANT USAGE ON SCHEMA "{s}" TO "{weak}";"#
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, url: &str, tables: &[&str]| {
+        let path = dir.path().join(file);
+        let tables: String = tables
+            .iter()
+            .map(|t| format!("    - name: {s}.{t}\n"))
+            .collect();
+        std::fs::write(
+            &path,
+            format!(
+                "name: {name}\nsource:\n  type: postgres\n  url: {url}\n  tls:\n    mode: disable\n  tables:\n{tables}kafka:\n  brokers: {}\n",
+                common::kafka_brokers()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let weak_url = {
+        let mut u = url::Url::parse(&common::pg_url()).unwrap();
+        u.set_username(&weak).unwrap();
+        u.set_password(Some("weak-pw")).unwrap();
+        u.to_string()
+    };
+
+    // Ready: exit 0, every item fine, the server and Kafka named.
+    let (code, report) = check_connect(&write("ready.yaml", &common::pg_url(), &["good"]));
+    let found = findings(&report);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["valid"], json!(true));
+    assert!(found.values().all(Option::is_none), "{found:#?}");
+    assert!(found.keys().any(|k| k.starts_with("wal_level")));
+    assert!(found.keys().any(|k| k.starts_with("kafka at")));
+    assert!(found.keys().any(|k| k.contains(&format!("{s}.good"))));
+
+    // A keyless table and one with REPLICA IDENTITY NOTHING.
+    let (code, report) = check_connect(&write(
+        "keys.yaml",
+        &common::pg_url(),
+        &["good", "nokey", "nothing", "missing"],
+    ));
+    let found = findings(&report);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["valid"], json!(false));
+    let problem = |table: &str| {
+        found
+            .get(&format!("table {s}.{table}"))
+            .unwrap_or_else(|| panic!("no finding for {table}: {found:#?}"))
+            .clone()
+    };
+    assert!(problem("nokey").unwrap().contains("key"), "{found:#?}");
+    assert!(
+        problem("nothing")
+            .unwrap()
+            .contains("REPLICA IDENTITY NOTHING")
+    );
+    assert!(problem("missing").unwrap().contains("does not exist"));
+
+    // A role without REPLICATION and without SELECT on the table.
+    let (code, report) = check_connect(&write("weak.yaml", &weak_url, &["good"]));
+    let found = findings(&report);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        found["REPLICATION privilege"]
+            .as_deref()
+            .unwrap()
+            .contains(&format!("ALTER ROLE \"{weak}\" REPLICATION")),
+        "{found:#?}"
+    );
+    assert!(problem_of(&found, &format!("table {s}.good")).contains("GRANT SELECT"));
+
+    // A wrong password: the connection is the finding.
+    let bad_url = weak_url.replace("weak-pw", "wrong");
+    let (code, report) = check_connect(&write("badpw.yaml", &bad_url, &["good"]));
+    assert_eq!(code, 1);
+    assert!(findings(&report)["connection"].is_some());
+
+    // Nothing was created.
+    let slot = postgres::default_name(&name);
+    let slots = pg
+        .query(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 UNION ALL SELECT 1 FROM pg_publication WHERE pubname = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    assert!(
+        slots.is_empty(),
+        "check --connect created a slot or publication"
+    );
+    pg.batch_execute(&format!(
+        r#"DROP SCHEMA "{s}" CASCADE; DROP ROLE "{weak}";"#
+    ))
+    .await
+    .unwrap();
+}
+
+fn problem_of(found: &BTreeMap<String, Option<String>>, item: &str) -> String {
+    found
+        .get(item)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| panic!("no problem for {item}: {found:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_hold_on_the_replication_and_the_sql_connections() {
+    use tidewater::sources::postgres::wire::ReplicationConnection;
+    let ca = common::pg_ca_file();
+    assert!(
+        std::path::Path::new(&ca).exists(),
+        "{ca} missing: `scripts/services.sh up` makes it"
+    );
+    let by_ip = common::pg_url();
+    let by_name = by_ip.replace("127.0.0.1", "localhost");
+    assert_ne!(by_ip, by_name, "the test URL names 127.0.0.1");
+    let source = |url: &str, tls: Json| -> tidewater::config::model::PostgresSource {
+        serde_json::from_value(json!({"url": url, "tls": tls, "tables": [{"name": "public.x"}]}))
+            .unwrap()
+    };
+    // (url, tls, Ok(encrypted) or Err(part of the message)) for both
+    // connections.
+    let cases: Vec<(&str, Json, Result<bool, &str>)> = vec![
+        (&by_ip, json!({"mode": "disable"}), Ok(false)),
+        (&by_ip, json!({"mode": "prefer"}), Ok(true)),
+        (&by_ip, json!({"mode": "require"}), Ok(true)),
+        (
+            &by_ip,
+            json!({"mode": "verify-ca", "ca_file": ca}),
+            Ok(true),
+        ),
+        (
+            &by_name,
+            json!({"mode": "verify-full", "ca_file": ca}),
+            Ok(true),
+        ),
+        // The certificate names "localhost", not 127.0.0.1.
+        (
+            &by_ip,
+            json!({"mode": "verify-full", "ca_file": ca}),
+            Err("certificate"),
+        ),
+        // The test CA is not among the system's roots.
+        (&by_name, json!({"mode": "verify-full"}), Err("certificate")),
+    ];
+    for (url, tls, want) in cases {
+        let what = format!("{url} {tls}");
+        let params = postgres::connect_params(&source(url, tls)).unwrap();
+        let sql = postgres::connect_sql(&params).await;
+        let repl = ReplicationConnection::connect(&params).await;
+        match want {
+            Ok(encrypted) => {
+                let sql = sql.unwrap_or_else(|e| panic!("{what}: sql: {e}"));
+                let ssl: bool = sql
+                    .query_one(
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(ssl, encrypted, "{what}: sql connection");
+                let mut repl = repl.unwrap_or_else(|e| panic!("{what}: replication: {e}"));
+                let rows = repl
+                    .simple_query("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    rows[0][0].as_deref(),
+                    Some(if encrypted { "true" } else { "false" }),
+                    "{what}: replication connection"
+                );
+            }
+            Err(part) => {
+                let sql = sql.err().unwrap_or_else(|| panic!("{what}: sql connected"));
+                // The message a user sees names the certificate problem.
+                let sql = sql.to_string();
+                assert!(sql.to_lowercase().contains(part), "{what}: sql: {sql}");
+                let repl = repl
+                    .err()
+                    .unwrap_or_else(|| panic!("{what}: replication connected"));
+                assert!(
+                    repl.to_string().to_lowercase().contains(part),
+                    "{what}: replication: {repl}"
+                );
+            }
+        }
+    }
+    // A CA file that is not there is refused before connecting.
+    let err = postgres::connect_params(&source(
+        &by_name,
+        json!({"mode": "verify-full", "ca_file": "/nonexistent/ca.pem"}),
+    ))
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }

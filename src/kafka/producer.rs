@@ -227,6 +227,18 @@ pub struct EventProducer {
     value: Vec<u8>,
 }
 
+/// librdkafka batching defaults, unless the pipeline tuned them: large
+/// batches, and a local queue bounded to about 100k messages or 64 MiB so a
+/// capture's memory stays bounded while the broker is the slower side
+/// (sending waits for acknowledgements when the queue is full).
+pub const THROUGHPUT_DEFAULTS: [(&str, &str); 5] = [
+    ("linger.ms", "20"),
+    ("batch.num.messages", "50000"),
+    ("batch.size", "4000000"),
+    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.kbytes", "65536"),
+];
+
 impl EventProducer {
     /// `client` carries brokers, security and allow-listed properties
     /// ([`super::client::client_config`]).
@@ -252,14 +264,7 @@ impl EventProducer {
                 "message.timeout.ms",
                 options.delivery_timeout.as_millis().to_string(),
             );
-        // Throughput defaults, unless the pipeline tuned them.
-        for (k, v) in [
-            ("linger.ms", "20"),
-            ("batch.num.messages", "50000"),
-            ("batch.size", "4000000"),
-            ("queue.buffering.max.messages", "500000"),
-            ("queue.buffering.max.kbytes", "1048576"),
-        ] {
+        for (k, v) in THROUGHPUT_DEFAULTS {
             if cc.get(k).is_none() {
                 cc.set(k, v);
             }

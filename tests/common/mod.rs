@@ -32,6 +32,15 @@ pub fn pg_url() -> String {
     )
 }
 
+/// The CA that signed the test Postgres server's certificate (for
+/// "localhost" only).
+pub fn pg_ca_file() -> String {
+    var(
+        "TIDEWATER_PG_CA_FILE",
+        "/var/lib/tidewater-services/postgres/tls/ca.crt",
+    )
+}
+
 pub fn mysql_url() -> String {
     var(
         "TIDEWATER_MYSQL_URL",

@@ -40,17 +40,19 @@
 //!
 //! The replication connection is [`wire`] (tokio-postgres has no
 //! replication protocol); catalog queries and snapshot reads go through
-//! tokio-postgres with the same session settings. TLS to Postgres is not
-//! built yet: `tls.mode` `require`, `verify-ca` and `verify-full` are
-//! refused at start, `prefer` connects without TLS.
+//! tokio-postgres with the same session settings. Both use [`tls`] (rustls)
+//! as `source.tls` says.
 
 pub mod catalog;
 pub mod pgoutput;
+pub mod preflight;
 pub mod text;
+pub mod tls;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -66,7 +68,7 @@ use self::wire::{
     parse_lsn, quote_ident, quote_literal,
 };
 use crate::config::model::{
-    PipelineConfig, PostgresSource, SnapshotMode, SourceConfig, TableConfig, TlsMode, TruncateMode,
+    PipelineConfig, PostgresSource, SnapshotMode, SourceConfig, TableConfig, TruncateMode,
 };
 use crate::event::change::{
     ChangeEvent, Op, Position, SnapshotMarker, Source, SourceDetail, Transaction,
@@ -88,7 +90,7 @@ pub enum CaptureError {
     Operator(String),
     #[error("postgres: {0}")]
     Wire(#[from] WireError),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", with_cause(.0))]
     Sql(#[from] tokio_postgres::Error),
     #[error("kafka: {0}")]
     Produce(#[from] ProduceError),
@@ -113,7 +115,7 @@ impl CaptureError {
             CaptureError::Wire(e) => match e {
                 WireError::Connect { .. } | WireError::Io(_) | WireError::Closed => true,
                 WireError::Server { code, .. } => code.starts_with("08") || code.starts_with("57P"),
-                WireError::Auth(_) | WireError::Protocol(_) => false,
+                WireError::Auth(_) | WireError::Tls(_) | WireError::Protocol(_) => false,
             },
             CaptureError::Sql(e) => {
                 e.is_closed()
@@ -128,19 +130,67 @@ impl CaptureError {
     }
 }
 
+/// A tokio-postgres error with its cause (a TLS or I/O error hides there).
+fn with_cause(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
+        _ => e.to_string(),
+    }
+}
+
 /// Default slot and publication name: `tidewater_<name>`, `-` as `_`.
 pub fn default_name(pipeline: &str) -> String {
     format!("tidewater_{}", pipeline.replace('-', "_"))
 }
 
-/// Live figures of one capture, read by tests and the admin endpoint.
+/// Live figures of one capture, read by tests, the progress log line and
+/// the admin endpoint.
 #[derive(Debug, Default)]
 pub struct CaptureStats {
-    pub events: std::sync::atomic::AtomicU64,
-    pub snapshot_rows: std::sync::atomic::AtomicU64,
+    /// Change events produced by streaming.
+    pub events: AtomicU64,
+    /// Bytes of pgoutput data received from the slot.
+    pub bytes: AtomicU64,
+    pub snapshot_rows: AtomicU64,
     /// The last LSN sent to the slot as confirmed.
-    pub confirmed_lsn: std::sync::atomic::AtomicU64,
+    pub confirmed_lsn: AtomicU64,
+    /// The server's WAL end as the walsender last reported it.
+    pub wal_end: AtomicU64,
+    /// Microseconds since the commit of the oldest transaction Kafka has
+    /// not fully acknowledged; 0 when all is acknowledged.
+    pub lag_micros: AtomicU64,
     pub snapshot_done: std::sync::atomic::AtomicBool,
+    /// Per table: rows read and the planner's estimate, while and after
+    /// the snapshot runs.
+    pub snapshot_tables: std::sync::Mutex<Vec<SnapshotProgress>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotProgress {
+    pub table: TableId,
+    pub rows: u64,
+    /// `pg_class.reltuples` when the snapshot started (-1: never analyzed).
+    pub estimate: i64,
+    pub done: bool,
+}
+
+impl CaptureStats {
+    /// Bytes of WAL the slot holds that tidewater has not confirmed.
+    pub fn lag_bytes(&self) -> u64 {
+        self.wal_end
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.confirmed_lsn.load(Ordering::Relaxed))
+    }
+
+    fn snapshot_progress(&self, table: &TableId, f: impl FnOnce(&mut SnapshotProgress)) {
+        let mut tables = match self.snapshot_tables.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(p) = tables.iter_mut().find(|p| &p.table == table) {
+            f(p);
+        }
+    }
 }
 
 /// Runs capture for `cfg` until `stop` resolves or an error needs an
@@ -154,13 +204,8 @@ pub async fn run(
     let SourceConfig::Postgres(source) = &cfg.source else {
         return Err(CaptureError::Config("not a postgres pipeline".into()));
     };
-    if let Some(tls) = &source.tls
-        && !matches!(tls.mode, TlsMode::Disable | TlsMode::Prefer)
-    {
-        return Err(CaptureError::Config(
-            "source.tls: TLS to Postgres is not built in this version; use `mode: disable` on a trusted network".into(),
-        ));
-    }
+    // Bad URL or CA file: refused before anything starts.
+    connect_params(source)?;
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -213,9 +258,7 @@ impl Session {
         source: &PostgresSource,
         stats: Arc<CaptureStats>,
     ) -> Result<Session, CaptureError> {
-        let params =
-            ConnectParams::parse(&source.url, source.password.as_ref().map(|p| p.expose()))
-                .map_err(|e| CaptureError::Config(format!("source.url: {e}")))?;
+        let params = connect_params(source)?;
         let sql = connect_sql(&params).await?;
         let prefix = cfg.kafka.topic_prefix.clone().unwrap_or(cfg.name.clone());
         let store = SchemaStore::new(&cfg.kafka)
@@ -321,12 +364,8 @@ impl Session {
                 created.consistent_point
             }
         };
-        self.stats
-            .snapshot_done
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.stats
-            .confirmed_lsn
-            .store(confirmed, std::sync::atomic::Ordering::SeqCst);
+        self.stats.snapshot_done.store(true, Ordering::SeqCst);
+        self.stats.confirmed_lsn.store(confirmed, Ordering::SeqCst);
         let publication = quote_ident(&self.publication);
         repl.start_replication(
             &self.slot,
@@ -349,17 +388,10 @@ impl Session {
     }
 
     async fn preflight(&self) -> Result<(), CaptureError> {
-        let level: String = self
-            .sql
-            .query_one("SHOW wal_level", &[])
-            .await?
-            .try_get(0)?;
-        if level != "logical" {
-            return Err(CaptureError::Operator(format!(
-                "wal_level is `{level}`, logical replication needs `logical`. Fix: ALTER SYSTEM SET wal_level = logical; then restart Postgres"
-            )));
+        match preflight::wal_level_problem(&self.sql).await? {
+            Some(problem) => Err(CaptureError::Operator(problem)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn ensure_publication(&self) -> Result<(), CaptureError> {
@@ -518,6 +550,30 @@ impl Session {
         ids.sort();
         let chunk = u64::from(self.source.snapshot_chunk_rows.max(1));
         let now_us = now_micros();
+        let mut progress = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let estimate: i64 = reader
+                .query_opt(
+                    "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = $1 AND c.relname = $2",
+                    &[&id.schema, &id.name],
+                )
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(-1);
+            progress.push(SnapshotProgress {
+                table: id.clone(),
+                rows: 0,
+                estimate,
+                done: false,
+            });
+        }
+        *self
+            .stats
+            .snapshot_tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = progress;
         for (table_no, id) in ids.iter().enumerate() {
             let Some(cfg) = self.tables.get(id).cloned() else {
                 continue;
@@ -633,13 +689,13 @@ impl Session {
                     }
                     last_key = Some(key);
                 }
-                self.stats
-                    .snapshot_rows
-                    .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                self.stats.snapshot_rows.fetch_add(rows, Ordering::Relaxed);
+                self.stats.snapshot_progress(id, |p| p.rows += rows);
                 if !chunked || rows < chunk {
                     break;
                 }
             }
+            self.stats.snapshot_progress(id, |p| p.done = true);
             tracing::info!(table = %id, rows = ordinal - ((table_no as u64) << 40), "snapshot of table done");
         }
         reader.batch_execute("COMMIT").await?;
@@ -658,8 +714,8 @@ impl Session {
         let mut relations: HashMap<u32, Option<(Relation, Shape)>> = HashMap::new();
         let mut types: HashMap<(u32, i32), String> = HashMap::new();
         let mut tx: Option<Tx> = None;
-        // (commit LSN, end LSN) of streamed transactions not yet confirmed.
-        let mut commits: VecDeque<(u64, u64)> = VecDeque::new();
+        // Streamed transactions not yet confirmed.
+        let mut commits: VecDeque<Committed> = VecDeque::new();
         let mut wal_end: u64 = 0;
         let mut status = tokio::time::interval(Duration::from_secs(1));
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -668,6 +724,8 @@ impl Session {
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
+        let mut last_report = Instant::now();
+        let mut reported_events = self.stats.events.load(Ordering::Relaxed);
         loop {
             let message = tokio::select! {
                 biased;
@@ -685,7 +743,12 @@ impl Session {
                 m = repl.next_copy() => Some(m?),
             };
             match message {
-                Some(CopyMessage::XLogData { data, .. }) => {
+                Some(CopyMessage::XLogData { data, end, .. }) => {
+                    wal_end = wal_end.max(end);
+                    self.stats.wal_end.fetch_max(end, Ordering::Relaxed);
+                    self.stats
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     let msg = pgoutput::decode(data).map_err(CaptureError::Protocol)?;
                     self.handle(msg, &mut tx, &mut commits, &mut relations, &mut types)
                         .await?;
@@ -696,6 +759,7 @@ impl Session {
                     reply,
                 }) => {
                     wal_end = wal_end.max(end);
+                    self.stats.wal_end.fetch_max(end, Ordering::Relaxed);
                     if !reply {
                         continue;
                     }
@@ -712,6 +776,27 @@ impl Session {
                 target = target.max(wal_end);
             }
             self.confirm(repl, confirmed, target).await?;
+            let oldest = commits.front().map(|c| c.commit_ts_us).or(tx
+                .as_ref()
+                .map(|t| t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS)));
+            self.stats.lag_micros.store(
+                oldest.map_or(0, |ts| now_micros().saturating_sub(ts).max(0) as u64),
+                Ordering::Relaxed,
+            );
+            if last_report.elapsed() >= REPORT_EVERY {
+                let events = self.stats.events.load(Ordering::Relaxed);
+                tracing::info!(
+                    slot = %self.slot,
+                    events,
+                    events_per_sec = ((events - reported_events) as f64 / last_report.elapsed().as_secs_f64()).round(),
+                    lag_bytes = self.stats.lag_bytes(),
+                    lag_secs = self.stats.lag_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                    confirmed = %lsn_text(*confirmed),
+                    "capture progress"
+                );
+                reported_events = events;
+                last_report = Instant::now();
+            }
             if stopping {
                 // Wait for the acknowledgements of what was sent, confirm
                 // the transactions that are complete, and go. An open
@@ -735,9 +820,7 @@ impl Session {
         if target > *confirmed {
             self.record(target, true).await?;
             *confirmed = target;
-            self.stats
-                .confirmed_lsn
-                .store(target, std::sync::atomic::Ordering::SeqCst);
+            self.stats.confirmed_lsn.store(target, Ordering::SeqCst);
         }
         repl.send_status(*confirmed, false).await?;
         Ok(())
@@ -771,7 +854,7 @@ impl Session {
         &mut self,
         msg: Message,
         tx: &mut Option<Tx>,
-        commits: &mut VecDeque<(u64, u64)>,
+        commits: &mut VecDeque<Committed>,
         relations: &mut HashMap<u32, Option<(Relation, Shape)>>,
         types: &mut HashMap<(u32, i32), String>,
     ) -> Result<(), CaptureError> {
@@ -793,7 +876,11 @@ impl Session {
                 if let Some(t) = tx.take() {
                     self.producer
                         .end_of_transaction(Position::new(t.final_lsn, u64::MAX));
-                    commits.push_back((t.final_lsn, end_lsn));
+                    commits.push_back(Committed {
+                        commit: t.final_lsn,
+                        end: end_lsn,
+                        commit_ts_us: t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS),
+                    });
                 }
             }
             Message::Relation(rel) => {
@@ -945,9 +1032,7 @@ impl Session {
         let per_table = t.per_table.entry(oid).or_default();
         *per_table += 1;
         let commit_ts_us = t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
-        self.stats
-            .events
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
         Ok(ChangeEvent {
             source: self.source_block(
                 &schema.id,
@@ -971,15 +1056,28 @@ impl Session {
     }
 }
 
+/// How often streaming logs its progress line.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
+
+/// A streamed transaction, committed at the source, not yet confirmed.
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    /// LSN of its commit record (its events' position).
+    commit: u64,
+    /// LSN just past it: what the slot may be confirmed to.
+    end: u64,
+    commit_ts_us: i64,
+}
+
 /// Pops the streamed transactions Kafka has all of and returns the end LSN
 /// of the last one (or `confirmed` when none is complete).
 fn acknowledged_end(
-    commits: &mut VecDeque<(u64, u64)>,
+    commits: &mut VecDeque<Committed>,
     acked: Option<Position>,
     confirmed: u64,
 ) -> u64 {
     let mut target = confirmed;
-    while let Some(&(commit, end)) = commits.front() {
+    while let Some(&Committed { commit, end, .. }) = commits.front() {
         if acked.is_some_and(|a| a.commit >= commit) {
             target = target.max(end);
             commits.pop_front();
@@ -1042,8 +1140,21 @@ async fn create_slot(
     })
 }
 
-async fn connect_sql(params: &ConnectParams) -> Result<Client, CaptureError> {
-    let (client, connection) = params.sql_config().connect(tokio_postgres::NoTls).await?;
+/// Where, as whom and how (TLS) to connect, from the pipeline's source.
+pub fn connect_params(source: &PostgresSource) -> Result<ConnectParams, CaptureError> {
+    let mut params =
+        ConnectParams::parse(&source.url, source.password.as_ref().map(|p| p.expose()))
+            .map_err(|e| CaptureError::Config(format!("source.url: {e}")))?;
+    params.tls =
+        tls::TlsSettings::from_config(source.tls.as_ref()).map_err(CaptureError::Config)?;
+    Ok(params)
+}
+
+pub async fn connect_sql(params: &ConnectParams) -> Result<Client, CaptureError> {
+    let (client, connection) = params
+        .sql_config()
+        .connect(tls::MakeRustls(params.tls.clone()))
+        .await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection ended");
@@ -1154,7 +1265,14 @@ mod tests {
 
     #[test]
     fn only_fully_acknowledged_transactions_are_confirmed() {
-        let mut commits: VecDeque<(u64, u64)> = [(100, 120), (200, 230), (300, 310)].into();
+        let mut commits: VecDeque<Committed> = [(100, 120), (200, 230), (300, 310)]
+            .into_iter()
+            .map(|(commit, end)| Committed {
+                commit,
+                end,
+                commit_ts_us: 0,
+            })
+            .collect();
         assert_eq!(acknowledged_end(&mut commits, None, 50), 50);
         assert_eq!(commits.len(), 3);
         // Kafka has everything of the first two transactions.

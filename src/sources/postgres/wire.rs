@@ -19,8 +19,15 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::TlsSettings;
+use crate::config::model::TlsMode;
+
+/// The byte stream under a connection: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Session settings every tidewater connection to Postgres uses, so values
 /// come out in the one text form the parser reads.
@@ -46,6 +53,8 @@ pub enum WireError {
     Server { code: String, message: String },
     #[error("authentication: {0}")]
     Auth(String),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("the connection was closed by the server")]
@@ -71,6 +80,7 @@ pub struct ConnectParams {
     pub password: Option<String>,
     pub database: String,
     pub application_name: String,
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for ConnectParams {
@@ -119,6 +129,7 @@ impl ConnectParams {
             password,
             database,
             application_name: "tidewater".into(),
+            tls: TlsSettings::disabled(),
         })
     }
 
@@ -131,6 +142,7 @@ impl ConnectParams {
             .user(&self.user)
             .dbname(&self.database)
             .application_name(&self.application_name)
+            .ssl_mode(self.tls.sql_mode())
             .connect_timeout(Duration::from_secs(10));
         if let Some(p) = &self.password {
             cfg.password(p);
@@ -163,6 +175,39 @@ fn percent(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Asks for TLS (SSLRequest) unless it is disabled, and wraps the stream
+/// when the server agrees. A refusal is fine only for `prefer`.
+async fn negotiate_tls(
+    params: &ConnectParams,
+    mut tcp: TcpStream,
+) -> Result<Box<dyn Io>, WireError> {
+    if params.tls.mode == TlsMode::Disable {
+        return Ok(Box::new(tcp));
+    }
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    tcp.write_all(&request).await?;
+    let answer = tcp.read_u8().await?;
+    match answer {
+        b'S' => {
+            let tls =
+                params.tls.handshake(&params.host, tcp).await.map_err(|e| {
+                    WireError::Tls(format!("TLS handshake with {}: {e}", params.host))
+                })?;
+            Ok(Box::new(tls))
+        }
+        b'N' if params.tls.mode == TlsMode::Prefer => Ok(Box::new(tcp)),
+        b'N' => Err(WireError::Tls(format!(
+            "the server at {}:{} does not accept TLS and `source.tls.mode` requires it",
+            params.host, params.port
+        ))),
+        other => Err(WireError::Protocol(format!(
+            "unexpected answer `{}` to the TLS request",
+            char::from(other)
+        ))),
+    }
+}
+
 /// One backend message: its tag and body.
 struct Frame {
     tag: u8,
@@ -171,7 +216,7 @@ struct Frame {
 
 /// A connection to a walsender.
 pub struct ReplicationConnection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     read: BytesMut,
     write: BytesMut,
     /// The server's `server_version_num`.
@@ -201,6 +246,7 @@ impl ReplicationConnection {
                 source,
             })?;
         stream.set_nodelay(true)?;
+        let stream = negotiate_tls(params, stream).await?;
         let mut conn = ReplicationConnection {
             stream,
             read: BytesMut::with_capacity(1 << 16),

@@ -1,0 +1,336 @@
+//! TLS to Postgres (`source.tls`), with rustls (already in the binary for
+//! S3), for both the replication connection ([`super::wire`]) and the SQL
+//! connections (tokio-postgres).
+//!
+//! The modes are libpq's `sslmode`, with one deliberate difference noted:
+//! - `disable`: plaintext;
+//! - `prefer`: TLS when the server offers it, plaintext otherwise; the
+//!   certificate is not checked (as libpq);
+//! - `require`: TLS or no connection; the certificate is not checked (libpq
+//!   checks it when a root file exists; tidewater asks for `verify-ca` to be
+//!   said explicitly);
+//! - `verify-ca`: TLS, and the server's chain must lead to a trusted CA
+//!   (`ca_file`, or the system's roots), whatever host name it names;
+//! - `verify-full`: as `verify-ca`, and the certificate must name the host
+//!   of the URL (DNS name or IP address).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::config::model::{TlsConfig, TlsMode};
+
+/// The TLS side of a Postgres connection.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    config: Option<Arc<ClientConfig>>,
+}
+
+impl TlsSettings {
+    /// Plaintext.
+    pub fn disabled() -> TlsSettings {
+        TlsSettings {
+            mode: TlsMode::Disable,
+            config: None,
+        }
+    }
+
+    /// From the pipeline's `source.tls` (absent: `prefer`). Fails when the
+    /// CA file cannot be read or holds no certificate.
+    pub fn from_config(tls: Option<&TlsConfig>) -> Result<TlsSettings, String> {
+        let mode = tls.map(|t| t.mode).unwrap_or_default();
+        if mode == TlsMode::Disable {
+            return Ok(TlsSettings::disabled());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier: Arc<dyn ServerCertVerifier> = match mode {
+            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => Arc::new(NoCheck {
+                provider: provider.clone(),
+            }),
+            TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                let roots = roots(tls.and_then(|t| t.ca_file.as_deref()))?;
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| format!("source.tls: {e}"))?;
+                if mode == TlsMode::VerifyCa {
+                    Arc::new(ChainOnly(webpki))
+                } else {
+                    webpki
+                }
+            }
+        };
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("source.tls: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(TlsSettings {
+            mode,
+            config: Some(Arc::new(config)),
+        })
+    }
+
+    /// tokio-postgres's own mode: it asks for TLS and handles the refusal.
+    pub fn sql_mode(&self) -> tokio_postgres::config::SslMode {
+        match self.mode {
+            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        }
+    }
+
+    /// Wraps `stream` in TLS for `host`.
+    pub async fn handshake<S>(
+        &self,
+        host: &str,
+        stream: S,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = self
+            .config
+            .clone()
+            .ok_or_else(|| std::io::Error::other("TLS is disabled for this connection"))?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{host}` is not a host name for TLS: {e}"),
+            )
+        })?;
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+    }
+}
+
+fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("source.tls.ca_file `{path}`: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("source.tls.ca_file `{path}`: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("source.tls.ca_file `{path}`: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "source.tls.ca_file `{path}` holds no PEM certificate"
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A system root rustls cannot parse is skipped, as curl does.
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(
+                    "source.tls: no system CA certificates found; set `ca_file`".to_string()
+                );
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// `prefer` / `require`: encryption without authentication of the server;
+/// the handshake signatures are still checked.
+#[derive(Debug)]
+struct NoCheck {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for NoCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must be trusted; the name it carries is not
+/// compared with the host.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// tokio-postgres's TLS hook over [`TlsSettings`].
+#[derive(Clone)]
+pub struct MakeRustls(pub TlsSettings);
+
+pub struct RustlsConnect {
+    settings: TlsSettings,
+    host: String,
+}
+
+/// A TLS stream as tokio-postgres wants it (no channel binding: SCRAM runs
+/// without `-PLUS`).
+pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for MakeRustls
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type TlsConnect = RustlsConnect;
+    type Error = std::io::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, std::io::Error> {
+        Ok(RustlsConnect {
+            settings: self.0.clone(),
+            host: domain.to_string(),
+        })
+    }
+}
+
+impl<S> tokio_postgres::tls::TlsConnect<S> for RustlsConnect
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = RustlsStream<S>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<RustlsStream<S>>> + Send>>;
+
+    fn connect(self, stream: S) -> Self::Future {
+        Box::pin(async move {
+            let tls = self.settings.handshake(&self.host, stream).await?;
+            Ok(RustlsStream(tls))
+        })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
+    fn channel_binding(&self) -> tokio_postgres::tls::ChannelBinding {
+        tokio_postgres::tls::ChannelBinding::none()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
