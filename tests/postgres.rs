@@ -255,6 +255,10 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         ALTER TABLE "{s}".full_ident ALTER COLUMN big SET STORAGE EXTERNAL;
         CREATE TABLE "{s}".nokey (a integer, b text);
         ALTER TABLE "{s}".nokey REPLICA IDENTITY FULL;
+        CREATE TABLE "{s}".parted (id integer, day date, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+        CREATE TABLE "{s}".parted_2024 PARTITION OF "{s}".parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE "{s}".parted_2025 PARTITION OF "{s}".parted FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        INSERT INTO "{s}".parted VALUES (1, '2024-03-01', 'a'), (2, '2025-03-01', 'b');
         INSERT INTO "{s}".types VALUES
           (1, true, -32768, 2147483647, 0.5, 1.25, -1234.50, 'NaN', -12.34, 'héllo', 'v', 'ab', '{{"a":"\u0000"}}', '{{"b": [1, 2]}}',
            'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '\x00ff10', '2024-02-29', '24:00:00', '2024-01-01 12:34:56.123456',
@@ -277,6 +281,7 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         {"name": format!("\"{s}\".\"Order Items.x\"")},
         {"name": format!("\"{s}\".full_ident")},
         {"name": format!("\"{s}\".nokey")},
+        {"name": format!("\"{s}\".parted")},
     ]);
     let cfg = pipeline(&name, tables);
     let stats = Arc::new(CaptureStats::default());
@@ -297,7 +302,10 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         assert!(Instant::now() < deadline, "snapshot did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(stats.snapshot_rows.load(Ordering::SeqCst), 4 + 10 + 2 + 2);
+    assert_eq!(
+        stats.snapshot_rows.load(Ordering::SeqCst),
+        4 + 10 + 2 + 2 + 2
+    );
 
     // Streaming: every kind of change, a schema change in the middle.
     pg.batch_execute(&format!(
@@ -318,6 +326,11 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         TRUNCATE "{s}".nokey;
         INSERT INTO "{s}".nokey VALUES (3, 'three'), (4, 'four');
         UPDATE "{s}".nokey SET b = 'THREE' WHERE a = 3;
+        INSERT INTO "{s}".parted VALUES (3, '2025-06-01', 'c');
+        UPDATE "{s}".parted SET v = 'a2' WHERE id = 1;
+        UPDATE "{s}".parted SET day = '2025-04-01' WHERE id = 2 AND day = '2025-03-01';
+        UPDATE "{s}".parted SET day = '2025-01-02', v = 'moved' WHERE id = 1;
+        DELETE FROM "{s}".parted WHERE id = 3;
         "#
     ))
     .await
@@ -345,6 +358,7 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
             ("Order Items.x".to_string(), (10, true)),
             ("full_ident".to_string(), (2, true)),
             ("nokey".to_string(), (2, true)),
+            ("parted".to_string(), (2, true)),
             ("types".to_string(), (4, true)),
         ])
     );
@@ -484,6 +498,22 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
     .await;
     assert_eq!(want.len(), 2);
     assert_same("nokey", &materialize(&events), &want);
+
+    // A partitioned table: its partitions' changes arrive as its own,
+    // including the update that moves a row to another partition.
+    let parted = TableId::new(&s, "parted");
+    let events = events_of(&kafka, &name, &parted).await;
+    assert!(events.iter().all(|e| e.table.id == parted));
+    assert_eq!(events.iter().filter(|e| e.op == Op::Read).count(), 2);
+    let want = oracle(
+        &pg,
+        &format!("\"{s}\".parted"),
+        &[("id", "plain"), ("day", "date"), ("v", "text")],
+        &["id", "day"],
+    )
+    .await;
+    assert_eq!(want.len(), 2);
+    assert_same("parted", &materialize(&events), &want);
 
     cleanup(&pg, &name, &s).await;
 }

@@ -178,9 +178,10 @@ pub struct MysqlSource {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// `disable`, `prefer` (TLS when the server offers it), `require`,
-    /// `verify-ca` (require and check the certificate chain) or `verify-full`
-    /// (also check the host name).
+    /// `disable`, `prefer` (TLS when the server offers it), `require` (TLS,
+    /// certificate not checked), `verify-ca` (TLS, and the certificate chain
+    /// must lead to a trusted CA) or `verify-full` (also the host name of the
+    /// URL must be in the certificate).
     #[serde(default)]
     pub mode: TlsMode,
     /// PEM file with the CA certificates to trust (for `verify-ca` and

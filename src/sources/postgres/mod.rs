@@ -413,9 +413,11 @@ impl Session {
                 for id in &ids {
                     lookup_table(&self.sql, id).await?;
                 }
+                // Changes of a partitioned table's partitions are published
+                // as changes of the table itself, the one that is captured.
                 self.sql
                     .batch_execute(&format!(
-                        "CREATE PUBLICATION {} FOR TABLE {}",
+                        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
                         quote_ident(&self.publication),
                         list.join(", ")
                     ))
@@ -446,11 +448,12 @@ impl Session {
                 for id in ids {
                     if !listed.contains(id) {
                         return Err(CaptureError::Operator(format!(
-                            "publication `{}` does not list table {id}. Fix: ALTER PUBLICATION {} ADD TABLE {}.{}",
+                            "publication `{}` does not list table {id} (a partitioned table is listed only when the publication has publish_via_partition_root = true). Fix: ALTER PUBLICATION {} ADD TABLE {}.{}; for a partitioned table also ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
                             self.publication,
                             quote_ident(&self.publication),
                             quote_ident(&id.schema),
-                            quote_ident(&id.name)
+                            quote_ident(&id.name),
+                            quote_ident(&self.publication),
                         )));
                     }
                 }
@@ -519,40 +522,34 @@ impl Session {
         lsn: u64,
         xid: Option<u32>,
     ) -> Source {
-        Source {
-            name: self.name.clone(),
-            db: self.params.database.clone(),
-            schema: table.schema.clone(),
-            table: table.name.clone(),
+        source_block(
+            &self.name,
+            &self.params.database,
+            table,
             commit_ts_us,
             snapshot,
-            detail: SourceDetail::Postgres { lsn, tx_id: xid },
-        }
+            lsn,
+            xid,
+        )
     }
 
     /// Reads every table inside `snapshot`, in key order and chunks, as
-    /// `op = r` events at `consistent_point - 1`.
+    /// `op = r` events at `consistent_point - 1`: `snapshot_parallelism`
+    /// readers, each on its own connection inside the same exported
+    /// snapshot, take tables from one queue and hand rows to this task,
+    /// which produces them.
     async fn snapshot(
         &mut self,
         snapshot: &str,
         consistent_point: u64,
     ) -> Result<(), CaptureError> {
-        let commit = consistent_point.saturating_sub(1);
         let started = Instant::now();
-        let reader = connect_sql(&self.params).await?;
-        reader
-            .batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                quote_literal(snapshot)
-            ))
-            .await?;
         let mut ids: Vec<TableId> = self.tables.keys().cloned().collect();
         ids.sort();
-        let chunk = u64::from(self.source.snapshot_chunk_rows.max(1));
-        let now_us = now_micros();
         let mut progress = Vec::with_capacity(ids.len());
         for id in &ids {
-            let estimate: i64 = reader
+            let estimate: i64 = self
+                .sql
                 .query_opt(
                     "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = $1 AND c.relname = $2",
@@ -574,133 +571,52 @@ impl Session {
             .snapshot_tables
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = progress;
-        for (table_no, id) in ids.iter().enumerate() {
-            let Some(cfg) = self.tables.get(id).cloned() else {
-                continue;
-            };
-            let table = lookup_table(&reader, id).await?;
-            let shape = build_shape(
-                id,
-                &self.params.database,
-                &table.columns,
-                &table.primary_key,
-                table.replica_identity,
-                &cfg,
-            )?;
-            let schema = shape.schema.clone();
-            let select: Vec<String> = schema
-                .columns
-                .iter()
-                .map(|c| quote_ident(&c.name))
-                .collect();
-            let key_cols: Vec<String> = schema
-                .key
-                .iter()
-                .filter_map(|i| schema.columns.get(*i))
-                .map(|c| quote_ident(&c.name))
-                .collect();
-            let key_types: Vec<String> = schema
-                .key
-                .iter()
-                .filter_map(|i| schema.columns.get(*i))
-                .map(|c| c.source_type.clone())
-                .collect();
-            // Tables keyed by every column (REPLICA IDENTITY FULL, no key)
-            // are read in one go: json and other columns have no order.
-            let chunked = cfg.key.is_some() || !table.primary_key.is_empty();
-            let mut ordinal: u64 = (table_no as u64) << 40;
-            let mut last_key: Option<Vec<String>> = None;
-            let mut last_line = Vec::<u8>::new();
-            loop {
-                let mut sql = format!(
-                    "COPY (SELECT {} FROM {}.{}",
-                    select.join(", "),
-                    quote_ident(&id.schema),
-                    quote_ident(&id.name)
-                );
-                if chunked {
-                    if let Some(last) = &last_key {
-                        let values: Vec<String> = last
-                            .iter()
-                            .zip(&key_types)
-                            .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
-                            .collect();
-                        sql.push_str(&format!(
-                            " WHERE ({}) > ({})",
-                            key_cols.join(", "),
-                            values.join(", ")
-                        ));
-                    }
-                    sql.push_str(&format!(" ORDER BY {} LIMIT {chunk}", key_cols.join(", ")));
+        let queue: VecDeque<(usize, TableId, TableConfig)> = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(no, id)| Some((no, id.clone(), self.tables.get(id)?.clone())))
+            .collect();
+        let readers = (self.source.snapshot_parallelism.max(1) as usize)
+            .min(queue.len())
+            .max(1);
+        let reader = Arc::new(SnapshotReader {
+            params: self.params.clone(),
+            snapshot: snapshot.to_string(),
+            commit: consistent_point.saturating_sub(1),
+            chunk: u64::from(self.source.snapshot_chunk_rows.max(1)),
+            now_us: now_micros(),
+            name: self.name.clone(),
+            stats: self.stats.clone(),
+            queue: std::sync::Mutex::new(queue),
+        });
+        // A few batches per reader in flight: rows waiting as events weigh more
+        // than the encoded messages the producer queue holds.
+        let (sender, mut batches) = tokio::sync::mpsc::channel(2 * readers);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..readers {
+            let reader = reader.clone();
+            let sender = sender.clone();
+            tasks.spawn(async move {
+                if let Err(e) = reader.run(&sender).await {
+                    let _ = sender.send(Err(e)).await;
                 }
-                sql.push_str(") TO STDOUT");
-                let stream = reader.copy_out(sql.as_str()).await?;
-                futures::pin_mut!(stream);
-                let mut rows = 0u64;
-                let mut pending = Vec::<u8>::new();
-                while let Some(part) = stream.next().await {
-                    let part: Bytes = part?;
-                    pending.extend_from_slice(&part);
-                    let mut start = 0;
-                    while let Some(nl) = pending
-                        .get(start..)
-                        .and_then(|p| p.iter().position(|b| *b == b'\n'))
-                    {
-                        let line = pending.get(start..start + nl).unwrap_or_default();
-                        let position = Position::new(commit, ordinal);
-                        let row = copy_row(line, &schema, position)?;
-                        if chunked {
-                            last_line.clear();
-                            last_line.extend_from_slice(line);
-                        }
-                        let event = ChangeEvent {
-                            table: schema.clone(),
-                            op: Op::Read,
-                            position,
-                            before: None,
-                            after: Some(row),
-                            source: self.source_block(
-                                id,
-                                now_us,
-                                SnapshotMarker::True,
-                                commit,
-                                None,
-                            ),
-                            transaction: None,
-                            ts_us: now_us,
-                        };
-                        self.producer.send(&event).await?;
-                        ordinal += 1;
-                        rows += 1;
-                        start += nl + 1;
-                    }
-                    pending.drain(..start);
-                }
-                if chunked && rows > 0 {
-                    // The next chunk starts after the last key read.
-                    let fields: Vec<&[u8]> = last_line.split(|b| *b == b'\t').collect();
-                    let mut key = Vec::with_capacity(schema.key.len());
-                    for i in &schema.key {
-                        let raw = fields.get(*i).copied().unwrap_or_default();
-                        let text = copy_field(raw).map_err(|e| {
-                            value_error(&schema, *i, Position::new(commit, ordinal), e)
-                        })?;
-                        key.push(text.unwrap_or_default());
-                    }
-                    last_key = Some(key);
-                }
-                self.stats.snapshot_rows.fetch_add(rows, Ordering::Relaxed);
-                self.stats.snapshot_progress(id, |p| p.rows += rows);
-                if !chunked || rows < chunk {
-                    break;
-                }
-            }
-            self.stats.snapshot_progress(id, |p| p.done = true);
-            tracing::info!(table = %id, rows = ordinal - ((table_no as u64) << 40), "snapshot of table done");
+            });
         }
-        reader.batch_execute("COMMIT").await?;
+        drop(sender);
+        // Ends when every reader is done (all senders dropped); the first
+        // error stops the snapshot (the readers end with the JoinSet).
+        while let Some(batch) = batches.recv().await {
+            for event in batch? {
+                self.producer.send(&event).await?;
+            }
+        }
+        while tasks.join_next().await.is_some() {}
         self.producer.flush().await?;
-        tracing::info!(seconds = started.elapsed().as_secs_f64(), "snapshot done");
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            readers,
+            "snapshot done"
+        );
         Ok(())
     }
 
@@ -1053,6 +969,222 @@ impl Session {
             }),
             ts_us: now_micros(),
         })
+    }
+}
+
+fn source_block(
+    name: &str,
+    database: &str,
+    table: &TableId,
+    commit_ts_us: i64,
+    snapshot: SnapshotMarker,
+    lsn: u64,
+    xid: Option<u32>,
+) -> Source {
+    Source {
+        name: name.to_string(),
+        db: database.to_string(),
+        schema: table.schema.clone(),
+        table: table.name.clone(),
+        commit_ts_us,
+        snapshot,
+        detail: SourceDetail::Postgres { lsn, tx_id: xid },
+    }
+}
+
+/// Snapshot rows go to the producing task in batches of this many.
+const SNAPSHOT_BATCH: usize = 1024;
+
+type SnapshotBatches = tokio::sync::mpsc::Sender<Result<Vec<ChangeEvent>, CaptureError>>;
+
+/// What the snapshot readers share: where to connect, the exported
+/// snapshot, and the queue of tables still to read.
+struct SnapshotReader {
+    params: ConnectParams,
+    snapshot: String,
+    /// Position of every snapshot row: `consistent_point - 1`.
+    commit: u64,
+    chunk: u64,
+    now_us: i64,
+    name: String,
+    stats: Arc<CaptureStats>,
+    queue: std::sync::Mutex<VecDeque<(usize, TableId, TableConfig)>>,
+}
+
+impl SnapshotReader {
+    /// One reader: its own connection in the snapshot, tables from the queue
+    /// until it is empty. Returns early (Ok) when the producing side stopped.
+    async fn run(&self, out: &SnapshotBatches) -> Result<(), CaptureError> {
+        let reader = connect_sql(&self.params).await?;
+        reader
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                quote_literal(&self.snapshot)
+            ))
+            .await?;
+        loop {
+            let next = self
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            let Some((table_no, id, cfg)) = next else {
+                break;
+            };
+            if !self.table(&reader, table_no, &id, &cfg, out).await? {
+                return Ok(());
+            }
+        }
+        reader.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+
+    /// Reads one table; false when the producing side is gone.
+    async fn table(
+        &self,
+        reader: &Client,
+        table_no: usize,
+        id: &TableId,
+        cfg: &TableConfig,
+        out: &SnapshotBatches,
+    ) -> Result<bool, CaptureError> {
+        let commit = self.commit;
+        let table = lookup_table(reader, id).await?;
+        let shape = build_shape(
+            id,
+            &self.params.database,
+            &table.columns,
+            &table.primary_key,
+            table.replica_identity,
+            cfg,
+        )?;
+        let schema = shape.schema.clone();
+        let select: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let key_cols: Vec<String> = schema
+            .key
+            .iter()
+            .filter_map(|i| schema.columns.get(*i))
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let key_types: Vec<String> = schema
+            .key
+            .iter()
+            .filter_map(|i| schema.columns.get(*i))
+            .map(|c| c.source_type.clone())
+            .collect();
+        // Tables keyed by every column (REPLICA IDENTITY FULL, no key) are
+        // read in one go: json and other columns have no order.
+        let chunked = cfg.key.is_some() || !table.primary_key.is_empty();
+        let first = (table_no as u64) << 40;
+        let mut ordinal = first;
+        let mut last_key: Option<Vec<String>> = None;
+        let mut last_line = Vec::<u8>::new();
+        let mut batch = Vec::with_capacity(SNAPSHOT_BATCH);
+        loop {
+            let mut sql = format!(
+                "COPY (SELECT {} FROM {}.{}",
+                select.join(", "),
+                quote_ident(&id.schema),
+                quote_ident(&id.name)
+            );
+            if chunked {
+                if let Some(last) = &last_key {
+                    let values: Vec<String> = last
+                        .iter()
+                        .zip(&key_types)
+                        .map(|(v, t)| format!("{}::{t}", quote_literal(v)))
+                        .collect();
+                    sql.push_str(&format!(
+                        " WHERE ({}) > ({})",
+                        key_cols.join(", "),
+                        values.join(", ")
+                    ));
+                }
+                sql.push_str(&format!(
+                    " ORDER BY {} LIMIT {}",
+                    key_cols.join(", "),
+                    self.chunk
+                ));
+            }
+            sql.push_str(") TO STDOUT");
+            let stream = reader.copy_out(sql.as_str()).await?;
+            futures::pin_mut!(stream);
+            let mut rows = 0u64;
+            let mut pending = Vec::<u8>::new();
+            while let Some(part) = stream.next().await {
+                let part: Bytes = part?;
+                pending.extend_from_slice(&part);
+                let mut start = 0;
+                while let Some(nl) = pending
+                    .get(start..)
+                    .and_then(|p| p.iter().position(|b| *b == b'\n'))
+                {
+                    let line = pending.get(start..start + nl).unwrap_or_default();
+                    let position = Position::new(commit, ordinal);
+                    let row = copy_row(line, &schema, position)?;
+                    if chunked {
+                        last_line.clear();
+                        last_line.extend_from_slice(line);
+                    }
+                    batch.push(ChangeEvent {
+                        table: schema.clone(),
+                        op: Op::Read,
+                        position,
+                        before: None,
+                        after: Some(row),
+                        source: source_block(
+                            &self.name,
+                            &self.params.database,
+                            id,
+                            self.now_us,
+                            SnapshotMarker::True,
+                            commit,
+                            None,
+                        ),
+                        transaction: None,
+                        ts_us: self.now_us,
+                    });
+                    if batch.len() >= SNAPSHOT_BATCH {
+                        let full =
+                            std::mem::replace(&mut batch, Vec::with_capacity(SNAPSHOT_BATCH));
+                        if out.send(Ok(full)).await.is_err() {
+                            return Ok(false);
+                        }
+                    }
+                    ordinal += 1;
+                    rows += 1;
+                    start += nl + 1;
+                }
+                pending.drain(..start);
+            }
+            if chunked && rows > 0 {
+                // The next chunk starts after the last key read.
+                let fields: Vec<&[u8]> = last_line.split(|b| *b == b'\t').collect();
+                let mut key = Vec::with_capacity(schema.key.len());
+                for i in &schema.key {
+                    let raw = fields.get(*i).copied().unwrap_or_default();
+                    let text = copy_field(raw)
+                        .map_err(|e| value_error(&schema, *i, Position::new(commit, ordinal), e))?;
+                    key.push(text.unwrap_or_default());
+                }
+                last_key = Some(key);
+            }
+            self.stats.snapshot_rows.fetch_add(rows, Ordering::Relaxed);
+            self.stats.snapshot_progress(id, |p| p.rows += rows);
+            if !chunked || rows < self.chunk {
+                break;
+            }
+        }
+        if !batch.is_empty() && out.send(Ok(batch)).await.is_err() {
+            return Ok(false);
+        }
+        self.stats.snapshot_progress(id, |p| p.done = true);
+        tracing::info!(table = %id, rows = ordinal - first, "snapshot of table done");
+        Ok(true)
     }
 }
 

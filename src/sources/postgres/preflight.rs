@@ -307,7 +307,7 @@ async fn checks(
                 )
             } else {
                 format!(
-                    "publication `{publication}` does not list it. Fix: ALTER PUBLICATION {} ADD TABLE {}.{}",
+                    "publication `{publication}` does not list it (a partitioned table is listed only with publish_via_partition_root = true). Fix: ALTER PUBLICATION {} ADD TABLE {}.{}",
                     quote_ident(&publication),
                     quote_ident(&id.schema),
                     quote_ident(&id.name)
