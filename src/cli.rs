@@ -520,6 +520,19 @@ fn check(paths: &[PathBuf], connect: bool, format: OutputFormat) -> u8 {
         }
     };
     print_stdout(&text);
+    let mysql: Vec<&str> = report
+        .pipelines
+        .iter()
+        .filter(|p| matches!(p.config.source, SourceConfig::Mysql(_)))
+        .map(|p| p.config.name.as_str())
+        .collect();
+    if !mysql.is_empty() {
+        eprintln!(
+            "tidewater check --connect: the MySQL/MariaDB preflight is not built in this version (pipelines: {})",
+            mysql.join(", ")
+        );
+        return EXIT_NOT_BUILT;
+    }
     if failed { EXIT_FAILED } else { EXIT_OK }
 }
 
