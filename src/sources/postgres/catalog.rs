@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use super::CaptureError;
+use super::wire::quote_ident;
 use crate::config::model::TableConfig;
 use crate::event::schema::{Column, TableSchema};
 use crate::event::table_id::TableId;
@@ -51,6 +52,25 @@ pub struct Shape {
     pub schema: Arc<TableSchema>,
     /// Source column index → schema column index (`None`: excluded).
     pub targets: Vec<Option<usize>>,
+}
+
+/// Why Postgres would refuse the updates and deletes of `table` once it
+/// is published (no replica identity), or `None`.
+pub fn publish_problem(id: &TableId, table: &CatalogTable) -> Option<String> {
+    let fix = format!(
+        "Fix: ALTER TABLE {}.{} REPLICA IDENTITY FULL (or add a primary key, or REPLICA IDENTITY USING INDEX on a unique index)",
+        quote_ident(&id.schema),
+        quote_ident(&id.name)
+    );
+    match table.replica_identity {
+        'n' => Some(format!(
+            "table {id} has REPLICA IDENTITY NOTHING: once published, Postgres refuses its updates and deletes. {fix}"
+        )),
+        'd' if table.primary_key.is_empty() => Some(format!(
+            "table {id} has no primary key and REPLICA IDENTITY DEFAULT: once published, Postgres refuses its updates and deletes (a `key:` in the pipeline does not change that). {fix}"
+        )),
+        _ => None,
+    }
 }
 
 pub async fn lookup_table(client: &Client, id: &TableId) -> Result<CatalogTable, CaptureError> {

@@ -118,10 +118,16 @@ impl CaptureError {
                 WireError::Auth(_) | WireError::Tls(_) | WireError::Protocol(_) => false,
             },
             CaptureError::Sql(e) => {
+                let io =
+                    std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+                // A refused certificate is not worth a retry.
+                if io.is_some_and(tls::is_tls_refusal) {
+                    return false;
+                }
                 e.is_closed()
                     || e.code()
                         .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
-                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                    || io.is_some()
             }
             CaptureError::Produce(e) => e.is_retryable() || matches!(e, ProduceError::Delivery(_)),
             CaptureError::State(_) => true,
@@ -154,7 +160,8 @@ pub struct CaptureStats {
     pub snapshot_rows: AtomicU64,
     /// The last LSN sent to the slot as confirmed.
     pub confirmed_lsn: AtomicU64,
-    /// The server's WAL end as the walsender last reported it.
+    /// The server's WAL position: `pg_current_wal_lsn()` every 5 s, or
+    /// what the walsender reported if that is further.
     pub wal_end: AtomicU64,
     /// Microseconds since the commit of the oldest transaction Kafka has
     /// not fully acknowledged; 0 when all is acknowledged.
@@ -175,7 +182,8 @@ pub struct SnapshotProgress {
 }
 
 impl CaptureStats {
-    /// Bytes of WAL the slot holds that tidewater has not confirmed.
+    /// Bytes of WAL the slot holds back: the server's WAL position minus
+    /// the confirmed LSN (`pg_current_wal_lsn() - confirmed_flush_lsn`).
     pub fn lag_bytes(&self) -> u64 {
         self.wal_end
             .load(Ordering::Relaxed)
@@ -404,31 +412,46 @@ impl Session {
             .await?;
         let mut ids: Vec<&TableId> = self.tables.keys().collect();
         ids.sort();
+        // Once published, Postgres refuses the updates and deletes of a
+        // table without a replica identity: check before publishing.
+        for id in &ids {
+            let table = lookup_table(&self.sql, id).await?;
+            if let Some(problem) = catalog::publish_problem(id, &table) {
+                return Err(CaptureError::Config(problem));
+            }
+        }
         match exists {
             None => {
                 let list: Vec<String> = ids
                     .iter()
                     .map(|id| format!("{}.{}", quote_ident(&id.schema), quote_ident(&id.name)))
                     .collect();
-                for id in &ids {
-                    lookup_table(&self.sql, id).await?;
-                }
                 // Changes of a partitioned table's partitions are published
-                // as changes of the table itself, the one that is captured.
+                // as changes of the table itself, the one that is captured
+                // (the option exists from Postgres 13 on).
+                let version: String = self
+                    .sql
+                    .query_one("SHOW server_version_num", &[])
+                    .await?
+                    .try_get(0)?;
+                let via_root = if version.parse::<u32>().unwrap_or(0) >= 130_000 {
+                    " WITH (publish_via_partition_root = true)"
+                } else {
+                    ""
+                };
                 self.sql
                     .batch_execute(&format!(
-                        "CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)",
+                        "CREATE PUBLICATION {} FOR TABLE {}{via_root}",
                         quote_ident(&self.publication),
                         list.join(", ")
                     ))
                     .await?;
                 tracing::info!(publication = %self.publication, "publication created");
             }
-            Some(row) => {
-                let all: bool = row.try_get(0)?;
-                if all {
-                    return Ok(());
-                }
+            Some(_) => {
+                // pg_publication_tables lists what is published under its
+                // own name, for FOR ALL TABLES publications too (partitions
+                // instead of their table without publish_via_partition_root).
                 let listed = self
                     .sql
                     .query(
@@ -610,7 +633,10 @@ impl Session {
                 self.producer.send(&event).await?;
             }
         }
-        while tasks.join_next().await.is_some() {}
+        // A reader that panicked dropped its sender without an error.
+        while let Some(joined) = tasks.join_next().await {
+            joined.map_err(|e| CaptureError::Protocol(format!("snapshot reader failed: {e}")))?;
+        }
         self.producer.flush().await?;
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
@@ -641,6 +667,7 @@ impl Session {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
         let mut last_report = Instant::now();
+        let mut last_wal_query = Instant::now() - WAL_QUERY_EVERY;
         let mut reported_events = self.stats.events.load(Ordering::Relaxed);
         loop {
             let message = tokio::select! {
@@ -692,6 +719,10 @@ impl Session {
                 target = target.max(wal_end);
             }
             self.confirm(repl, confirmed, target).await?;
+            if last_wal_query.elapsed() >= WAL_QUERY_EVERY {
+                last_wal_query = Instant::now();
+                self.query_wal_end().await;
+            }
             let oldest = commits.front().map(|c| c.commit_ts_us).or(tx
                 .as_ref()
                 .map(|t| t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS)));
@@ -740,6 +771,26 @@ impl Session {
         }
         repl.send_status(*confirmed, false).await?;
         Ok(())
+    }
+
+    /// The server's current WAL position, for the lag in bytes. A failure
+    /// only leaves the figure older.
+    async fn query_wal_end(&self) {
+        let query = self.sql.query_one("SELECT pg_current_wal_lsn()::text", &[]);
+        match tokio::time::timeout(Duration::from_secs(2), query).await {
+            Ok(Ok(row)) => {
+                if let Some(lsn) = row
+                    .try_get::<_, String>(0)
+                    .ok()
+                    .as_deref()
+                    .and_then(parse_lsn)
+                {
+                    self.stats.wal_end.fetch_max(lsn, Ordering::Relaxed);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "pg_current_wal_lsn failed"),
+            Err(_) => tracing::debug!("pg_current_wal_lsn timed out"),
+        }
     }
 
     async fn heartbeat(&self) -> Result<(), CaptureError> {
@@ -1188,6 +1239,9 @@ impl SnapshotReader {
     }
 }
 
+/// How often the server's WAL position is asked for (lag in bytes).
+const WAL_QUERY_EVERY: Duration = Duration::from_secs(5);
+
 /// How often streaming logs its progress line.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -1274,6 +1328,13 @@ async fn create_slot(
 
 /// Where, as whom and how (TLS) to connect, from the pipeline's source.
 pub fn connect_params(source: &PostgresSource) -> Result<ConnectParams, CaptureError> {
+    if let Ok(url) = url::Url::parse(&source.url)
+        && let Some((name, _)) = url.query_pairs().next()
+    {
+        return Err(CaptureError::Config(format!(
+            "source.url: parameter `{name}` in the URL is not read; use `source.tls` for TLS and `password` for the password"
+        )));
+    }
     let mut params =
         ConnectParams::parse(&source.url, source.password.as_ref().map(|p| p.expose()))
             .map_err(|e| CaptureError::Config(format!("source.url: {e}")))?;

@@ -11,7 +11,7 @@
 
 use tokio_postgres::Client;
 
-use super::catalog::{build_shape, lookup_table};
+use super::catalog::{build_shape, lookup_table, publish_problem};
 use super::wire::{ConnectParams, quote_ident};
 use super::{CaptureError, connect_params, connect_sql, default_name};
 use crate::config::model::PostgresSource;
@@ -194,8 +194,9 @@ async fn checks(
             &[&publication],
         )
         .await?;
+    // What is published under its own name (FOR ALL TABLES included; a
+    // partitioned table only with publish_via_partition_root).
     let listed: Option<Vec<TableId>> = match &publication_row {
-        Some(r) if r.try_get::<_, bool>(0)? => None,
         Some(_) => Some(
             sql.query(
                 "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
@@ -282,15 +283,8 @@ async fn checks(
             out.push(Finding::problem(item, e.to_string()));
             continue;
         }
-        if table.replica_identity == 'n' {
-            out.push(Finding::problem(
-                item,
-                format!(
-                    "has REPLICA IDENTITY NOTHING: Postgres refuses its updates and deletes once it is published. Fix: ALTER TABLE {}.{} REPLICA IDENTITY DEFAULT (or FULL)",
-                    quote_ident(&id.schema),
-                    quote_ident(&id.name)
-                ),
-            ));
+        if let Some(problem) = publish_problem(&id, &table) {
+            out.push(Finding::problem(item, problem));
             continue;
         }
         let in_publication = match (&publication_row, &listed) {

@@ -6,11 +6,11 @@
 //! - `disable`: plaintext;
 //! - `prefer`: TLS when the server offers it, plaintext otherwise; the
 //!   certificate is not checked (as libpq);
-//! - `require`: TLS or no connection; the certificate is not checked (libpq
-//!   checks it when a root file exists; tidewater asks for `verify-ca` to be
-//!   said explicitly);
-//! - `verify-ca`: TLS, and the server's chain must lead to a trusted CA
-//!   (`ca_file`, or the system's roots), whatever host name it names;
+//! - `require`: TLS or no connection; the certificate is not checked,
+//!   unless `ca_file` is given: then the chain is (as libpq does);
+//! - `verify-ca`: TLS, and the server's chain must lead to `ca_file`
+//!   (required: any public CA would vouch for any name), whatever host name
+//!   it names;
 //! - `verify-full`: as `verify-ca`, and the certificate must name the host
 //!   of the URL (DNS name or IP address).
 
@@ -51,16 +51,29 @@ impl TlsSettings {
     /// CA file cannot be read or holds no certificate.
     pub fn from_config(tls: Option<&TlsConfig>) -> Result<TlsSettings, String> {
         let mode = tls.map(|t| t.mode).unwrap_or_default();
+        let ca_file = tls.and_then(|t| t.ca_file.as_deref());
         if mode == TlsMode::Disable {
             return Ok(TlsSettings::disabled());
         }
+        // `verify-ca` against the system's roots would accept any publicly
+        // trusted certificate for any name: it needs the CA of the server.
+        if mode == TlsMode::VerifyCa && ca_file.is_none() {
+            return Err(
+                "source.tls: `verify-ca` needs `ca_file` (the CA that signed the server's certificate); with the system's roots use `verify-full`".into(),
+            );
+        }
+        // As libpq: `require` with a CA file checks the chain.
+        let mode = match (mode, ca_file) {
+            (TlsMode::Require, Some(_)) => TlsMode::VerifyCa,
+            (mode, _) => mode,
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match mode {
             TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => Arc::new(NoCheck {
                 provider: provider.clone(),
             }),
             TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                let roots = roots(tls.and_then(|t| t.ca_file.as_deref()))?;
+                let roots = roots(ca_file)?;
                 let webpki =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
@@ -118,6 +131,12 @@ impl TlsSettings {
             .connect(name, stream)
             .await
     }
+}
+
+/// Whether an I/O error from a handshake is TLS refusing the peer (bad
+/// certificate, protocol mismatch) rather than the connection failing.
+pub fn is_tls_refusal(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {

@@ -190,10 +190,15 @@ async fn negotiate_tls(
     let answer = tcp.read_u8().await?;
     match answer {
         b'S' => {
-            let tls =
-                params.tls.handshake(&params.host, tcp).await.map_err(|e| {
+            let tls = params.tls.handshake(&params.host, tcp).await.map_err(|e| {
+                // A certificate or protocol refusal needs an operator; a
+                // broken connection is retried.
+                if super::tls::is_tls_refusal(&e) {
                     WireError::Tls(format!("TLS handshake with {}: {e}", params.host))
-                })?;
+                } else {
+                    WireError::Io(e)
+                }
+            })?;
             Ok(Box::new(tls))
         }
         b'N' if params.tls.mode == TlsMode::Prefer => Ok(Box::new(tcp)),
@@ -246,7 +251,14 @@ impl ReplicationConnection {
                 source,
             })?;
         stream.set_nodelay(true)?;
-        let stream = negotiate_tls(params, stream).await?;
+        let stream = tokio::time::timeout(Duration::from_secs(10), negotiate_tls(params, stream))
+            .await
+            .map_err(|_| {
+                WireError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer to the TLS request",
+                ))
+            })??;
         let mut conn = ReplicationConnection {
             stream,
             read: BytesMut::with_capacity(1 << 16),
@@ -369,6 +381,8 @@ impl ReplicationConnection {
 
     async fn flush(&mut self) -> Result<(), WireError> {
         self.stream.write_all(&self.write).await?;
+        // TLS: `write_all` may leave the record in rustls's buffer.
+        self.stream.flush().await?;
         self.write.clear();
         Ok(())
     }
