@@ -121,7 +121,7 @@ fn peak_rss_and_cpu(pid: u32) -> (f64, f64) {
 
 fn daemon(config: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["run", "--role", "capture"])
+        .args(["run", "--role", "capture", "--admin-addr", "127.0.0.1:0"])
         .arg(config)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

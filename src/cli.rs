@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::admin::PartState;
 use crate::config::model::{PipelineConfig, SourceConfig};
 use crate::config::{self, Diagnostic, LoadReport, LoadedPipeline, Severity};
 use crate::sources::postgres::preflight::Finding;
@@ -136,6 +137,9 @@ pub enum Command {
         /// Admin endpoint of the running daemon.
         #[arg(long, default_value = "127.0.0.1:8089", env = "TIDEWATER_ADMIN_ADDR")]
         admin_addr: String,
+        /// Bearer token, when the daemon requires one.
+        #[arg(long, env = "TIDEWATER_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -231,7 +235,8 @@ pub fn run(cli: Cli) -> ExitCode {
             role,
             standalone,
             worker_id,
-            ..
+            admin_addr,
+            admin_token,
         } => {
             let placement = if standalone {
                 crate::pipeline::sink::SinkPlacement::Standalone
@@ -240,10 +245,14 @@ pub fn run(cli: Cli) -> ExitCode {
                     worker_id: worker_id.or_else(host_name),
                 }
             };
-            run_daemon(&paths, role, placement)
+            run_daemon(&paths, role, placement, &admin_addr, admin_token)
         }
         Command::Backfill { .. } => not_built("backfill", "backfills"),
-        Command::Status { .. } => not_built("status", "the admin endpoint it reads"),
+        Command::Status {
+            admin_addr,
+            admin_token,
+            json,
+        } => status(&admin_addr, admin_token.as_deref(), json),
         Command::Ddl { .. } => not_built("ddl", "Athena/Redshift DDL generation"),
     };
     ExitCode::from(code)
@@ -300,12 +309,21 @@ fn run_daemon(
     paths: &[PathBuf],
     role: Role,
     placement: crate::pipeline::sink::SinkPlacement,
+    admin_addr: &str,
+    admin_token: Option<String>,
 ) -> u8 {
     let report = config::load(paths);
     if report.has_errors() {
         print_stdout(&check_text(&report));
         return EXIT_INVALID;
     }
+    let admin = match crate::admin::admin_addr(admin_addr, admin_token.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tidewater run: {e}");
+            return EXIT_INVALID;
+        }
+    };
     let pipelines: Vec<PipelineConfig> = report.pipelines.into_iter().map(|p| p.config).collect();
     let capture = role != Role::Sink;
     let sink = role != Role::Capture;
@@ -337,6 +355,20 @@ fn run_daemon(
         }
     };
     runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(admin).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "tidewater run: cannot listen on --admin-addr {admin} ({e}); choose another address (port 0 picks a free one)"
+                );
+                return EXIT_FAILED;
+            }
+        };
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "admin endpoint listening (/health, /metrics, /pipelines)");
+        }
+        let registry = std::sync::Arc::new(crate::admin::Registry::default());
+        tokio::spawn(crate::admin::serve(listener, registry.clone(), admin_token));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -352,24 +384,32 @@ fn run_daemon(
             if capture {
                 let mut stop = stop_rx.clone();
                 let cfg = cfg.clone();
+                let registry = registry.clone();
                 tasks.spawn(async move {
                     let stats =
                         std::sync::Arc::new(crate::sources::postgres::CaptureStats::default());
+                    registry.capture(&cfg.name, stats.clone());
+                    registry.set_state(&cfg.name, "capture", PartState::Running);
                     let result = crate::sources::postgres::run(&cfg, stats, async move {
                         let _ = stop.wait_for(|s| *s).await;
                     })
                     .await
                     .map_err(|e| e.to_string());
+                    registry.set_state(&cfg.name, "capture", end_state(&result));
                     (cfg.name.clone(), "capture", result)
                 });
             }
             if sink && cfg.lake.is_some() {
                 let mut stop = stop_rx.clone();
                 let placement = placement.clone();
+                let registry = registry.clone();
                 tasks.spawn(async move {
+                    registry.set_state(&cfg.name, "sink", PartState::Starting);
                     let result = async {
                         let mut worker =
                             crate::pipeline::sink::SinkWorker::start(&cfg, &placement).await?;
+                        registry.sink(&cfg.name, worker.stats.clone());
+                        registry.set_state(&cfg.name, "sink", PartState::Running);
                         worker
                             .run(async move {
                                 let _ = stop.wait_for(|s| *s).await;
@@ -378,6 +418,7 @@ fn run_daemon(
                     }
                     .await
                     .map_err(|e| e.to_string());
+                    registry.set_state(&cfg.name, "sink", end_state(&result));
                     (cfg.name.clone(), "sink", result)
                 });
             }
@@ -399,6 +440,59 @@ fn run_daemon(
         }
         code
     })
+}
+
+fn end_state(result: &Result<(), String>) -> PartState {
+    match result {
+        Ok(()) => PartState::Stopped,
+        Err(e) => PartState::Failed(e.clone()),
+    }
+}
+
+/// `tidewater status`: the daemon's status as a table or JSON; exit 0 when
+/// every part of every pipeline runs, 1 otherwise or when no daemon answers.
+fn status(addr: &str, token: Option<&str>, json: bool) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidewater status: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let (code, body) = match runtime.block_on(crate::admin::get(addr, "/pipelines", token)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidewater status: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    if code != 200 {
+        eprintln!(
+            "tidewater status: the admin endpoint at {addr} answered {code}: {}",
+            body.trim()
+        );
+        return EXIT_FAILED;
+    }
+    let value: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("tidewater status: the admin endpoint at {addr} sent no JSON ({e})");
+            return EXIT_FAILED;
+        }
+    };
+    if json {
+        print_stdout(&body);
+    } else {
+        print_stdout(&crate::admin::status_table(&value));
+    }
+    if value.get("healthy").and_then(serde_json::Value::as_bool) == Some(true) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// The host name, for a default worker id.

@@ -175,11 +175,33 @@ fn help_is_complete() {
 }
 
 #[test]
+fn status_without_a_daemon_exits_1_and_says_where_it_looked() {
+    let out = tidewater(&["status", "--admin-addr", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("tidewater run"),
+        "{err}"
+    );
+    // A non-loopback admin address without a token is refused before
+    // anything starts.
+    let out = tidewater(&[
+        "run",
+        "--role",
+        "sink",
+        "--admin-addr",
+        "0.0.0.0:18089",
+        "pipelines/shop-postgres.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--admin-token"), "{}", stderr(&out));
+}
+
+#[test]
 fn commands_not_built_yet_say_so_and_exit_3() {
     for args in [
         vec!["run", "pipelines"],
         vec!["run", "--role", "capture", "pipelines"],
-        vec!["status"],
         vec!["ddl", "pipelines/shop-postgres.yaml", "--dialect", "athena"],
         vec![
             "backfill",

@@ -821,7 +821,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
 
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
-            .args(["run", "--role", "capture"])
+            .args(["run", "--role", "capture", "--admin-addr", "127.0.0.1:0"])
             .arg(&file)
             .stdout(std::process::Stdio::null())
             .env("RUST_LOG", "info")
@@ -1255,4 +1255,190 @@ async fn tls_modes_hold_on_the_replication_and_the_sql_connections() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_endpoint_reports_health_metrics_and_status() {
+    use tidewater::admin::get;
+    let pg = pg().await;
+    let name = common::unique_name("adm").to_lowercase();
+    let s = name.clone();
+    pg.batch_execute(&format!(
+        r#"CREATE SCHEMA "{s}"; CREATE TABLE "{s}".t (id integer PRIMARY KEY, v text);
+           INSERT INTO "{s}".t SELECT g, 'x' FROM generate_series(1, 50) g;"#
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |pipeline: &str, table: &str| {
+        let file = dir.path().join(format!("{pipeline}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: {pipeline}\nsource:\n  type: postgres\n  url: {}\n  tables:\n    - name: {s}.{table}\nkafka:\n  brokers: {}\n  topic_prefix: {pipeline}\n",
+                common::pg_url(),
+                common::kafka_brokers()
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let good = write(&name, "t");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let token = "t0ken-for-the-test";
+    let spawn = |files: &[&std::path::Path]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+            .args(["run", "--role", "capture", "--admin-addr", &addr])
+            .args(files)
+            .env("TIDEWATER_ADMIN_TOKEN", token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut daemon = spawn(&[&good]);
+    // Healthy once capture runs, streaming after its snapshot; the token
+    // is required.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, body)) = get(&addr, "/health", Some(token)).await {
+            let value: Json = serde_json::from_str(&body).unwrap();
+            if value["pipelines"][0]["parts"]["capture"]["snapshot_done"] == json!(true) {
+                break;
+            }
+        }
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = get(&addr, "/metrics", None).await.unwrap();
+    assert_eq!(code, 401, "no token, no metrics");
+    let (code, _) = get(&addr, "/metrics", Some("wrong")).await.unwrap();
+    assert_eq!(code, 401);
+
+    // The snapshot's 50 rows and 20 streamed changes show in the metrics.
+    pg.batch_execute(&format!(
+        r#"INSERT INTO "{s}".t SELECT g, 'y' FROM generate_series(51, 70) g"#
+    ))
+    .await
+    .unwrap();
+    let sample = |text: &str, metric: &str| -> Option<f64> {
+        let prefix = format!("{metric}{{pipeline=\"{name}\"");
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let (code, text) = get(&addr, "/metrics", Some(token)).await.unwrap();
+        assert_eq!(code, 200);
+        if sample(&text, "tidewater_capture_events_total") == Some(20.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "events never counted:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(text.contains("# TYPE tidewater_capture_events_total counter"));
+    assert_eq!(
+        sample(&text, "tidewater_capture_snapshot_rows_total"),
+        Some(50.0)
+    );
+    assert_eq!(sample(&text, "tidewater_up"), Some(1.0));
+    assert!(
+        text.contains(&format!(
+            "tidewater_capture_snapshot_table_rows{{pipeline=\"{name}\",table=\"{s}.t\"}} 50"
+        )),
+        "{text}"
+    );
+    assert!(sample(&text, "tidewater_capture_lag_bytes").is_some());
+
+    // `tidewater status`, as a table and as JSON.
+    let status = |json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"));
+        cmd.args(["status", "--admin-addr", &addr, "--admin-token", token]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = status(false);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("capture") && line.contains("running") && line.contains(" 20 "),
+        "{line}"
+    );
+    let out = status(true);
+    let value: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        value["pipelines"][0]["parts"]["capture"]["events"],
+        json!(20)
+    );
+    let stop = |daemon: &mut std::process::Child| {
+        std::process::Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap();
+        daemon.wait().unwrap()
+    };
+    assert!(stop(&mut daemon).success(), "SIGTERM exits 0");
+
+    // With a pipeline that fails (its table is missing) beside the good
+    // one: the good one keeps running, health says 503 and names the error.
+    let bad_name = format!("{name}_bad");
+    let bad = write(&bad_name, "missing");
+    let mut daemon = spawn(&[&good, &bad]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let value: Json = loop {
+        if let Ok((code, body)) = get(&addr, "/health", Some(token)).await {
+            let value: Json = serde_json::from_str(&body).unwrap();
+            let failed = value["pipelines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["parts"]["capture"]["state"] == "failed");
+            if failed {
+                assert_eq!(code, 503, "{value:#}");
+                break value;
+            }
+        }
+        assert!(Instant::now() < deadline, "the bad pipeline never failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let parts = |n: &str| {
+        value["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()["parts"]["capture"]
+            .clone()
+    };
+    assert!(
+        parts(&bad_name)["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    assert_eq!(parts(&name)["state"], "running");
+    let out = status(false);
+    assert_eq!(out.status.code(), Some(1), "status says unhealthy");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error: "));
+    stop(&mut daemon);
+    cleanup(&pg, &name, &s).await;
+    cleanup(&pg, &bad_name, &s).await;
 }

@@ -329,8 +329,15 @@ lake:
     /// Starts a standalone sink; its log goes to `log` when given.
     fn spawn_logged(&self, failpoint: Option<&str>, log: Option<&Path>) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidewater"));
-        cmd.args(["run", "--role", "sink", "--standalone"])
-            .arg(&self.pipeline);
+        cmd.args([
+            "run",
+            "--role",
+            "sink",
+            "--standalone",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg(&self.pipeline);
         cmd.env("TIDEWATER_LOG", "warn,tidewater=info");
         cmd.env_remove("TIDEWATER_FAILPOINTS");
         if let Some(f) = failpoint {
@@ -661,7 +668,15 @@ async fn two_workers_on_one_table_never_both_commit_the_same_data() {
     let mut producer = setup.producer();
     let a = setup.spawn(None);
     let b = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["run", "--role", "sink", "--worker-id", "a"])
+        .args([
+            "run",
+            "--role",
+            "sink",
+            "--worker-id",
+            "a",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
         .arg(&setup.pipeline)
         .env("TIDEWATER_LOG", "warn")
         .stdout(Stdio::null())

@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant as Clock};
 
 use object_store::ObjectStore;
@@ -43,7 +44,7 @@ use crate::kafka::schemas::SchemaStore;
 use crate::kafka::topic::table_topic;
 use crate::lake::layout::{PartitionSpec, TableLayout, event_record_key};
 use crate::lake::metadata::Checkpoint;
-use crate::lake::table::{Change, CommitBatch, CommitOutcome, LakeError, Table, TableOptions};
+use crate::lake::table::{Change, CommitBatch, LakeError, Table, TableOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -219,14 +220,32 @@ pub enum SinkPlacement {
     Standalone,
 }
 
-/// Counters of a worker's life, for tests and the status endpoint.
-#[derive(Debug, Default, Clone)]
+/// Counters of a worker's life, shared with the admin endpoint.
+#[derive(Debug, Default)]
 pub struct SinkStats {
-    pub commits: u64,
-    pub messages: u64,
-    pub dead_letters: u64,
-    pub conflicts: u64,
-    pub last: Option<CommitOutcome>,
+    pub commits: AtomicU64,
+    /// Microseconds spent in commits, all tables.
+    pub commit_micros: AtomicU64,
+    /// Rows inserted, updated and deleted by commits.
+    pub rows_written: AtomicU64,
+    pub messages: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub conflicts: AtomicU64,
+    /// Per table: the instant of its last commit, or why it stopped.
+    pub tables: std::sync::Mutex<std::collections::BTreeMap<String, TableStatus>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStatus {
+    pub last_instant: Option<String>,
+    pub stopped: Option<String>,
+}
+
+impl SinkStats {
+    fn table(&self, name: &str, f: impl FnOnce(&mut TableStatus)) {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        f(tables.entry(name.to_string()).or_default());
+    }
 }
 
 pub struct SinkWorker {
@@ -236,7 +255,7 @@ pub struct SinkWorker {
     tables: HashMap<String, TableSink>,
     dead_letters: Option<DeadLetters>,
     policy: UndecodablePolicy,
-    pub stats: SinkStats,
+    pub stats: Arc<SinkStats>,
 }
 
 impl SinkWorker {
@@ -350,7 +369,7 @@ impl SinkWorker {
             consumer,
             tables,
             dead_letters,
-            stats: SinkStats::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -405,7 +424,7 @@ impl SinkWorker {
                 decoded,
                 raw,
             } => {
-                self.stats.messages += 1;
+                self.stats.messages.fetch_add(1, Ordering::Relaxed);
                 let budget = self.table_budget();
                 let max = self.lake.max_changes_per_commit as usize;
                 let Some(sink) = self.tables.get_mut(&topic) else {
@@ -441,7 +460,7 @@ impl SinkWorker {
                         (UndecodablePolicy::DeadLetter, Some(letters)) => {
                             let (key, value) = raw.map(|r| (r.key, r.value)).unwrap_or_default();
                             letters.send(&e, key.as_deref(), value.as_deref()).await?;
-                            self.stats.dead_letters += 1;
+                            self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(pipeline = %self.name, topic = %topic, partition, offset, dead_letter_topic = %letters.topic(), "undecodable message sent to the dead-letter topic");
                         }
                         _ => {
@@ -517,6 +536,7 @@ impl SinkWorker {
                 },
                 position: pending.max_position,
             };
+            let started = Clock::now();
             match sink.table.commit(batch).await {
                 Ok(outcome) => {
                     tracing::info!(
@@ -525,8 +545,17 @@ impl SinkWorker {
                         stale = outcome.stale, files = outcome.files_written, bytes = outcome.bytes_written,
                         "committed"
                     );
-                    self.stats.commits += 1;
-                    self.stats.last = Some(outcome);
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .commit_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    self.stats.rows_written.fetch_add(
+                        outcome.inserted + outcome.updated + outcome.deleted,
+                        Ordering::Relaxed,
+                    );
+                    self.stats.table(&sink.id.to_string(), |t| {
+                        t.last_instant = Some(outcome.instant.clone())
+                    });
                     let advisory: Vec<(String, i32, i64)> = offsets
                         .iter()
                         .map(|(p, o)| (sink.topic.clone(), *p, *o))
@@ -543,7 +572,10 @@ impl SinkWorker {
                     return Ok(());
                 }
                 Err(e) if e.is_retryable() && attempt < 4 => {
-                    self.stats.conflicts += u64::from(matches!(e, LakeError::Conflict { .. }));
+                    self.stats.conflicts.fetch_add(
+                        u64::from(matches!(e, LakeError::Conflict { .. })),
+                        Ordering::Relaxed,
+                    );
                     tracing::warn!(pipeline = %self.name, table = %sink.id, error = %e, attempt, "commit failed; reloading the table and retrying");
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
                     sink.table.reload().await?;
@@ -564,6 +596,9 @@ impl SinkWorker {
             );
             sink.pending = Pending::default();
             sink.stopped = Some(reason.to_string());
+            self.stats.table(&sink.id.to_string(), |t| {
+                t.stopped = Some(reason.to_string())
+            });
         }
     }
 
