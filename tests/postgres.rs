@@ -64,6 +64,36 @@ fn pipeline(name: &str, tables: Json) -> PipelineConfig {
 
 /// Past every record inserted so far (with `synchronous_commit = off` the
 /// write position can still be inside the last transaction).
+/// Starts capture of `cfg` in this process and waits for its snapshot:
+/// its figures, the stop switch and the task.
+async fn start_capture(
+    cfg: &PipelineConfig,
+) -> (
+    Arc<CaptureStats>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), postgres::CaptureError>>,
+) {
+    let stats = Arc::new(CaptureStats::default());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let cfg = cfg.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            postgres::run(&cfg, stats, async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !stats.snapshot_done.load(Ordering::SeqCst) {
+        assert!(!task.is_finished(), "capture ended: {:?}", task.await);
+        assert!(Instant::now() < deadline, "snapshot did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (stats, stop_tx, task)
+}
+
 async fn current_lsn(pg: &Client) -> u64 {
     let lsn: String = pg
         .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
@@ -284,24 +314,7 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         {"name": format!("\"{s}\".parted")},
     ]);
     let cfg = pipeline(&name, tables);
-    let stats = Arc::new(CaptureStats::default());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let cfg = cfg.clone();
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            postgres::run(&cfg, stats, async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !stats.snapshot_done.load(Ordering::SeqCst) {
-        assert!(!task.is_finished(), "capture ended: {:?}", task.await);
-        assert!(Instant::now() < deadline, "snapshot did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (stats, stop_tx, task) = start_capture(&cfg).await;
     assert_eq!(
         stats.snapshot_rows.load(Ordering::SeqCst),
         4 + 10 + 2 + 2 + 2
@@ -535,22 +548,7 @@ async fn a_million_row_transaction_arrives_whole_at_one_commit_position() {
     .await
     .unwrap();
     let cfg = pipeline(&name, json!([{"name": format!("{s}.big")}]));
-    let stats = Arc::new(CaptureStats::default());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let cfg = cfg.clone();
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            postgres::run(&cfg, stats, async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-        })
-    };
-    while !stats.snapshot_done.load(Ordering::SeqCst) {
-        assert!(!task.is_finished(), "capture ended: {:?}", task.await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (stats, stop_tx, task) = start_capture(&cfg).await;
     // One transaction of a million rows, and after it a multi-row insert.
     pg.batch_execute(&format!(
         r#"INSERT INTO "{s}".big SELECT g, (g % 100000) / 100.0, 'row ' || g,
@@ -675,22 +673,7 @@ async fn a_table_without_a_key_is_refused_and_a_lost_slot_stops_loudly() {
     .await
     .unwrap();
     let cfg = pipeline(&name, json!([{"name": format!("{s}.ok")}]));
-    let stats = Arc::new(CaptureStats::default());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let task = {
-        let cfg = cfg.clone();
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            postgres::run(&cfg, stats, async move {
-                let _ = stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-        })
-    };
-    while !stats.snapshot_done.load(Ordering::SeqCst) {
-        assert!(!task.is_finished());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_stats, stop_tx, task) = start_capture(&cfg).await;
     stop_tx.send(true).unwrap();
     task.await.unwrap().unwrap();
     let slot = postgres::default_name(&name);

@@ -178,10 +178,11 @@ pub struct MysqlSource {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    /// `disable`, `prefer` (TLS when the server offers it), `require` (TLS,
-    /// certificate not checked), `verify-ca` (TLS, and the certificate chain
-    /// must lead to a trusted CA) or `verify-full` (also the host name of the
-    /// URL must be in the certificate).
+    /// `disable`, `prefer` (TLS when the server offers it), `require` (TLS;
+    /// the certificate is checked only when `ca_file` is given), `verify-ca`
+    /// (TLS, and the certificate chain must lead to `ca_file`) or
+    /// `verify-full` (also the host name of the URL must be in the
+    /// certificate; `ca_file` or the system's roots).
     #[serde(default)]
     pub mode: TlsMode,
     /// PEM file with the CA certificates to trust (for `verify-ca` and

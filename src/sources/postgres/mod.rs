@@ -537,25 +537,6 @@ impl Session {
         Ok(())
     }
 
-    fn source_block(
-        &self,
-        table: &TableId,
-        commit_ts_us: i64,
-        snapshot: SnapshotMarker,
-        lsn: u64,
-        xid: Option<u32>,
-    ) -> Source {
-        source_block(
-            &self.name,
-            &self.params.database,
-            table,
-            commit_ts_us,
-            snapshot,
-            lsn,
-            xid,
-        )
-    }
-
     /// Reads every table inside `snapshot`, in key order and chunks, as
     /// `op = r` events at `consistent_point - 1`: `snapshot_parallelism`
     /// readers, each on its own connection inside the same exported
@@ -1001,7 +982,9 @@ impl Session {
         let commit_ts_us = t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS);
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         Ok(ChangeEvent {
-            source: self.source_block(
+            source: source_block(
+                &self.name,
+                &self.params.database,
                 &schema.id,
                 commit_ts_us,
                 SnapshotMarker::False,

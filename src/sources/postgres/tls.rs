@@ -68,23 +68,22 @@ impl TlsSettings {
             (mode, _) => mode,
         };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match mode {
-            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => Arc::new(NoCheck {
-                provider: provider.clone(),
-            }),
-            TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                let roots = roots(ca_file)?;
-                let webpki =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| format!("source.tls: {e}"))?;
-                if mode == TlsMode::VerifyCa {
-                    Arc::new(ChainOnly(webpki))
-                } else {
-                    webpki
-                }
-            }
+        let webpki = match mode {
+            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
+            TlsMode::VerifyCa | TlsMode::VerifyFull => Some(
+                WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots(ca_file)?),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| format!("source.tls: {e}"))?,
+            ),
         };
+        let verifier = Arc::new(Verifier {
+            provider: provider.clone(),
+            webpki,
+            any_name: mode == TlsMode::VerifyCa,
+        });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("source.tls: {e}"))?
@@ -173,23 +172,38 @@ fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// `prefer` / `require`: encryption without authentication of the server;
-/// the handshake signatures are still checked.
+/// The server check of each mode: none (`prefer`, `require` without a CA
+/// file: encryption only), the chain only (`verify-ca`), or chain and name
+/// (`verify-full`). Handshake signatures are checked in every mode.
 #[derive(Debug)]
-struct NoCheck {
+struct Verifier {
     provider: Arc<CryptoProvider>,
+    /// `None`: the certificate is not checked.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// Accept a certificate that names another host.
+    any_name: bool,
 }
 
-impl ServerCertVerifier for NoCheck {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(webpki) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        // webpki checks the chain before the name: a name error means the
+        // chain was trusted.
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if self.any_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -224,54 +238,6 @@ impl ServerCertVerifier for NoCheck {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must be trusted; the name it carries is not
-/// compared with the host.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
 
