@@ -154,7 +154,7 @@ typing_extensions==4.16.0
 "
 
 APT_PACKAGES=(mariadb-server mariadb-client libssl-dev pkg-config make gcc g++
-  zlib1g-dev curl ca-certificates procps iproute2)
+  zlib1g-dev curl ca-certificates openssl procps iproute2)
 
 # ------------------------------------------------------------------ helpers
 
