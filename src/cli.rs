@@ -253,7 +253,7 @@ pub fn run(cli: Cli) -> ExitCode {
             admin_token,
             json,
         } => status(&admin_addr, admin_token.as_deref(), json),
-        Command::Ddl { .. } => not_built("ddl", "Athena/Redshift DDL generation"),
+        Command::Ddl { pipeline, dialect } => ddl(&pipeline, dialect),
     };
     ExitCode::from(code)
 }
@@ -440,6 +440,45 @@ fn run_daemon(
         }
         code
     })
+}
+
+/// `tidewater ddl`: the statements on stdout, `;`-terminated.
+fn ddl(pipeline: &std::path::Path, dialect: Dialect) -> u8 {
+    let report = config::load(&[pipeline.to_path_buf()]);
+    if report.has_errors() {
+        print_stdout(&check_text(&report));
+        return EXIT_INVALID;
+    }
+    let Some(cfg) = report.pipelines.first().map(|p| &p.config) else {
+        eprintln!("tidewater ddl: {} holds no pipeline", pipeline.display());
+        return EXIT_INVALID;
+    };
+    let engine = match dialect {
+        Dialect::Athena => crate::lake::ddl::Engine::Athena,
+        Dialect::Redshift => crate::lake::ddl::Engine::Redshift,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tidewater ddl: cannot start the runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match runtime.block_on(crate::pipeline::sink::pipeline_ddl(cfg, engine)) {
+        Ok(statements) => {
+            let mut text = statements.join(";\n\n");
+            text.push_str(";\n");
+            print_stdout(&text);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("tidewater ddl: {e}");
+            EXIT_FAILED
+        }
+    }
 }
 
 fn end_state(result: &Result<(), String>) -> PartState {

@@ -202,7 +202,6 @@ fn commands_not_built_yet_say_so_and_exit_3() {
     for args in [
         vec!["run", "pipelines"],
         vec!["run", "--role", "capture", "pipelines"],
-        vec!["ddl", "pipelines/shop-postgres.yaml", "--dialect", "athena"],
         vec![
             "backfill",
             "pipelines/shop-postgres.yaml",

@@ -241,3 +241,311 @@ async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
     assert_eq!(reopened.row_count(), 7);
     assert_eq!(read(&["snapshot", &uri]), snapshot, "the table as it was");
 }
+
+/// `tidewater ddl` for a table with every lake type, partitioned by day:
+/// the Athena and Redshift statements parse (sqlparser), every column type
+/// equals what the Parquet footer on disk says (mapped here, independently
+/// of the code under test), and every partition on disk is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_matches_the_parquet_files_on_disk() {
+    use parquet::basic::{LogicalType, Type as Physical};
+    use parquet::schema::types::Type as PqType;
+    use sqlparser::ast::Statement;
+    use sqlparser::dialect::{DatabricksDialect, GenericDialect};
+    use sqlparser::parser::Parser;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tidewater::config::model::Granularity;
+    use tidewater::event::change::Position;
+    use tidewater::event::datum::{Datum, Row};
+    use tidewater::event::decimal::Decimal;
+    use tidewater::event::schema::{Column, TableSchema};
+    use tidewater::event::table_id::TableId;
+    use tidewater::event::types::ColumnType;
+    use tidewater::lake::layout::{PartitionSpec, TableLayout, event_record_key};
+    use tidewater::lake::metadata::Checkpoint;
+    use tidewater::lake::table::{Change, CommitBatch, Table};
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    let int = |bits| ColumnType::Int { bits, signed: true };
+    let columns = vec![
+        Column::new("id", int(64), false),
+        Column::new("flag", ColumnType::Boolean, true),
+        Column::new("tiny", int(8), true),
+        Column::new("small", int(16), true),
+        Column::new("normal", int(32), true),
+        Column::new("huge", ColumnType::UInt64, true),
+        Column::new("ratio", ColumnType::Float32, true),
+        Column::new("score", ColumnType::Float64, true),
+        Column::new(
+            "amount",
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            true,
+        ),
+        Column::new("name", ColumnType::Text, true),
+        Column::new("doc", ColumnType::Json, true),
+        Column::new("blob", ColumnType::Bytes, true),
+        Column::new("born", ColumnType::Date, true),
+        Column::new("local_at", ColumnType::Timestamp, true),
+        Column::new("created_at", ColumnType::TimestampTz, true),
+        Column::new("wait", ColumnType::Interval, true),
+        Column::new(
+            "tags",
+            ColumnType::Array {
+                element: Box::new(ColumnType::Text),
+                dims: 1,
+            },
+            true,
+        ),
+        Column::new(
+            "grid",
+            ColumnType::Array {
+                element: Box::new(int(32)),
+                dims: 2,
+            },
+            true,
+        ),
+    ];
+    let table = Arc::new(TableSchema {
+        id: TableId::new("public", "everything"),
+        database: "shop".into(),
+        columns,
+        key: vec![0],
+    });
+    let day = 86_400_000_000i64;
+    let start = 1_704_067_200_000_000i64;
+    let changes: Vec<Change> = (1..=3)
+        .map(|id: i64| Change {
+            key: event_record_key(&table, &Row(vec![Datum::Int(id)])),
+            position: Position::new(1, id as u64),
+            row: Some(Row(vec![
+                Datum::Int(id),
+                Datum::Bool(true),
+                Datum::Int(1),
+                Datum::Int(2),
+                Datum::Int(3),
+                Datum::UInt64(u64::MAX),
+                Datum::Float32(0.5),
+                Datum::Float64(0.25),
+                Datum::Decimal(Decimal::from_i128(12345)),
+                Datum::Text("n".into()),
+                Datum::Text("{}".into()),
+                Datum::Bytes(vec![0, 1]),
+                Datum::Date(19_000),
+                Datum::Micros(start),
+                Datum::Micros(start + id * day),
+                Datum::Interval {
+                    months: 1,
+                    days: 2,
+                    micros: 3,
+                },
+                Datum::Array(vec![Datum::Text("a".into())]),
+                Datum::Array(vec![Datum::Array(vec![Datum::Int(1), Datum::Null])]),
+            ])),
+            schema: table.clone(),
+        })
+        .collect();
+    let layout = TableLayout {
+        name: "public_everything".into(),
+        database: "shop".into(),
+        partition: Some(PartitionSpec {
+            column: "created_at".into(),
+            granularity: Granularity::Day,
+        }),
+    };
+    let mut options = common::lake_workload::options();
+    options.layout = layout;
+    let root = tidewater::lake::store::open(&LakeConfig::with_uri(&uri)).unwrap();
+    let store = Arc::new(object_store::prefix::PrefixStore::new(
+        root,
+        "public_everything",
+    ));
+    let mut lake_table = Table::open(store, options).await.unwrap();
+    lake_table
+        .commit(CommitBatch {
+            shapes: vec![table.clone()],
+            changes,
+            truncate: None,
+            checkpoint: Checkpoint {
+                topic: "t".into(),
+                offsets: BTreeMap::from([(0, 1)]),
+            },
+            position: Some(Position::new(1, u64::MAX)),
+        })
+        .await
+        .unwrap();
+
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: shop\nsource:\n  type: postgres\n  url: postgres://u@localhost/db\n  tables:\n    - name: public.everything\n      partition_by:\n        column: created_at\n        granularity: day\nkafka:\n  brokers: localhost:9092\nlake:\n  uri: {uri}\n"
+        ),
+    )
+    .unwrap();
+    let ddl = |dialect: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+            .args(["ddl", "--dialect", dialect])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // What the Parquet footer says, mapped to Hive types here.
+    let parquet_file = walk(dir.path())
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a base file");
+    let reader = parquet::file::reader::SerializedFileReader::new(
+        std::fs::File::open(&parquet_file).unwrap(),
+    )
+    .unwrap();
+    use parquet::file::reader::FileReader;
+    fn hive(t: &PqType) -> String {
+        let info = t.get_basic_info();
+        if t.is_group() {
+            if matches!(info.logical_type_ref(), Some(LogicalType::List)) {
+                // LIST > repeated group > element
+                let element = &t.get_fields()[0].get_fields()[0];
+                return format!("array<{}>", hive(element));
+            }
+            let fields: Vec<String> = t
+                .get_fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), hive(f)))
+                .collect();
+            return format!("struct<{}>", fields.join(","));
+        }
+        match (t.get_physical_type(), info.logical_type_ref()) {
+            (_, Some(LogicalType::Decimal(d))) => format!("decimal({},{})", d.precision, d.scale),
+            (_, Some(LogicalType::String)) => "string".into(),
+            (_, Some(LogicalType::Date)) => "date".into(),
+            (_, Some(LogicalType::Timestamp(_))) => "timestamp".into(),
+            (_, Some(LogicalType::Integer(i))) if i.bit_width == 8 => "tinyint".into(),
+            (_, Some(LogicalType::Integer(i))) if i.bit_width == 16 => "smallint".into(),
+            (Physical::INT32, _) => "int".into(),
+            (Physical::INT64, _) => "bigint".into(),
+            (Physical::BOOLEAN, _) => "boolean".into(),
+            (Physical::FLOAT, _) => "float".into(),
+            (Physical::DOUBLE, _) => "double".into(),
+            (Physical::BYTE_ARRAY, None) => "binary".into(),
+            other => panic!("unexpected Parquet type {other:?}"),
+        }
+    }
+    let on_disk: Vec<(String, String)> = reader
+        .metadata()
+        .file_metadata()
+        .schema()
+        .get_fields()
+        .iter()
+        .filter(|f| f.name() != "created_at_day")
+        .map(|f| (f.name().to_string(), hive(f)))
+        .collect();
+    assert!(on_disk.len() > 20, "{on_disk:?}");
+
+    // sqlparser prints `STRUCT<months INT, ...>` for `struct<months:int,...>`.
+    let normal = |s: String| s.to_lowercase().replace([' ', '"', '`', ':'], "");
+    let athena = ddl("athena");
+    // Databricks' dialect is Hive DDL with `struct<name: type>`.
+    let statements = Parser::parse_sql(&DatabricksDialect {}, &athena)
+        .unwrap_or_else(|e| panic!("{e}:\n{athena}"));
+    let mut creates = 0;
+    let mut partitions = Vec::new();
+    for s in &statements {
+        match s {
+            Statement::CreateTable(c) => {
+                creates += 1;
+                assert_eq!(c.name.to_string(), "`shop`.`public_everything`");
+                let got: Vec<(String, String)> = c
+                    .columns
+                    .iter()
+                    .map(|col| (col.name.value.clone(), normal(col.data_type.to_string())))
+                    .collect();
+                let want: Vec<(String, String)> = on_disk
+                    .iter()
+                    .map(|(n, t)| (n.clone(), normal(t.clone())))
+                    .collect();
+                assert_eq!(got, want);
+                let text = s.to_string();
+                assert!(
+                    text.contains("org.apache.hudi.hadoop.HoodieParquetInputFormat"),
+                    "{text}"
+                );
+                assert!(text.contains(&format!("{uri}/public_everything")), "{text}");
+            }
+            Statement::AlterTable(a) => partitions.push(a.to_string()),
+            Statement::CreateDatabase { .. } => {}
+            other => panic!("unexpected statement {other}"),
+        }
+    }
+    assert_eq!(creates, 1);
+    let mut dirs: Vec<String> = std::fs::read_dir(dir.path().join("public_everything"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("created_at_day="))
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs.len(), 3, "three days");
+    assert_eq!(partitions.len(), dirs.len(), "{partitions:?}");
+    for (alter, d) in partitions.iter().zip(&dirs) {
+        let value = d.trim_start_matches("created_at_day=");
+        assert!(alter.contains(&format!("'{value}'")), "{alter}");
+    }
+
+    // Redshift: the CREATE parses (sqlparser's Redshift dialect has no
+    // nested types: the generic one), its types are the same columns in
+    // Redshift's names.
+    let redshift = ddl("redshift");
+    let create = redshift
+        .split(";\n")
+        .find(|s| s.trim_start().starts_with("CREATE EXTERNAL TABLE"))
+        .unwrap();
+    let parsed =
+        Parser::parse_sql(&GenericDialect {}, create).unwrap_or_else(|e| panic!("{e}:\n{create}"));
+    let Statement::CreateTable(c) = &parsed[0] else {
+        panic!("{create}");
+    };
+    let got: BTreeMap<String, String> = c
+        .columns
+        .iter()
+        .map(|col| (col.name.value.clone(), normal(col.data_type.to_string())))
+        .collect();
+    let redshift_of = |hive: &str| -> String {
+        hive.replace("string", "varchar(65535)")
+            .replace("binary", "varbyte(1024000)")
+            .replace("tinyint", "smallint")
+            .replace("float", "real")
+            .replace("double", "doubleprecision")
+    };
+    for (name, hive) in &on_disk {
+        assert_eq!(
+            got.get(name),
+            Some(&normal(redshift_of(hive))),
+            "column {name}"
+        );
+    }
+    assert_eq!(redshift.matches("ADD IF NOT EXISTS PARTITION").count(), 3);
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod batch;
 pub mod bloom;
 pub mod commit;
+pub mod ddl;
 pub mod files;
 pub mod index;
 pub mod layout;

@@ -320,6 +320,37 @@ impl Table {
         }
     }
 
+    /// What a query engine needs to register the table, read without
+    /// changing anything: the schema of the latest completed commit and the
+    /// partitions (`.hoodie_partition_metadata` present). `None` while the
+    /// table has no completed commit.
+    pub async fn describe(
+        store: &dyn ObjectStore,
+    ) -> Result<Option<(LakeSchema, Vec<String>)>, LakeError> {
+        let timeline = Self::list_hoodie(store).await?;
+        let Some(last) = timeline.completed_commits().last().map(|i| i.time.clone()) else {
+            return Ok(None);
+        };
+        let Some(schema) = Self::read_commit(store, &last)
+            .await?
+            .and_then(|c| c.lake_schema())
+        else {
+            return Ok(None);
+        };
+        let metas: Vec<object_store::ObjectMeta> = store.list(None).try_collect().await?;
+        let mut partitions: Vec<String> = metas
+            .iter()
+            .filter_map(|m| {
+                m.location
+                    .as_ref()
+                    .strip_suffix("/.hoodie_partition_metadata")
+                    .map(str::to_string)
+            })
+            .collect();
+        partitions.sort();
+        Ok(Some((schema, partitions)))
+    }
+
     /// Opens the table at the store's root: publishes a claimed but
     /// unpublished commit, rolls back failed instants, deletes their files,
     /// and builds the key index.

@@ -62,6 +62,90 @@ pub enum SinkError {
     Schemas(#[from] crate::kafka::schemas::SchemaStoreError),
 }
 
+/// The lake table of every captured table of `cfg`: its name, database and
+/// partitioning.
+pub fn table_layouts(
+    cfg: &PipelineConfig,
+    lake: &LakeConfig,
+) -> Result<Vec<(TableId, TableLayout)>, SinkError> {
+    let dialect = match cfg.source {
+        SourceConfig::Postgres(_) => Dialect::Postgres,
+        SourceConfig::Mysql(_) => Dialect::Mysql,
+    };
+    let database = lake
+        .database
+        .clone()
+        .unwrap_or_else(|| cfg.name.replace('-', "_"));
+    cfg.source
+        .tables()
+        .iter()
+        .map(|t| {
+            let id = TableId::parse(&t.name, dialect).map_err(|message| SinkError::Config {
+                table: t.name.clone(),
+                message,
+            })?;
+            let layout = TableLayout {
+                name: lake_table_name(&id),
+                database: database.clone(),
+                partition: t.partition_by.as_ref().map(|p| PartitionSpec {
+                    column: p.column.clone(),
+                    granularity: p.granularity,
+                }),
+            };
+            Ok((id, layout))
+        })
+        .collect()
+}
+
+/// `tidewater ddl`: the statements that register every lake table of
+/// `cfg` in `engine`, read from the tables as they are (nothing is
+/// changed). A table without a completed commit yet is named in the error.
+pub async fn pipeline_ddl(
+    cfg: &PipelineConfig,
+    engine: crate::lake::ddl::Engine,
+) -> Result<Vec<String>, SinkError> {
+    let lake = cfg
+        .lake
+        .clone()
+        .ok_or_else(|| SinkError::NoLake(cfg.name.clone()))?;
+    let root = crate::lake::store::open(&lake)?;
+    let layouts = table_layouts(cfg, &lake)?;
+    let database = layouts
+        .first()
+        .map(|(_, l)| l.database.clone())
+        .unwrap_or_default();
+    let mut out = vec![crate::lake::ddl::database_statement(engine, &database)];
+    for (id, layout) in layouts {
+        let store = PrefixStore::new(root.clone(), layout.name.as_str());
+        let fail = |message: String| SinkError::Config {
+            table: id.to_string(),
+            message,
+        };
+        let (schema, partitions) = Table::describe(&store).await?.ok_or_else(|| {
+            fail(format!(
+                "lake table `{}` has no completed commit yet: run the sink first",
+                layout.name
+            ))
+        })?;
+        let arrow = layout.arrow_schema(&schema).map_err(fail)?;
+        let location = format!("{}/{}", lake.uri.trim_end_matches('/'), layout.name);
+        out.extend(
+            crate::lake::ddl::table_statements(
+                engine,
+                &crate::lake::ddl::TableDdl {
+                    database: &database,
+                    layout: &layout,
+                    schema: &arrow,
+                    location: &location,
+                    partitions: &partitions,
+                },
+            )
+            .map_err(fail)?,
+        );
+    }
+    Ok(out)
+}
+
 /// The directory and `hoodie.table.name` of a captured table: lower-case
 /// `<schema>_<table>`, other characters as `_`.
 pub fn lake_table_name(id: &TableId) -> String {
@@ -275,31 +359,12 @@ impl SinkWorker {
             .topic_prefix
             .clone()
             .unwrap_or_else(|| cfg.name.clone());
-        let dialect = match cfg.source {
-            SourceConfig::Postgres(_) => Dialect::Postgres,
-            SourceConfig::Mysql(_) => Dialect::Mysql,
-        };
-        let database = lake
-            .database
-            .clone()
-            .unwrap_or_else(|| cfg.name.replace('-', "_"));
         let writer_id = format!("{}-{}", cfg.name, uuid::Uuid::new_v4());
         let mut tables = HashMap::new();
-        for t in cfg.source.tables() {
-            let id = TableId::parse(&t.name, dialect).map_err(|message| SinkError::Config {
-                table: t.name.clone(),
-                message,
-            })?;
-            let name = lake_table_name(&id);
+        for (id, layout) in table_layouts(cfg, &lake)? {
+            let name = layout.name.clone();
             let options = TableOptions {
-                layout: TableLayout {
-                    name: name.clone(),
-                    database: database.clone(),
-                    partition: t.partition_by.as_ref().map(|p| PartitionSpec {
-                        column: p.column.clone(),
-                        granularity: p.granularity,
-                    }),
-                },
+                layout,
                 target_file_bytes: u64::from(lake.target_file_size_mb) * 1024 * 1024,
                 keep_commits: lake.keep_commits as usize,
                 compression: lake.parquet_compression,
