@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::admin::PartState;
 use crate::config::model::{PipelineConfig, SourceConfig};
 use crate::config::{self, Diagnostic, LoadReport, LoadedPipeline, Severity};
+use crate::pipeline::{BACKOFF, Failure, supervise};
 use crate::sources::postgres::preflight::Finding;
 
 pub const EXIT_OK: u8 = 0;
@@ -382,43 +383,65 @@ fn run_daemon(
         for cfg in pipelines {
             let cfg = std::sync::Arc::new(cfg);
             if capture {
-                let mut stop = stop_rx.clone();
+                let stop = stop_rx.clone();
                 let cfg = cfg.clone();
                 let registry = registry.clone();
                 tasks.spawn(async move {
                     let stats =
                         std::sync::Arc::new(crate::sources::postgres::CaptureStats::default());
                     registry.capture(&cfg.name, stats.clone());
-                    registry.set_state(&cfg.name, "capture", PartState::Running);
-                    let result = crate::sources::postgres::run(&cfg, stats, async move {
-                        let _ = stop.wait_for(|s| *s).await;
+                    // Capture reconnects by itself; what it returns needs
+                    // an operator.
+                    let result = supervise(&registry, &cfg.name, "capture", BACKOFF, stop.clone(), || {
+                        let mut stop = stop.clone();
+                        let (cfg, stats) = (cfg.clone(), stats.clone());
+                        async move {
+                            crate::sources::postgres::run(&cfg, stats, async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            })
+                            .await
+                            .map_err(|e| Failure {
+                                message: e.to_string(),
+                                retryable: false,
+                            })
+                        }
                     })
-                    .await
-                    .map_err(|e| e.to_string());
-                    registry.set_state(&cfg.name, "capture", end_state(&result));
+                    .await;
                     (cfg.name.clone(), "capture", result)
                 });
             }
             if sink && cfg.lake.is_some() {
-                let mut stop = stop_rx.clone();
+                let stop = stop_rx.clone();
                 let placement = placement.clone();
                 let registry = registry.clone();
                 tasks.spawn(async move {
                     registry.set_state(&cfg.name, "sink", PartState::Starting);
-                    let result = async {
-                        let mut worker =
-                            crate::pipeline::sink::SinkWorker::start(&cfg, &placement).await?;
-                        registry.sink(&cfg.name, worker.stats.clone());
-                        registry.set_state(&cfg.name, "sink", PartState::Running);
-                        worker
-                            .run(async move {
-                                let _ = stop.wait_for(|s| *s).await;
+                    // A sink that fails on Kafka or the object store starts
+                    // again from the checkpoint in the lake: nothing is
+                    // lost or applied twice.
+                    let result = supervise(&registry, &cfg.name, "sink", BACKOFF, stop.clone(), || {
+                        let mut stop = stop.clone();
+                        let (cfg, placement, registry) =
+                            (cfg.clone(), placement.clone(), registry.clone());
+                        async move {
+                            let run = async {
+                                let mut worker =
+                                    crate::pipeline::sink::SinkWorker::start(&cfg, &placement)
+                                        .await?;
+                                registry.sink(&cfg.name, worker.stats.clone());
+                                worker
+                                    .run(async move {
+                                        let _ = stop.wait_for(|s| *s).await;
+                                    })
+                                    .await
+                            };
+                            run.await.map_err(|e| Failure {
+                                retryable: e.is_retryable(),
+                                message: e.to_string(),
                             })
-                            .await
-                    }
-                    .await
-                    .map_err(|e| e.to_string());
-                    registry.set_state(&cfg.name, "sink", end_state(&result));
+                        }
+                    })
+                    .await;
                     (cfg.name.clone(), "sink", result)
                 });
             }
@@ -478,13 +501,6 @@ fn ddl(pipeline: &std::path::Path, dialect: Dialect) -> u8 {
             eprintln!("tidewater ddl: {e}");
             EXIT_FAILED
         }
-    }
-}
-
-fn end_state(result: &Result<(), String>) -> PartState {
-    match result {
-        Ok(()) => PartState::Stopped,
-        Err(e) => PartState::Failed(e.clone()),
     }
 }
 

@@ -266,3 +266,66 @@ fn readme_type_mapping_is_current() {
         "the README's type mapping is stale: replace it with `cargo run -q -- schema --types`"
     );
 }
+
+/// A sink whose Kafka does not answer is retried with backoff, not given
+/// up: `/pipelines` says `retrying` with the error, `/health` is 503, and
+/// SIGTERM still exits 0. (No service needed: the broker address is
+/// closed on purpose.)
+#[test]
+fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: nokafka\nsource:\n  type: postgres\n  url: postgres://u@localhost/db\n  tables:\n    - name: public.t\nkafka:\n  brokers: {closed}\n  properties:\n    socket.timeout.ms: 2000\nlake:\n  uri: file://{}\n",
+            dir.path().join("lake").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args([
+            "run",
+            "--role",
+            "sink",
+            "--standalone",
+            "--admin-addr",
+            &admin,
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (code, sink) = loop {
+        if let Ok((code, body)) = runtime.block_on(tidewater::admin::get(&admin, "/health", None)) {
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let sink = value["pipelines"][0]["parts"]["sink"].clone();
+            if sink["state"] == "retrying" {
+                break (code, sink);
+            }
+        }
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon gave up");
+        assert!(std::time::Instant::now() < deadline, "never retrying");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(code, 503);
+    assert!(sink["error"].as_str().unwrap().contains("kafka"), "{sink}");
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0 while retrying: {status}");
+}

@@ -29,6 +29,8 @@ use crate::sources::postgres::CaptureStats;
 pub enum PartState {
     Starting,
     Running,
+    /// Failed, waiting to run again.
+    Retrying(String),
     Stopped,
     Failed(String),
 }
@@ -38,6 +40,7 @@ impl PartState {
         match self {
             PartState::Starting => "starting",
             PartState::Running => "running",
+            PartState::Retrying(_) => "retrying",
             PartState::Stopped => "stopped",
             PartState::Failed(_) => "failed",
         }
@@ -116,7 +119,7 @@ impl Registry {
                     v.insert(k.to_string(), value);
                 };
                 set("state", json!(p.state.name()));
-                if let PartState::Failed(e) = &p.state {
+                if let PartState::Failed(e) | PartState::Retrying(e) = &p.state {
                     set("error", json!(e));
                 }
                 if let Some(c) = &p.capture {

@@ -52,6 +52,8 @@ pub enum SinkError {
     NoLake(String),
     #[error("table {table}: {message}")]
     Config { table: String, message: String },
+    #[error("kafka topic {topic}: {message}")]
+    Topic { topic: String, message: String },
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("lake: {0}")]
@@ -60,6 +62,18 @@ pub enum SinkError {
     Store(#[from] crate::lake::store::StoreError),
     #[error("schema store: {0}")]
     Schemas(#[from] crate::kafka::schemas::SchemaStoreError),
+}
+
+impl SinkError {
+    /// Worth another try: Kafka, the object store or the schema store did
+    /// not answer. A configuration or schema problem needs an operator.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SinkError::Kafka(_) | SinkError::Topic { .. } | SinkError::Schemas(_) => true,
+            SinkError::Lake(e) => e.is_retryable(),
+            SinkError::NoLake(_) | SinkError::Config { .. } | SinkError::Store(_) => false,
+        }
+    }
 }
 
 /// The lake table of every captured table of `cfg`: its name, database and
@@ -397,8 +411,8 @@ impl SinkWorker {
         for topic in &topics {
             crate::kafka::topic::ensure_topic(&client, topic, partitions)
                 .await
-                .map_err(|message| SinkError::Config {
-                    table: (*topic).to_string(),
+                .map_err(|message| SinkError::Topic {
+                    topic: (*topic).to_string(),
                     message,
                 })?;
         }
@@ -419,9 +433,9 @@ impl SinkWorker {
                     .unwrap_or_else(|| format!("{prefix}.dead_letter"));
                 crate::kafka::topic::ensure_topic(&client, &topic, 1)
                     .await
-                    .map_err(|reason| SinkError::Config {
-                        table: topic.clone(),
-                        message: reason,
+                    .map_err(|message| SinkError::Topic {
+                        topic: topic.clone(),
+                        message,
                     })?;
                 Some(DeadLetters::new(&client, topic)?)
             }
