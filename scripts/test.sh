@@ -22,4 +22,9 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo test (unit + integration against the services)"
 cargo test --locked --all-targets "$@"
 
+if [[ $# -eq 0 ]]; then
+  step "the quickstart, end to end, with the test build of tidewater"
+  TIDEWATER_BIN=target/debug/tidewater scripts/quickstart.sh
+fi
+
 step "all tests passed in $((SECONDS - started)) s"
