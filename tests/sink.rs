@@ -236,6 +236,8 @@ struct Setup {
     pipeline: PathBuf,
     prefix: String,
     kafka: KafkaConfig,
+    /// The admin endpoint of the sinks this setup spawns (one at a time).
+    admin: String,
 }
 
 impl Setup {
@@ -283,12 +285,30 @@ lake:
             ),
         )
         .unwrap();
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
         Setup {
             dir,
             pipeline,
             prefix,
             kafka,
+            admin,
         }
+    }
+
+    /// The value of `metric` for this pipeline from the running sink's
+    /// `/metrics`, if it answers.
+    async fn metric(&self, metric: &str) -> Option<f64> {
+        let (_, text) = tidewater::admin::get(&self.admin, "/metrics", None)
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with(&format!("{metric}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 
     fn table_uri(&self) -> String {
@@ -335,7 +355,7 @@ lake:
             "sink",
             "--standalone",
             "--admin-addr",
-            "127.0.0.1:0",
+            &self.admin,
         ])
         .arg(&self.pipeline);
         cmd.env("TIDEWATER_LOG", "warn,tidewater=info");
@@ -577,7 +597,27 @@ async fn the_sink_keeps_the_lake_equal_to_the_events_and_stops_cleanly() {
     }
     producer.flush().await.unwrap();
     let sink = setup.spawn(None);
+    // The backlog shows as Kafka lag (measured when the sink starts, then
+    // every 10 s), and the lag is gone once the lake has caught up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut most = 0.0f64;
+    while most == 0.0 && Instant::now() < deadline {
+        most = most.max(
+            setup
+                .metric("tidewater_sink_kafka_lag_messages")
+                .await
+                .unwrap_or(0.0),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At most the 2400 events and a tombstone after each delete.
+    assert!(most > 0.0 && most <= 4800.0, "lag seen: {most}");
     setup.wait_caught_up(Duration::from_secs(120));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while setup.metric("tidewater_sink_kafka_lag_messages").await != Some(0.0) {
+        assert!(Instant::now() < deadline, "the lag never went back to 0");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // More changes while it runs.
     for _ in 0..10 {
         for e in w.transaction(40) {

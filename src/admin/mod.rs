@@ -146,6 +146,7 @@ impl Registry {
                     set("commits", json!(s.commits.load(Ordering::Relaxed)));
                     set("messages", json!(s.messages.load(Ordering::Relaxed)));
                     set("rows_written", json!(s.rows_written.load(Ordering::Relaxed)));
+                    set("kafka_lag", json!(s.kafka_lag.load(Ordering::Relaxed)));
                     let tables = s.tables.lock().unwrap_or_else(|p| p.into_inner());
                     set(
                         "tables",
@@ -209,6 +210,7 @@ impl Registry {
                     m.add("tidewater_sink_messages_total", "counter", "Kafka messages read by the sink", &pl, load(&s.messages));
                     m.add("tidewater_sink_dead_letters_total", "counter", "Messages sent to the dead-letter topic", &pl, load(&s.dead_letters));
                     m.add("tidewater_sink_conflicts_total", "counter", "Commits retried after losing a race", &pl, load(&s.conflicts));
+                    m.add("tidewater_sink_kafka_lag_messages", "gauge", "Messages of the owned partitions not in the lake yet (high watermark minus the lake checkpoint)", &pl, load(&s.kafka_lag));
                     let tables = s.tables.lock().unwrap_or_else(|p| p.into_inner());
                     for (name, t) in tables.iter() {
                         let tl = [("pipeline", p.pipeline.as_str()), ("table", name.as_str())];
@@ -438,8 +440,16 @@ pub async fn get(addr: &str, path: &str, token: Option<&str>) -> Result<(u16, St
 /// `tidewater status` as a table.
 pub fn status_table(status: &Json) -> String {
     let mut out = format!(
-        "{:<24} {:<8} {:<9} {:>12} {:>12} {:>10} {:>9} {:>12}\n",
-        "PIPELINE", "PART", "STATE", "EVENTS", "LAG BYTES", "LAG S", "COMMITS", "ROWS WRITTEN"
+        "{:<24} {:<8} {:<9} {:>12} {:>12} {:>10} {:>9} {:>12} {:>10}\n",
+        "PIPELINE",
+        "PART",
+        "STATE",
+        "EVENTS",
+        "LAG BYTES",
+        "LAG S",
+        "COMMITS",
+        "ROWS WRITTEN",
+        "KAFKA LAG"
     );
     let empty = Vec::new();
     let str_of = |v: &Json, k: &str| {
@@ -462,7 +472,7 @@ pub fn status_table(status: &Json) -> String {
                         .unwrap_or_else(|| "-".into())
                 };
                 out.push_str(&format!(
-                    "{:<24} {:<8} {:<9} {:>12} {:>12} {:>10} {:>9} {:>12}\n",
+                    "{:<24} {:<8} {:<9} {:>12} {:>12} {:>10} {:>9} {:>12} {:>10}\n",
                     name,
                     part,
                     str_of(v, "state"),
@@ -473,6 +483,7 @@ pub fn status_table(status: &Json) -> String {
                         .map_or("-".into(), |s| format!("{s:.1}")),
                     num("commits"),
                     num("rows_written"),
+                    num("kafka_lag"),
                 ));
                 if let Some(e) = v.get("error").and_then(Json::as_str) {
                     out.push_str(&format!("  error: {e}\n"));

@@ -501,6 +501,11 @@ mod sink {
             }
         }
 
+        /// The partitions this worker reads now.
+        pub fn owned(&self) -> Vec<(String, i32)> {
+            self.positioned.keys().cloned().collect()
+        }
+
         /// Records the group's offsets (advisory: the lake commit is what a
         /// restart trusts).
         pub fn commit_offsets(&self, offsets: &[(String, i32, i64)]) -> Result<(), KafkaError> {

@@ -76,6 +76,9 @@ impl SinkError {
     }
 }
 
+/// How often the sink measures its Kafka lag.
+const LAG_EVERY: Duration = Duration::from_secs(10);
+
 /// The lake table of every captured table of `cfg`: its name, database and
 /// partitioning.
 pub fn table_layouts(
@@ -329,6 +332,10 @@ pub struct SinkStats {
     pub messages: AtomicU64,
     pub dead_letters: AtomicU64,
     pub conflicts: AtomicU64,
+    /// Messages in the partitions this worker owns that are not in the
+    /// lake yet: high watermark minus the offset the lake's checkpoint
+    /// resumes from, summed (measured every 10 s).
+    pub kafka_lag: AtomicU64,
     /// Per table: the instant of its last commit, or why it stopped.
     pub tables: std::sync::Mutex<std::collections::BTreeMap<String, TableStatus>>,
 }
@@ -354,6 +361,8 @@ pub struct SinkWorker {
     dead_letters: Option<DeadLetters>,
     policy: UndecodablePolicy,
     pub stats: Arc<SinkStats>,
+    /// A plain client for the brokers' high watermarks (lag).
+    watermarks: Arc<rdkafka::consumer::BaseConsumer>,
 }
 
 impl SinkWorker {
@@ -449,6 +458,7 @@ impl SinkWorker {
             tables,
             dead_letters,
             stats: Arc::default(),
+            watermarks: Arc::new(client.create()?),
         })
     }
 
@@ -459,10 +469,13 @@ impl SinkWorker {
     ) -> Result<(), SinkError> {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut lag_tick = tokio::time::interval(LAG_EVERY);
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => self.commit_due(false).await?,
+                _ = lag_tick.tick() => self.measure_lag().await,
                 polled = self.consumer.next() => self.handle(polled?).await?,
             }
         }
@@ -663,6 +676,47 @@ impl SinkWorker {
             }
         }
         Ok(())
+    }
+
+    /// Sets [`SinkStats::kafka_lag`] from the brokers' high watermarks of
+    /// the owned partitions and the lake's checkpoints. A broker that does
+    /// not answer leaves the figure as it was.
+    async fn measure_lag(&mut self) {
+        let owned = self.consumer.owned();
+        if owned.is_empty() {
+            return;
+        }
+        let client = self.watermarks.clone();
+        let highs = tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            owned
+                .into_iter()
+                .map(|(topic, p)| {
+                    let high = client
+                        .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                        .map(|(_, high)| high);
+                    (topic, p, high)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(highs) = highs else {
+            return;
+        };
+        let mut lag = 0u64;
+        for (topic, partition, high) in highs {
+            let Ok(high) = high else {
+                return;
+            };
+            let committed = self
+                .tables
+                .get(&topic)
+                .and_then(|t| t.table.checkpoint())
+                .and_then(|c| c.offsets.get(&partition).copied())
+                .unwrap_or(0);
+            lag += u64::try_from(high.saturating_sub(committed)).unwrap_or(0);
+        }
+        self.stats.kafka_lag.store(lag, Ordering::Relaxed);
     }
 
     /// Stops one table (the rest of the pipeline goes on): its messages
