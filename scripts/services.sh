@@ -638,6 +638,7 @@ log_bin                        = $MARIADB_BINLOG_DIR/mariadb-bin
 log_bin_index                  = $MARIADB_BINLOG_DIR/mariadb-bin.index
 binlog_format                  = ROW
 binlog_row_image               = FULL
+binlog_row_metadata            = FULL
 server_id                      = 1
 gtid_strict_mode               = ON
 log_slave_updates              = ON

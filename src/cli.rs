@@ -20,7 +20,7 @@ use crate::admin::PartState;
 use crate::config::model::{PipelineConfig, SourceConfig};
 use crate::config::{self, Diagnostic, LoadReport, LoadedPipeline, Severity};
 use crate::pipeline::{BACKOFF, Failure, supervise};
-use crate::sources::postgres::preflight::Finding;
+use crate::sources::Finding;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -669,19 +669,6 @@ fn check(paths: &[PathBuf], connect: bool, format: OutputFormat) -> u8 {
         }
     };
     print_stdout(&text);
-    let mysql: Vec<&str> = report
-        .pipelines
-        .iter()
-        .filter(|p| matches!(p.config.source, SourceConfig::Mysql(_)))
-        .map(|p| p.config.name.as_str())
-        .collect();
-    if !mysql.is_empty() {
-        eprintln!(
-            "tidewater check --connect: the MySQL/MariaDB preflight is not built in this version (pipelines: {})",
-            mysql.join(", ")
-        );
-        return EXIT_NOT_BUILT;
-    }
     if failed { EXIT_FAILED } else { EXIT_OK }
 }
 
@@ -691,10 +678,7 @@ async fn preflight(cfg: &PipelineConfig) -> Vec<Finding> {
         SourceConfig::Postgres(source) => {
             crate::sources::postgres::preflight::check(&cfg.name, source).await
         }
-        SourceConfig::Mysql(_) => vec![Finding::problem(
-            "mysql source",
-            "MySQL/MariaDB capture is not built in this version",
-        )],
+        SourceConfig::Mysql(source) => crate::sources::mysql::preflight::check(source).await,
     };
     let client = crate::kafka::client::client_config(&cfg.kafka);
     let brokers = cfg.kafka.brokers.clone();

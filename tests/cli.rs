@@ -208,7 +208,6 @@ fn commands_not_built_yet_say_so_and_exit_3() {
             "--table",
             "public.orders",
         ],
-        vec!["check", "--connect", "pipelines"],
     ] {
         let out = tidewater(&args);
         assert_eq!(out.status.code(), Some(3), "{args:?}");

@@ -955,38 +955,6 @@ fn high_watermarks(topic: &str) -> Option<Vec<i64>> {
         .collect()
 }
 
-/// Runs `tidewater check --connect --format json` on one pipeline file.
-fn check_connect(file: &std::path::Path) -> (i32, Json) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["check", "--connect", "--format", "json"])
-        .arg(file)
-        .output()
-        .unwrap();
-    let report: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap(), report)
-}
-
-/// `item → problem` (None when fine) of the first pipeline's preflight.
-fn findings(report: &Json) -> BTreeMap<String, Option<String>> {
-    report["preflight"][0]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["item"].as_str().unwrap().to_string(),
-                f["problem"].as_str().map(str::to_string),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing() {
     let pg = pg().await;
@@ -1029,8 +997,8 @@ async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing(
     };
 
     // Ready: exit 0, every item fine, the server and Kafka named.
-    let (code, report) = check_connect(&write("ready.yaml", &common::pg_url(), &["good"]));
-    let found = findings(&report);
+    let (code, report) = common::check_connect(&write("ready.yaml", &common::pg_url(), &["good"]));
+    let found = common::findings(&report);
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["valid"], json!(true));
     assert!(found.values().all(Option::is_none), "{found:#?}");
@@ -1039,12 +1007,12 @@ async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing(
     assert!(found.keys().any(|k| k.contains(&format!("{s}.good"))));
 
     // A keyless table and one with REPLICA IDENTITY NOTHING.
-    let (code, report) = check_connect(&write(
+    let (code, report) = common::check_connect(&write(
         "keys.yaml",
         &common::pg_url(),
         &["good", "nokey", "nothing", "missing"],
     ));
-    let found = findings(&report);
+    let found = common::findings(&report);
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(report["valid"], json!(false));
     let problem = |table: &str| {
@@ -1062,8 +1030,8 @@ async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing(
     assert!(problem("missing").unwrap().contains("does not exist"));
 
     // A role without REPLICATION and without SELECT on the table.
-    let (code, report) = check_connect(&write("weak.yaml", &weak_url, &["good"]));
-    let found = findings(&report);
+    let (code, report) = common::check_connect(&write("weak.yaml", &weak_url, &["good"]));
+    let found = common::findings(&report);
     assert_eq!(code, 1, "{report:#}");
     assert!(
         found["REPLICATION privilege"]
@@ -1072,13 +1040,13 @@ async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing(
             .contains(&format!("ALTER ROLE \"{weak}\" REPLICATION")),
         "{found:#?}"
     );
-    assert!(problem_of(&found, &format!("table {s}.good")).contains("GRANT SELECT"));
+    assert!(common::problem_of(&found, &format!("table {s}.good")).contains("GRANT SELECT"));
 
     // A wrong password: the connection is the finding.
     let bad_url = weak_url.replace("weak-pw", "wrong");
-    let (code, report) = check_connect(&write("badpw.yaml", &bad_url, &["good"]));
+    let (code, report) = common::check_connect(&write("badpw.yaml", &bad_url, &["good"]));
     assert_eq!(code, 1);
-    assert!(findings(&report)["connection"].is_some());
+    assert!(common::findings(&report)["connection"].is_some());
 
     // Nothing was created.
     let slot = postgres::default_name(&name);
@@ -1098,14 +1066,6 @@ async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing(
     ))
     .await
     .unwrap();
-}
-
-fn problem_of(found: &BTreeMap<String, Option<String>>, item: &str) -> String {
-    found
-        .get(item)
-        .cloned()
-        .flatten()
-        .unwrap_or_else(|| panic!("no problem for {item}: {found:#?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

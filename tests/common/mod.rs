@@ -270,3 +270,47 @@ pub async fn topic_events(
     }
     out
 }
+
+/// Runs `tidewater check --connect --format json` on one pipeline file.
+pub fn check_connect(file: &std::path::Path) -> (i32, Json) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["check", "--connect", "--format", "json"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let report: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap(), report)
+}
+
+/// `item → problem` (None when fine) of the first pipeline's preflight.
+pub fn findings(report: &Json) -> std::collections::BTreeMap<String, Option<String>> {
+    report["preflight"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["item"].as_str().unwrap().to_string(),
+                f["problem"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// The problem found for `item`.
+pub fn problem_of(
+    found: &std::collections::BTreeMap<String, Option<String>>,
+    item: &str,
+) -> String {
+    found
+        .get(item)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| panic!("no problem for {item}: {found:#?}"))
+}

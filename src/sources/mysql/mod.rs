@@ -1,3 +1,5 @@
 //! MySQL/MariaDB capture: consistent snapshot, row binlog with GTIDs and
-//! schema history. Not built yet: `tidewater run` says so and exits non-zero
-//! until it is.
+//! schema history. Only the preflight ([`preflight`]) is built: `tidewater
+//! run` says capture is not built and exits non-zero until it is.
+
+pub mod preflight;

@@ -16,29 +16,7 @@ use super::wire::{ConnectParams, quote_ident};
 use super::{CaptureError, connect_params, connect_sql, default_name};
 use crate::config::model::PostgresSource;
 use crate::event::table_id::{Dialect, TableId};
-
-/// One checked item: what, and `None` when fine or the problem with its fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub item: String,
-    pub problem: Option<String>,
-}
-
-impl Finding {
-    pub fn ok(item: impl Into<String>) -> Finding {
-        Finding {
-            item: item.into(),
-            problem: None,
-        }
-    }
-
-    pub fn problem(item: impl Into<String>, problem: impl Into<String>) -> Finding {
-        Finding {
-            item: item.into(),
-            problem: Some(problem.into()),
-        }
-    }
-}
+pub use crate::sources::Finding;
 
 /// `None` when `wal_level` is `logical`, otherwise the problem and its fix.
 pub async fn wal_level_problem(sql: &Client) -> Result<Option<String>, CaptureError> {
