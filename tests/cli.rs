@@ -291,6 +291,14 @@ fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
         ),
     )
     .unwrap();
+    // Killed on drop: a failed assertion must not leave it running.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args([
             "run",
@@ -304,6 +312,7 @@ fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped)
         .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -315,16 +324,16 @@ fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
                 break (code, sink);
             }
         }
-        assert!(daemon.try_wait().unwrap().is_none(), "the daemon gave up");
+        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon gave up");
         assert!(std::time::Instant::now() < deadline, "never retrying");
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert_eq!(code, 503);
     assert!(sink["error"].as_str().unwrap().contains("kafka"), "{sink}");
     Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &daemon.0.id().to_string()])
         .status()
         .unwrap();
-    let status = daemon.wait().unwrap();
+    let status = daemon.0.wait().unwrap();
     assert!(status.success(), "SIGTERM exits 0 while retrying: {status}");
 }

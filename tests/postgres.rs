@@ -1248,7 +1248,7 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
             .spawn()
             .unwrap()
     };
-    let mut daemon = spawn(&[&good]);
+    let mut daemon = common::Reaped(spawn(&[&good]));
     // Healthy once capture runs, streaming after its snapshot; the token
     // is required.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1259,7 +1259,7 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
                 break;
             }
         }
-        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited");
         assert!(Instant::now() < deadline, "never healthy");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1331,12 +1331,12 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
         value["pipelines"][0]["parts"]["capture"]["events"],
         json!(20)
     );
-    let stop = |daemon: &mut std::process::Child| {
+    let stop = |daemon: &mut common::Reaped| {
         std::process::Command::new("kill")
-            .args(["-TERM", &daemon.id().to_string()])
+            .args(["-TERM", &daemon.0.id().to_string()])
             .status()
             .unwrap();
-        daemon.wait().unwrap()
+        daemon.0.wait().unwrap()
     };
     assert!(stop(&mut daemon).success(), "SIGTERM exits 0");
 
@@ -1344,7 +1344,7 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
     // one: the good one keeps running, health says 503 and names the error.
     let bad_name = format!("{name}_bad");
     let bad = write(&bad_name, "missing");
-    let mut daemon = spawn(&[&good, &bad]);
+    let mut daemon = common::Reaped(spawn(&[&good, &bad]));
     let deadline = Instant::now() + Duration::from_secs(60);
     let value: Json = loop {
         if let Ok((code, body)) = get(&addr, "/health", Some(token)).await {

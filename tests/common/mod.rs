@@ -314,3 +314,14 @@ pub fn problem_of(
         .flatten()
         .unwrap_or_else(|| panic!("no problem for {item}: {found:#?}"))
 }
+
+/// A child process killed when dropped: a failed assertion must not leave
+/// a daemon running (holding a replication slot, a port, WAL).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

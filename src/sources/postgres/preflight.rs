@@ -265,10 +265,10 @@ async fn checks(
             out.push(Finding::problem(item, problem));
             continue;
         }
-        let in_publication = match (&publication_row, &listed) {
-            (None, _) => owner || superuser,
-            (Some(_), None) => true,
-            (Some(_), Some(list)) => list.contains(&id),
+        // No publication yet: it will be created, which needs ownership.
+        let in_publication = match &listed {
+            None => owner || superuser,
+            Some(list) => list.contains(&id),
         };
         if !in_publication {
             let problem = if publication_row.is_none() {
