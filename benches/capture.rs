@@ -31,12 +31,15 @@
     reason = "benchmark glue"
 )]
 
+#[path = "common/orders.rs"]
+mod orders;
 #[path = "common/peer.rs"]
 mod peer;
+#[path = "common/proc.rs"]
+mod proc;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
@@ -47,9 +50,7 @@ use tidewater::event::change::{
 };
 use tidewater::event::datum::{Datum, Row};
 use tidewater::event::decimal::Decimal;
-use tidewater::event::schema::{Column, TableSchema};
 use tidewater::event::table_id::TableId;
-use tidewater::event::types::ColumnType;
 use tidewater::kafka::avro::schema::Connector;
 use tidewater::kafka::producer::EventSerializer;
 use tidewater::kafka::schemas::SchemaStore;
@@ -92,31 +93,6 @@ async fn current_lsn(pg: &Client) -> (String, u64) {
         .get(0);
     let lsn = parse_lsn(&text);
     (text, lsn)
-}
-
-/// `(VmHWM MB, CPU seconds)` of a running process.
-fn peak_rss_and_cpu(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (hwm, (ticks(11) + ticks(12)) / 100.0)
 }
 
 fn daemon(config: &Path, log: &Path) -> Child {
@@ -184,30 +160,7 @@ async fn encoded_events(
     inserts: u64,
     updates: u64,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let int = ColumnType::Int {
-        bits: 64,
-        signed: true,
-    };
-    let table = Arc::new(TableSchema {
-        id: TableId::new(prefix, "orders"),
-        database: "tidewater".into(),
-        columns: vec![
-            Column::new("id", int.clone(), false),
-            Column::new("customer_id", int, true),
-            Column::new("status", ColumnType::Text, true),
-            Column::new(
-                "amount",
-                ColumnType::Decimal {
-                    precision: 12,
-                    scale: 2,
-                },
-                true,
-            ),
-            Column::new("created_at", ColumnType::TimestampTz, true),
-            Column::new("payload", ColumnType::Json, true),
-        ],
-        key: vec![0],
-    });
+    let table = orders::orders(TableId::new(prefix, "orders"), "tidewater");
     let mut serializer = EventSerializer::new(
         SchemaStore::new(kafka).unwrap(),
         Connector::Postgres,
@@ -347,7 +300,10 @@ async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
             .get(0);
         if lsn.as_deref().map(parse_lsn).is_some_and(|l| l >= end) {
             let secs = started.elapsed().as_secs_f64();
-            let (rss, cpu) = peak_rss_and_cpu(child.id());
+            let (rss, cpu) = (
+                proc::peak_rss_mb(Some(child.id())),
+                proc::cpu_seconds(Some(child.id())),
+            );
             break (secs, rss, cpu);
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -444,7 +400,10 @@ async fn snapshot(pg: &Client, dir: &Path, s: &str, rows: u64) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if text.contains("snapshot done") {
             let secs = started.elapsed().as_secs_f64();
-            let (rss, cpu) = peak_rss_and_cpu(child.id());
+            let (rss, cpu) = (
+                proc::peak_rss_mb(Some(child.id())),
+                proc::cpu_seconds(Some(child.id())),
+            );
             break (secs, rss, cpu);
         }
         if let Ok(Some(status)) = child.try_wait() {

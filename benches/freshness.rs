@@ -24,6 +24,9 @@
     reason = "benchmark glue"
 )]
 
+#[path = "common/proc.rs"]
+mod proc;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -103,23 +106,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("freshness benchmark: run it with `cargo bench --bench freshness`");
@@ -176,7 +162,7 @@ fn main() {
             assert!(Instant::now() < deadline, "capture did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let cpu_before = cpu_seconds(daemon.id());
+        let cpu_before = proc::cpu_seconds(Some(daemon.id()));
 
         let table = lake.join(format!("{s}_events"));
         // The last id written, once the writer is done (0 before).
@@ -223,7 +209,7 @@ fn main() {
         let wrote = started.elapsed().as_secs_f64();
         last_id.store(next_id, std::sync::atomic::Ordering::SeqCst);
         let visible = watcher.await.unwrap();
-        let cpu = cpu_seconds(daemon.id()) - cpu_before;
+        let cpu = proc::cpu_seconds(Some(daemon.id())) - cpu_before;
         Command::new("kill")
             .args(["-TERM", &daemon.id().to_string()])
             .status()

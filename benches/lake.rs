@@ -23,6 +23,11 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/orders.rs"]
+mod orders;
+#[path = "common/proc.rs"]
+mod proc;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +40,7 @@ use serde_json::{Value as Json, json};
 use tidewater::config::model::{Granularity, LakeConfig, ParquetCompression};
 use tidewater::event::change::Position;
 use tidewater::event::datum::{Datum, Row};
-use tidewater::event::schema::{Column, TableSchema};
+use tidewater::event::schema::TableSchema;
 use tidewater::event::table_id::TableId;
 use tidewater::event::types::ColumnType;
 use tidewater::lake::batch::datum_at;
@@ -53,43 +58,6 @@ fn python() -> String {
 
 fn peers_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/lake_peers.py")
-}
-
-fn orders() -> Arc<TableSchema> {
-    Arc::new(TableSchema {
-        id: TableId::new("public", "orders"),
-        database: "bench".into(),
-        columns: vec![
-            Column::new(
-                "id",
-                ColumnType::Int {
-                    bits: 64,
-                    signed: true,
-                },
-                false,
-            ),
-            Column::new(
-                "customer_id",
-                ColumnType::Int {
-                    bits: 64,
-                    signed: true,
-                },
-                true,
-            ),
-            Column::new("status", ColumnType::Text, true),
-            Column::new(
-                "amount",
-                ColumnType::Decimal {
-                    precision: 12,
-                    scale: 2,
-                },
-                true,
-            ),
-            Column::new("created_at", ColumnType::TimestampTz, true),
-            Column::new("payload", ColumnType::Json, true),
-        ],
-        key: vec![0],
-    })
 }
 
 fn options() -> TableOptions {
@@ -114,55 +82,6 @@ async fn open(dir: &Path) -> Table {
     Table::open(tidewater::lake::store::open(&lake).unwrap(), options())
         .await
         .unwrap()
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Rows of parquet files as changes (`op` column: c/u/d; base files: all c).
@@ -234,7 +153,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 async fn child_load(data: &Path, out: &Path) {
     let _ = std::fs::remove_dir_all(out);
     let start = Instant::now();
-    let table_schema = orders();
+    let table_schema = orders::orders(TableId::new("public", "orders"), "bench");
     let mut table = open(out).await;
     let files = files_in(&data.join("base"));
     for (i, chunk) in files.chunks(10).enumerate() {
@@ -255,20 +174,20 @@ async fn child_load(data: &Path, out: &Path) {
     }
     println!(
         "{}",
-        json!({"seconds": start.elapsed().as_secs_f64(), "rows": table.row_count(), "files": table.file_group_count(), "peak_rss_mb": peak_rss_mb()})
+        json!({"seconds": start.elapsed().as_secs_f64(), "rows": table.row_count(), "files": table.file_group_count(), "peak_rss_mb": proc::peak_rss_mb(None)})
     );
 }
 
 /// Child: apply changes/ in one commit (the timed part).
 async fn child_apply(data: &Path, out: &Path) {
-    let table_schema = orders();
+    let table_schema = orders::orders(TableId::new("public", "orders"), "bench");
     let mut table = open(out).await;
     eprintln!(
         "apply: table open, RSS {:.0} MB (peak {:.0} MB)",
-        rss_mb(),
-        peak_rss_mb()
+        proc::rss_mb(None),
+        proc::peak_rss_mb(None)
     );
-    let cpu0 = cpu_seconds();
+    let cpu0 = proc::cpu_seconds(None);
     let start = Instant::now();
     // The changes arrive decoded in a running sink; here they are read
     // from parquet, one thread per core.
@@ -288,8 +207,8 @@ async fn child_apply(data: &Path, out: &Path) {
     let read_seconds = start.elapsed().as_secs_f64();
     eprintln!(
         "apply: changes read, RSS {:.0} MB (peak {:.0} MB)",
-        rss_mb(),
-        peak_rss_mb()
+        proc::rss_mb(None),
+        proc::peak_rss_mb(None)
     );
     let n = changes.len() as u64;
     let outcome = table
@@ -311,8 +230,8 @@ async fn child_apply(data: &Path, out: &Path) {
         json!({
             "seconds": seconds,
             "read_changes_seconds": read_seconds,
-            "cpu_seconds": cpu_seconds() - cpu0,
-            "peak_rss_mb": peak_rss_mb(),
+            "cpu_seconds": proc::cpu_seconds(None) - cpu0,
+            "peak_rss_mb": proc::peak_rss_mb(None),
             "bytes_written": outcome.bytes_written,
             "files_written": outcome.files_written,
             "rows_carried": outcome.rows_carried,

@@ -26,6 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "common/peer.rs"]
 mod peer;
+#[path = "common/proc.rs"]
+mod proc;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -117,22 +119,6 @@ fn event(table: &Arc<TableSchema>, n: u64) -> ChangeEvent {
         }),
         ts_us: 1_700_000_000_000_000,
     }
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Encodes and produces `events` events through `EventProducer`; seconds
@@ -247,5 +233,5 @@ async fn main() {
         ours_rate
     );
     println!("ratio tidewater / peer: {:.2}", ours_rate / peer_rate);
-    println!("peak RSS: {:.0} MB", peak_rss_mb());
+    println!("peak RSS: {:.0} MB", proc::peak_rss_mb(None));
 }
