@@ -278,15 +278,8 @@ fn tail(
         }
         None => crate::config::model::KafkaConfig::with_brokers(brokers),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tidewater tail: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let Some(runtime) = runtime("tail") else {
+        return EXIT_FAILED;
     };
     let client = crate::kafka::client::client_config(&kafka);
     let result = runtime.block_on(async {
@@ -345,15 +338,8 @@ fn run_daemon(
         eprintln!("tidewater run --role sink: no pipeline has a `lake` section");
         return EXIT_INVALID;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tidewater run: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let Some(runtime) = runtime("run") else {
+        return EXIT_FAILED;
     };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(admin).await {
@@ -480,15 +466,8 @@ fn ddl(pipeline: &std::path::Path, dialect: Dialect) -> u8 {
         Dialect::Athena => crate::lake::ddl::Engine::Athena,
         Dialect::Redshift => crate::lake::ddl::Engine::Redshift,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tidewater ddl: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let Some(runtime) = runtime("ddl") else {
+        return EXIT_FAILED;
     };
     match runtime.block_on(crate::pipeline::sink::pipeline_ddl(cfg, engine)) {
         Ok(statements) => {
@@ -507,15 +486,8 @@ fn ddl(pipeline: &std::path::Path, dialect: Dialect) -> u8 {
 /// `tidewater status`: the daemon's status as a table or JSON; exit 0 when
 /// every part of every pipeline runs, 1 otherwise or when no daemon answers.
 fn status(addr: &str, token: Option<&str>, json: bool) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tidewater status: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let Some(runtime) = runtime("status") else {
+        return EXIT_FAILED;
     };
     let (code, body) = match runtime.block_on(crate::admin::get(addr, "/pipelines", token)) {
         Ok(r) => r,
@@ -547,6 +519,21 @@ fn status(addr: &str, token: Option<&str>, json: bool) -> u8 {
         EXIT_OK
     } else {
         EXIT_FAILED
+    }
+}
+
+/// The async runtime of a command; `None` (said on stderr) when the
+/// system refuses one.
+fn runtime(command: &str) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("tidewater {command}: cannot start the runtime: {e}");
+            None
+        }
     }
 }
 
@@ -601,16 +588,8 @@ fn check(paths: &[PathBuf], connect: bool, format: OutputFormat) -> u8 {
             EXIT_OK
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("tidewater check: cannot start the runtime: {e}");
-            return EXIT_FAILED;
-        }
+    let Some(runtime) = runtime("check") else {
+        return EXIT_FAILED;
     };
     let preflights: Vec<(&LoadedPipeline, Vec<Finding>)> = runtime.block_on(async {
         let mut out = Vec::new();

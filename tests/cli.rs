@@ -10,6 +10,8 @@
     reason = "test glue"
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -273,15 +275,8 @@ fn readme_type_mapping_is_current() {
 #[test]
 fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let closed = common::free_addr();
+    let admin = common::free_addr();
     let file = dir.path().join("p.yaml");
     std::fs::write(
         &file,
@@ -291,14 +286,6 @@ fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
         ),
     )
     .unwrap();
-    // Killed on drop: a failed assertion must not leave it running.
-    struct Reaped(std::process::Child);
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args([
             "run",
@@ -312,7 +299,7 @@ fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map(Reaped)
+        .map(common::Reaped)
         .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

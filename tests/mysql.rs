@@ -38,20 +38,8 @@ async fn check_connect_names_wrong_settings_privileges_and_keys() {
     }
     let dir = tempfile::tempdir().unwrap();
     let write = |file: &str, url: &str, tables: &[&str]| {
-        let path = dir.path().join(file);
-        let tables: String = tables
-            .iter()
-            .map(|t| format!("    - name: {name}.{t}\n"))
-            .collect();
-        std::fs::write(
-            &path,
-            format!(
-                "name: {name}\nsource:\n  type: mysql\n  url: {url}\n  tables:\n{tables}kafka:\n  brokers: {}\n",
-                common::kafka_brokers()
-            ),
-        )
-        .unwrap();
-        path
+        let source = format!("  type: mysql\n  url: {url}\n");
+        common::write_pipeline(dir.path(), file, &name, &source, &name, tables)
     };
     let url = common::mysql_url();
 
@@ -88,12 +76,7 @@ async fn check_connect_names_wrong_settings_privileges_and_keys() {
     );
 
     // A user with SELECT only: the missing privileges, named with the GRANT.
-    let weak_url = {
-        let mut u = url::Url::parse(&url).unwrap();
-        u.set_username(&weak).unwrap();
-        u.set_password(Some("weak-pw")).unwrap();
-        u.to_string()
-    };
+    let weak_url = common::with_user(&url, &weak, "weak-pw");
     let (code, report) = common::check_connect(&write("weak.yaml", &weak_url, &["good"]));
     let found = common::findings(&report);
     assert_eq!(code, 1);

@@ -62,6 +62,19 @@ fn pipeline(name: &str, tables: Json) -> PipelineConfig {
     .unwrap()
 }
 
+/// The slot's `confirmed_flush_lsn`, if the slot exists and has one.
+async fn slot_confirmed(pg: &Client, slot: &str) -> Option<u64> {
+    pg.query_opt(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .and_then(|r| r.get::<_, Option<String>>(0))
+    .as_deref()
+    .and_then(parse_lsn)
+}
+
 /// Past every record inserted so far (with `synchronous_commit = off` the
 /// write position can still be inside the last transaction).
 /// Starts capture of `cfg` in this process and waits for its snapshot:
@@ -350,15 +363,8 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
     .unwrap();
     let end = current_lsn(&pg).await;
     wait_confirmed(&stats, end).await;
-    let slot_lsn: String = pg
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&postgres::default_name(&name)],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(parse_lsn(&slot_lsn).unwrap() >= end, "the slot moved");
+    let slot_lsn = slot_confirmed(&pg, &postgres::default_name(&name)).await;
+    assert!(slot_lsn.unwrap() >= end, "the slot moved");
     // The figures the progress line and the admin endpoint report.
     let progress = stats.snapshot_tables.lock().unwrap().clone();
     let rows: BTreeMap<String, (u64, bool)> = progress
@@ -777,24 +783,13 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
         tokio::spawn(async move {
             let pg = connect_pg().await;
             while writing.load(Ordering::SeqCst) {
-                let row = pg
-                    .query_opt(
-                        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-                        &[&slot],
-                    )
-                    .await
-                    .unwrap();
-                if let Some(lsn) = row.and_then(|r| r.get::<_, Option<String>>(0)) {
-                    let lsn: String = lsn;
+                if let Some(lsn) = slot_confirmed(&pg, &slot).await {
                     let topic = topic.clone();
                     let highs = tokio::task::spawn_blocking(move || high_watermarks(&topic))
                         .await
                         .unwrap();
                     if let Some(highs) = highs {
-                        samples
-                            .lock()
-                            .unwrap()
-                            .push((parse_lsn(&lsn).unwrap(), highs));
+                        samples.lock().unwrap().push((lsn, highs));
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(150)).await;
@@ -840,15 +835,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     let end = current_lsn(&pg).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let lsn: Option<String> = pg
-            .query_opt(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .unwrap()
-            .and_then(|r| r.get(0));
-        if lsn.as_deref().and_then(parse_lsn).is_some_and(|l| l >= end) {
+        if slot_confirmed(&pg, &slot).await.is_some_and(|l| l >= end) {
             break;
         }
         assert!(Instant::now() < deadline, "the last run did not catch up");
@@ -974,27 +961,10 @@ async fn check_connect_names_each_missing_privilege_and_key_and_changes_nothing(
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let write = |file: &str, url: &str, tables: &[&str]| {
-        let path = dir.path().join(file);
-        let tables: String = tables
-            .iter()
-            .map(|t| format!("    - name: {s}.{t}\n"))
-            .collect();
-        std::fs::write(
-            &path,
-            format!(
-                "name: {name}\nsource:\n  type: postgres\n  url: {url}\n  tls:\n    mode: disable\n  tables:\n{tables}kafka:\n  brokers: {}\n",
-                common::kafka_brokers()
-            ),
-        )
-        .unwrap();
-        path
+        let source = format!("  type: postgres\n  url: {url}\n  tls:\n    mode: disable\n");
+        common::write_pipeline(dir.path(), file, &name, &source, &s, tables)
     };
-    let weak_url = {
-        let mut u = url::Url::parse(&common::pg_url()).unwrap();
-        u.set_username(&weak).unwrap();
-        u.set_password(Some("weak-pw")).unwrap();
-        u.to_string()
-    };
+    let weak_url = common::with_user(&common::pg_url(), &weak, "weak-pw");
 
     // Ready: exit 0, every item fine, the server and Kafka named.
     let (code, report) = common::check_connect(&write("ready.yaml", &common::pg_url(), &["good"]));
@@ -1200,15 +1170,6 @@ async fn tls_modes_hold_on_the_replication_and_the_sql_connections() {
     );
 }
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_endpoint_reports_health_metrics_and_status() {
     use tidewater::admin::get;
@@ -1236,7 +1197,7 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
         file
     };
     let good = write(&name, "t");
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = common::free_addr();
     let token = "t0ken-for-the-test";
     let spawn = |files: &[&std::path::Path]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))

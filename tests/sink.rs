@@ -285,11 +285,7 @@ lake:
             ),
         )
         .unwrap();
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string();
+        let admin = common::free_addr();
         Setup {
             dir,
             pipeline,

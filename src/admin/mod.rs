@@ -359,8 +359,9 @@ async fn answer(
     let path = target.split('?').next().unwrap_or_default();
     match path {
         "/health" => {
-            let healthy = registry.healthy();
-            let body = format!("{}\n", registry.status());
+            let status = registry.status();
+            let healthy = status.get("healthy").and_then(Json::as_bool) == Some(true);
+            let body = format!("{status}\n");
             respond(
                 &mut stream,
                 if healthy { 200 } else { 503 },

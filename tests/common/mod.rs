@@ -325,3 +325,47 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A loopback address whose port nothing listens on now.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// Writes `dir/file`: pipeline `name` whose `source:` has the indented
+/// `source` lines (type, url, ...) and reads `schema.<table>` for each of
+/// `tables`, into the test broker.
+pub fn write_pipeline(
+    dir: &std::path::Path,
+    file: &str,
+    name: &str,
+    source: &str,
+    schema: &str,
+    tables: &[&str],
+) -> std::path::PathBuf {
+    let path = dir.join(file);
+    let tables: String = tables
+        .iter()
+        .map(|t| format!("    - name: {schema}.{t}\n"))
+        .collect();
+    std::fs::write(
+        &path,
+        format!(
+            "name: {name}\nsource:\n{source}  tables:\n{tables}kafka:\n  brokers: {}\n",
+            kafka_brokers()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `url` with another user and password.
+pub fn with_user(url: &str, user: &str, password: &str) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_username(user).unwrap();
+    u.set_password(Some(password)).unwrap();
+    u.to_string()
+}
