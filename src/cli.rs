@@ -321,19 +321,6 @@ fn run_daemon(
     let pipelines: Vec<PipelineConfig> = report.pipelines.into_iter().map(|p| p.config).collect();
     let capture = role != Role::Sink;
     let sink = role != Role::Capture;
-    if capture
-        && let Some(p) = pipelines
-            .iter()
-            .find(|p| matches!(p.source, crate::config::model::SourceConfig::Mysql(_)))
-    {
-        return not_built(
-            "run (capture of a mysql source)",
-            &format!(
-                "MySQL/MariaDB capture, needed by pipeline `{}`; Postgres capture and the lake sink work",
-                p.name
-            ),
-        );
-    }
     if role == Role::Sink && pipelines.iter().all(|c| c.lake.is_none()) {
         eprintln!("tidewater run --role sink: no pipeline has a `lake` section");
         return EXIT_INVALID;
@@ -374,7 +361,7 @@ fn run_daemon(
                 let registry = registry.clone();
                 tasks.spawn(async move {
                     let stats =
-                        std::sync::Arc::new(crate::sources::postgres::CaptureStats::default());
+                        std::sync::Arc::new(crate::sources::CaptureStats::default());
                     registry.capture(&cfg.name, stats.clone());
                     // Capture reconnects by itself; what it returns needs
                     // an operator.
@@ -382,7 +369,7 @@ fn run_daemon(
                         let mut stop = stop.clone();
                         let (cfg, stats) = (cfg.clone(), stats.clone());
                         async move {
-                            crate::sources::postgres::run(&cfg, stats, async move {
+                            crate::sources::run(&cfg, stats, async move {
                                 let _ = stop.wait_for(|s| *s).await;
                             })
                             .await

@@ -7,16 +7,15 @@
 //! table.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tokio_postgres::Client;
 
 use super::CaptureError;
 use super::wire::quote_ident;
 use crate::config::model::TableConfig;
-use crate::event::schema::{Column, TableSchema};
 use crate::event::table_id::TableId;
 use crate::event::types::map_postgres;
+use crate::sources::{SourceColumn, table_shape};
 
 /// How a column's type is named for [`map_postgres`]: enums as `enum`,
 /// domains as their base type, arrays of those with `[]`.
@@ -46,13 +45,7 @@ pub struct CatalogColumn {
     pub not_null: bool,
 }
 
-/// A table shape and where each source column goes in it.
-#[derive(Debug, Clone)]
-pub struct Shape {
-    pub schema: Arc<TableSchema>,
-    /// Source column index → schema column index (`None`: excluded).
-    pub targets: Vec<Option<usize>>,
-}
+pub use crate::sources::Shape;
 
 /// Why Postgres would refuse the updates and deletes of `table` once it
 /// is published (no replica identity), or `None`.
@@ -191,50 +184,13 @@ pub fn build_shape(
             )));
         }
     };
-    let mut schema_columns = Vec::new();
-    let mut targets = Vec::with_capacity(columns.len());
-    for c in columns {
-        if cfg.exclude_columns.iter().any(|x| x == &c.name) {
-            targets.push(None);
-            continue;
-        }
-        let ty = map_postgres(&c.type_name, c.dims)
-            .map_err(|e| CaptureError::Config(format!("table {id}, column `{}`: {e}", c.name)))?;
-        let is_key = key_names.contains(&c.name) || key_names.is_empty();
-        targets.push(Some(schema_columns.len()));
-        schema_columns.push(Column {
-            name: c.name.clone(),
-            ty,
-            nullable: !(c.not_null || is_key && !key_names.is_empty()),
-            source_type: c.type_name.clone(),
-        });
-    }
-    let key = if key_names.is_empty() {
-        (0..schema_columns.len()).collect()
-    } else {
-        let mut key = Vec::with_capacity(key_names.len());
-        for k in &key_names {
-            let i = schema_columns
-                .iter()
-                .position(|c| &c.name == k)
-                .ok_or_else(|| {
-                    CaptureError::Config(format!(
-                        "table {id}: key column `{k}` is not a captured column"
-                    ))
-                })?;
-            key.push(i);
-        }
-        key
-    };
-    Ok(Shape {
-        schema: Arc::new(TableSchema {
-            id: id.clone(),
-            database: database.to_string(),
-            columns: schema_columns,
-            key,
-        }),
-        targets,
-    })
+    let columns = columns.iter().map(|c| SourceColumn {
+        name: c.name.clone(),
+        ty: map_postgres(&c.type_name, c.dims).map_err(|e| e.to_string()),
+        not_null: c.not_null,
+        source_type: c.type_name.clone(),
+    });
+    table_shape(id, database, columns, &key_names, cfg).map_err(CaptureError::Config)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,8 +64,8 @@ use self::catalog::{CatalogColumn, Shape, build_shape, lookup_table, type_name};
 use self::pgoutput::{Message, Relation, Value};
 use self::text::{copy_field, parse_value};
 use self::wire::{
-    ConnectParams, CopyMessage, PG_EPOCH_OFFSET_MICROS, ReplicationConnection, WireError, lsn_text,
-    parse_lsn, quote_ident, quote_literal,
+    ConnectParams, CopyMessage, PG_EPOCH_OFFSET_MICROS, ReplicationConnection, lsn_text, parse_lsn,
+    quote_ident, quote_literal,
 };
 use crate::config::model::{
     PipelineConfig, PostgresSource, SnapshotMode, SourceConfig, TableConfig, TruncateMode,
@@ -79,126 +79,12 @@ use crate::kafka::avro::schema::Connector;
 use crate::kafka::client::client_config;
 use crate::kafka::producer::{EventProducer, EventSerializer, ProduceError, ProducerOptions};
 use crate::kafka::schemas::SchemaStore;
-use crate::kafka::state::{StateError, StateStore};
-
-#[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
-    #[error("{0}")]
-    Config(String),
-    /// Needs an operator: the message says what happened and what to do.
-    #[error("{0}")]
-    Operator(String),
-    #[error("postgres: {0}")]
-    Wire(#[from] WireError),
-    #[error("postgres: {}", with_cause(.0))]
-    Sql(#[from] tokio_postgres::Error),
-    #[error("kafka: {0}")]
-    Produce(#[from] ProduceError),
-    #[error("kafka: {0}")]
-    State(#[from] StateError),
-    #[error("table {table}, column `{column}`, at {position}: {message}")]
-    Value {
-        table: TableId,
-        column: String,
-        position: Position,
-        message: String,
-    },
-    #[error("{0}")]
-    Protocol(String),
-}
-
-impl CaptureError {
-    /// Worth a reconnect: the connection or Kafka went away. Everything not
-    /// acknowledged is read again from the slot.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            CaptureError::Wire(e) => match e {
-                WireError::Connect { .. } | WireError::Io(_) | WireError::Closed => true,
-                WireError::Server { code, .. } => code.starts_with("08") || code.starts_with("57P"),
-                WireError::Auth(_) | WireError::Tls(_) | WireError::Protocol(_) => false,
-            },
-            CaptureError::Sql(e) => {
-                let io =
-                    std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
-                // A refused certificate is not worth a retry.
-                if io.is_some_and(tls::is_tls_refusal) {
-                    return false;
-                }
-                e.is_closed()
-                    || e.code()
-                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
-                    || io.is_some()
-            }
-            CaptureError::Produce(e) => e.is_retryable() || matches!(e, ProduceError::Delivery(_)),
-            CaptureError::State(_) => true,
-            _ => false,
-        }
-    }
-}
-
-/// A tokio-postgres error with its cause (a TLS or I/O error hides there).
-fn with_cause(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(cause) if !e.to_string().contains(&cause.to_string()) => format!("{e}: {cause}"),
-        _ => e.to_string(),
-    }
-}
+use crate::kafka::state::StateStore;
+pub use crate::sources::capture::{CaptureError, CaptureStats, SnapshotProgress};
 
 /// Default slot and publication name: `tidewater_<name>`, `-` as `_`.
 pub fn default_name(pipeline: &str) -> String {
     format!("tidewater_{}", pipeline.replace('-', "_"))
-}
-
-/// Live figures of one capture, read by tests, the progress log line and
-/// the admin endpoint.
-#[derive(Debug, Default)]
-pub struct CaptureStats {
-    /// Change events produced by streaming.
-    pub events: AtomicU64,
-    /// Bytes of pgoutput data received from the slot.
-    pub bytes: AtomicU64,
-    pub snapshot_rows: AtomicU64,
-    /// The last LSN sent to the slot as confirmed.
-    pub confirmed_lsn: AtomicU64,
-    /// The server's WAL position: `pg_current_wal_lsn()` every 5 s, or
-    /// what the walsender reported if that is further.
-    pub wal_end: AtomicU64,
-    /// Microseconds since the commit of the oldest transaction Kafka has
-    /// not fully acknowledged; 0 when all is acknowledged.
-    pub lag_micros: AtomicU64,
-    pub snapshot_done: std::sync::atomic::AtomicBool,
-    /// Per table: rows read and the planner's estimate, while and after
-    /// the snapshot runs.
-    pub snapshot_tables: std::sync::Mutex<Vec<SnapshotProgress>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotProgress {
-    pub table: TableId,
-    pub rows: u64,
-    /// `pg_class.reltuples` when the snapshot started (-1: never analyzed).
-    pub estimate: i64,
-    pub done: bool,
-}
-
-impl CaptureStats {
-    /// Bytes of WAL the slot holds back: the server's WAL position minus
-    /// the confirmed LSN (`pg_current_wal_lsn() - confirmed_flush_lsn`).
-    pub fn lag_bytes(&self) -> u64 {
-        self.wal_end
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.confirmed_lsn.load(Ordering::Relaxed))
-    }
-
-    fn snapshot_progress(&self, table: &TableId, f: impl FnOnce(&mut SnapshotProgress)) {
-        let mut tables = match self.snapshot_tables.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(p) = tables.iter_mut().find(|p| &p.table == table) {
-            f(p);
-        }
-    }
 }
 
 /// Runs capture for `cfg` until `stop` resolves or an error needs an
