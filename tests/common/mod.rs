@@ -192,6 +192,7 @@ pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     (java_murmur2(key) & 0x7fff_ffff) % partitions
 }
 
+pub mod capture;
 pub mod lake_workload;
 pub mod s3_faults;
 

@@ -175,7 +175,7 @@ fn clean_file_name(raw: &[u8]) -> String {
     }
 }
 
-fn position_of(file: &str, pos: u64) -> u64 {
+pub fn position_of(file: &str, pos: u64) -> u64 {
     (u64::from(file_number(file).unwrap_or(0)) << 32) | (pos & 0xffff_ffff)
 }
 
