@@ -477,3 +477,277 @@ async fn snapshot_and_binlog_of_every_type_match_mariadb_through_ddl_and_truncat
         .await
         .unwrap();
 }
+
+/// Ids in a table's topic (from `after` images, first column).
+async fn ids_in_topic(name: &str, table: &TableId) -> std::collections::BTreeSet<i64> {
+    let kafka = tidewater::config::model::KafkaConfig::with_brokers(common::kafka_brokers());
+    events_of(&kafka, name, table)
+        .await
+        .iter()
+        .filter_map(|e| match e.after.as_ref().and_then(|a| a.0.first()) {
+            Some(tidewater::event::datum::Datum::Int(id)) => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The capture process, killed with SIGKILL at seeded moments while a writer
+/// commits small transactions and large ones (so that many kills land
+/// inside a transaction being read): afterwards every committed row is in
+/// Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
+    let _shared = BINLOG.read().await;
+    use tidewater::event::sample::Rng;
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (TIDEWATER_SEED={seed} replays it)");
+    let mut rng = Rng::new(seed);
+    let mut db = mariadb().await;
+    let name = common::unique_name("mykill").to_lowercase();
+    for sql in [
+        format!("CREATE DATABASE `{name}`"),
+        format!("CREATE TABLE `{name}`.ledger (id BIGINT PRIMARY KEY, note VARCHAR(20))"),
+        format!("INSERT INTO `{name}`.ledger SELECT seq, 'pre' FROM `{name}`.seq_1_to_5000"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = common::write_pipeline(
+        dir.path(),
+        "kill.yaml",
+        &name,
+        &format!(
+            "  type: mysql\n  url: {}\n  snapshot_chunk_rows: 500\n  heartbeat_interval_secs: 1\n",
+            common::mysql_url()
+        ),
+        &name,
+        &["ledger"],
+    );
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let name = name.clone();
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        tokio::spawn(async move {
+            let mut db = mariadb().await;
+            let mut next = 100_000i64;
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = if rng.below(10) == 0 {
+                    5_000
+                } else {
+                    1 + rng.below(20) as i64
+                };
+                db.query_drop(format!(
+                    "INSERT INTO `{name}`.ledger SELECT seq, 'live' FROM `{name}`.seq_{next}_to_{}",
+                    next + n - 1
+                ))
+                .await
+                .unwrap();
+                next += n;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+            .args(["run", "--role", "capture", "--admin-addr", "127.0.0.1:0"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("capture.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..20 {
+        let mut child = common::Reaped(spawn());
+        let wait = 200 + rng.below(1_300);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!(
+                "round {round}: capture exited early ({status}): {}",
+                std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
+            );
+        }
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+
+    // A last run until every row is in Kafka, stopped with SIGTERM.
+    let table = TableId::new(&name, "ledger");
+    let in_db: Vec<i64> = db
+        .query(format!("SELECT id FROM `{name}`.ledger ORDER BY id"))
+        .await
+        .unwrap();
+    assert!(in_db.len() > 5_000, "the writer wrote");
+    let mut child = common::Reaped(spawn());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let ids = ids_in_topic(&name, &table).await;
+        let missing: Vec<&i64> = in_db
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .take(10)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed}: rows never reached Kafka: {missing:?}; log: {}",
+            std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    db.query_drop(format!("DROP DATABASE `{name}`"))
+        .await
+        .unwrap();
+}
+
+/// Binlogs purged while capture was stopped: the next start stops with the
+/// cause instead of skipping the changes it can no longer read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binlog_purged_while_stopped_is_a_loud_stop() {
+    let _alone = BINLOG.write().await;
+    let mut db = mariadb().await;
+    let name = common::unique_name("mypurge").to_lowercase();
+    for sql in [
+        format!("CREATE DATABASE `{name}`"),
+        format!("CREATE TABLE `{name}`.t (id INT PRIMARY KEY)"),
+        format!("INSERT INTO `{name}`.t VALUES (1)"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    let cfg = pipeline(&name, json!([{"name": format!("{name}.t")}]));
+    let (stats, stop, task) = start_capture(&cfg).await;
+    db.query_drop(format!("INSERT INTO `{name}`.t VALUES (2)"))
+        .await
+        .unwrap();
+    let pos = binlog_position(&mut db).await;
+    wait_confirmed(&stats, pos).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+
+    // While it is down: a change, then its binlog is rotated away and purged
+    // (MariaDB keeps a file until the engine checkpointed its transactions:
+    // rotate and purge until the file capture stopped in is gone).
+    let row: mysql_async::Row = db.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+    let stopped_in: String = row.get(0).unwrap();
+    db.query_drop(format!("INSERT INTO `{name}`.t VALUES (3)"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        db.query_drop("FLUSH BINARY LOGS").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let row: mysql_async::Row = db.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+        let current: String = row.get(0).unwrap();
+        db.query_drop(format!("PURGE BINARY LOGS TO '{current}'"))
+            .await
+            .unwrap();
+        let logs: Vec<mysql_async::Row> = db.query("SHOW BINARY LOGS").await.unwrap();
+        if !logs
+            .iter()
+            .any(|r| r.get::<String, _>(0).unwrap() == stopped_in)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "MariaDB kept {stopped_in}");
+    }
+
+    let stats = std::sync::Arc::new(tidewater::sources::CaptureStats::default());
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        tidewater::sources::run(&cfg, stats, std::future::pending()),
+    )
+    .await
+    .expect("capture must stop, not retry");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, tidewater::sources::CaptureError::Operator(_)),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("purged") && text.contains("Fix:"), "{text}");
+    db.query_drop(format!("DROP DATABASE `{name}`"))
+        .await
+        .unwrap();
+}
+
+/// One transaction of a million rows: every row arrives, all at the
+/// transaction's position with ordinals 0..1M.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_row_transaction_arrives_whole_and_in_order() {
+    let _shared = BINLOG.read().await;
+    let mut db = mariadb().await;
+    let name = common::unique_name("mybig").to_lowercase();
+    for sql in [
+        format!("CREATE DATABASE `{name}`"),
+        format!("CREATE TABLE `{name}`.big (id INT PRIMARY KEY, v VARCHAR(20), n DECIMAL(12,2))"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    let cfg = pipeline(&name, json!([{"name": format!("{name}.big")}]));
+    let (stats, stop, task) = start_capture(&cfg).await;
+    db.query_drop(format!(
+        "INSERT INTO `{name}`.big SELECT seq, CONCAT('row ', seq), seq / 100 FROM `{name}`.seq_1_to_1000000"
+    ))
+    .await
+    .unwrap();
+    let pos = binlog_position(&mut db).await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while stats
+        .confirmed_lsn
+        .load(std::sync::atomic::Ordering::SeqCst)
+        < pos
+    {
+        assert!(Instant::now() < deadline, "not confirmed in 10 minutes");
+        assert!(!task.is_finished(), "capture ended");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let kafka = cfg.kafka.clone();
+    let events = events_of(&kafka, &name, &TableId::new(&name, "big")).await;
+    assert_eq!(events.len(), 1_000_000);
+    let commit = events[0].position.commit;
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.position.commit, commit);
+        assert_eq!(e.position.ordinal, i as u64);
+        assert_eq!(e.op, Op::Create);
+    }
+    // Values: spot checks against what was inserted.
+    for e in events.iter().step_by(99_991) {
+        let after = &e.after.as_ref().unwrap().0;
+        let tidewater::event::datum::Datum::Int(id) = after[0] else {
+            panic!("{after:?}")
+        };
+        assert_eq!(
+            after[1],
+            tidewater::event::datum::Datum::Text(format!("row {id}"))
+        );
+        let tidewater::event::datum::Datum::Decimal(n) = &after[2] else {
+            panic!("{after:?}")
+        };
+        assert_eq!(
+            n.to_string_scaled(2),
+            format!("{}.{:02}", id / 100, id % 100)
+        );
+    }
+    db.query_drop(format!("DROP DATABASE `{name}`"))
+        .await
+        .unwrap();
+}
