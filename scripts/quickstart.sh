@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # The main job end to end on local defaults: the local services, a small
-# `shop` database in Postgres, tidewater running the example Postgres
-# pipeline (capture -> Kafka -> Hudi tables in /var/lib/tidewater/lake), a
-# live workload (inserts, updates, deletes, a partition move), a wait until
-# the lake equals Postgres, a few queries read back from the Hudi tables by
-# hudi-rs (a reader tidewater did not write), and `tidewater status`.
-#
-# MySQL capture is not built yet: the MySQL example pipeline is only
-# checked, and the script says so.
+# `shop` database in Postgres and in MariaDB, tidewater running both example
+# pipelines in one daemon (capture -> Kafka -> Hudi tables in
+# /var/lib/tidewater/lake), a live workload on both (inserts, updates,
+# deletes, a partition move), a wait until each lake table equals its
+# source, a few queries read back from the Hudi tables by hudi-rs (a reader
+# tidewater did not write), and `tidewater status`.
 #
 #   scripts/quickstart.sh
 #   TIDEWATER_BIN=target/debug/tidewater scripts/quickstart.sh   # no release build
@@ -59,11 +57,29 @@ INSERT INTO orders
   ON CONFLICT DO NOTHING;
 SQL
 
+my() { mariadb --no-defaults --protocol=TCP -h "$TIDEWATER_MYSQL_HOST" -P "$TIDEWATER_MYSQL_PORT" -u tidewater -p"$TIDEWATER_MYSQL_PASSWORD" --batch --skip-column-names "$@"; }
+
+step "creating the shop database in MariaDB (kept between runs)"
+my <<'SQL'
+CREATE DATABASE IF NOT EXISTS shop;
+USE shop;
+CREATE TABLE IF NOT EXISTS customers (
+  id BIGINT PRIMARY KEY, name VARCHAR(100) NOT NULL, email VARCHAR(200), vip BOOLEAN DEFAULT FALSE);
+CREATE TABLE IF NOT EXISTS orders (
+  id BIGINT PRIMARY KEY, customer_id BIGINT, status ENUM('new','paid','shipped') NOT NULL,
+  amount DECIMAL(12,2) NOT NULL, created_at DATETIME(6) NOT NULL);
+INSERT IGNORE INTO customers
+  SELECT seq, CONCAT('customer ', seq), CONCAT('c', seq, '@example.com'), seq % 10 = 0 FROM seq_1_to_200;
+INSERT IGNORE INTO orders
+  SELECT seq, 1 + seq % 200, 'new', (seq % 500) + 0.99, TIMESTAMP'2026-11-01 08:00:00' + INTERVAL (seq % 5) DAY
+  FROM seq_1_to_1000;
+SQL
+
 lake=/var/lib/tidewater/lake
 admin=${TIDEWATER_ADMIN_ADDR:-127.0.0.1:8089}
 log=$(mktemp /tmp/tidewater-quickstart.XXXXXX.log)
-step "running tidewater (capture and sink) on pipelines/shop-postgres.yaml; log: $log"
-"$tidewater" run --role all --standalone --admin-addr "$admin" pipelines/shop-postgres.yaml >"$log" 2>&1 &
+step "running tidewater (capture and sink) on pipelines/shop-postgres.yaml and pipelines/shop-mysql.yaml; log: $log"
+"$tidewater" run --role all --standalone --admin-addr "$admin" pipelines/shop-postgres.yaml pipelines/shop-mysql.yaml >"$log" 2>&1 &
 daemon=$!
 stop_daemon() {
   if kill -0 "$daemon" 2>/dev/null; then
@@ -79,8 +95,9 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 
-step "a live workload: inserts, updates, deletes, and orders moved to another day"
+step "a live workload on both: inserts, updates, deletes, and orders moved to another day"
 base=$(pg -d shop -Atc "SELECT coalesce(max(id), 0) FROM orders")
+mybase=$(my -D shop -e "SELECT COALESCE(MAX(id), 0) FROM orders")
 for round in 1 2 3; do
   pg -d shop <<SQL
 BEGIN;
@@ -94,10 +111,22 @@ UPDATE orders SET created_at = created_at + interval '2 days' WHERE id % 53 = $r
 UPDATE customers SET vip = NOT vip WHERE id % 17 = $round;
 COMMIT;
 SQL
+  my -D shop <<SQL
+BEGIN;
+INSERT INTO orders
+  SELECT $mybase + $round * 1000 + seq, 1 + seq % 200, 'new', seq + 0.5, NOW(6) - INTERVAL (seq % 3) DAY
+  FROM seq_1_to_100;
+UPDATE orders SET status = 'paid' WHERE id % 7 = $round;
+UPDATE orders SET status = 'shipped', amount = amount + 1 WHERE id % 11 = $round AND status = 'paid';
+DELETE FROM orders WHERE id % 97 = $round;
+UPDATE orders SET created_at = created_at + INTERVAL 2 DAY WHERE id % 53 = $round;
+UPDATE customers SET vip = NOT vip WHERE id % 17 = $round;
+COMMIT;
+SQL
   sleep 1
 done
 
-step "waiting until the lake equals Postgres (the sink commits every 10 s)"
+step "waiting until the lake equals Postgres and MariaDB (the sinks commit every 10 s)"
 export PYTHONPATH=$PWD/tests/interop
 python=${TIDEWATER_PYTHON:-python3}
 # The same fingerprint on both sides: every order's id, status, amount and
@@ -106,10 +135,19 @@ want() {
   pg -d shop -Atc "SELECT count(*) || ' ' || md5(coalesce(string_agg(id || ',' || status || ',' || amount || ',' || floor(extract(epoch FROM created_at))::bigint, ';' ORDER BY id), ''))
                    FROM orders"
 }
+# MariaDB's DATETIME is a local date-time: its seconds as if UTC on both sides.
+want_my() {
+  my -D shop -e "SET SESSION group_concat_max_len = 100000000, time_zone = '+00:00';
+                 SELECT CONCAT(COUNT(*), ' ', MD5(IFNULL(GROUP_CONCAT(CONCAT(id, ',', status, ',', amount, ',', UNIX_TIMESTAMP(created_at) DIV 1) ORDER BY id SEPARATOR ';'), ''))) FROM orders"
+}
 got() {
-  "$python" - "$lake/public_orders" <<'PY'
-import hashlib, sys
+  "$python" - "$lake/$1" <<'PY'
+import datetime, hashlib, sys
 from hudi import HudiReadOptions, HudiTableBuilder
+def seconds(t):
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return int(t.timestamp())
 try:
     table = HudiTableBuilder.from_base_uri("file://" + sys.argv[1]).build()
     rows = [r for b in table.read(HudiReadOptions()) for r in b.to_pylist()]
@@ -117,23 +155,26 @@ except Exception as e:  # not created yet
     print("none", e)
     sys.exit(0)
 rows.sort(key=lambda r: r["id"])
-text = ";".join(f'{r["id"]},{r["status"]},{r["amount"]},{int(r["created_at"].timestamp())}' for r in rows)
+text = ";".join(f'{r["id"]},{r["status"]},{r["amount"]},{seconds(r["created_at"])}' for r in rows)
 print(len(rows), hashlib.md5(text.encode()).hexdigest())
 PY
 }
 caught_up=0
 for _ in $(seq 1 90); do
   w=$(want)
-  g=$(got)
-  if [[ $w == "$g" ]]; then
+  g=$(got public_orders)
+  wm=$(want_my)
+  gm=$(got shop_orders)
+  if [[ $w == "$g" && $wm == "$gm" ]]; then
     caught_up=1
     break
   fi
   kill -0 "$daemon" 2>/dev/null || { tail -20 "$log" >&2; fail "tidewater exited"; }
   sleep 2
 done
-[[ $caught_up == 1 ]] || { tail -20 "$log" >&2; fail "the lake did not catch up: postgres '$w', lake '$g'"; }
+[[ $caught_up == 1 ]] || { tail -20 "$log" >&2; fail "the lake did not catch up: postgres '$w', lake '$g'; mariadb '$wm', lake '$gm'"; }
 echo "orders in Postgres and in the lake: $w (count, fingerprint)"
+echo "orders in MariaDB and in the lake:  $wm (count, fingerprint)"
 
 step "queries read back from the Hudi tables by hudi-rs"
 "$python" - "$lake" <<'PY'
@@ -158,6 +199,11 @@ print("orders per day partition:", ", ".join(f"{d}: {n}" for d, n in sorted(days
 print("card_number in the lake:", "excluded" if "card_number" not in orders[0] else "present")
 customers = read("public_customers")
 print(f"customers: {len(customers)}, vip: {sum(1 for c in customers if c['vip'])}")
+my_orders = read("shop_orders")
+statuses = collections.Counter(r["status"] for r in my_orders)
+print("MariaDB orders by status (lake table shop_orders):", ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
+my_customers = read("shop_customers")
+print(f"MariaDB customers: {len(my_customers)}, vip: {sum(1 for c in my_customers if c['vip'])}")
 PY
 
 step "tidewater status"
@@ -168,5 +214,4 @@ kill -TERM "$daemon"
 wait "$daemon" || fail "tidewater did not exit cleanly (log: $log)"
 trap - EXIT
 
-step "not yet: the MySQL half (pipelines/shop-mysql.yaml is checked; MySQL capture is still to come)"
-step "done: Postgres -> Kafka -> Hudi in $lake"
+step "done: Postgres and MariaDB -> Kafka -> Hudi in $lake"
