@@ -361,10 +361,10 @@ async fn snapshot_and_binlog_of_every_type_match_mariadb_through_ddl_and_truncat
         ),
         format!("UPDATE {table} SET id = 100 WHERE id = 2"),
         format!("DELETE FROM {table} WHERE id = 3"),
-        format!("BEGIN"),
+        "BEGIN".to_string(),
         format!("UPDATE {table} SET tm6 = '-838:59:59.000000', y = 0 WHERE id = 4"),
         format!("INSERT INTO {table} VALUES {}", types_row(12)),
-        format!("COMMIT"),
+        "COMMIT".to_string(),
     ] {
         db.query_drop(&sql).await.unwrap();
     }
