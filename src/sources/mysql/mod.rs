@@ -232,6 +232,19 @@ struct Tx {
     per_table: HashMap<TableId, u64>,
 }
 
+impl Tx {
+    fn new(commit: u64, gtid: Option<String>, explicit: bool, ts_us: i64) -> Tx {
+        Tx {
+            commit,
+            gtid,
+            explicit,
+            ts_us,
+            ordinal: 0,
+            per_table: HashMap::new(),
+        }
+    }
+}
+
 /// A streamed transaction not yet recorded.
 struct Committed {
     commit: u64,
@@ -837,14 +850,12 @@ impl Session {
                     162 => {
                         let g = MariadbGtid::parse(event.data()).map_err(CaptureError::Protocol)?;
                         gtids.add_mariadb(g.domain, header.server_id(), g.seq);
-                        tx = Some(Tx {
-                            commit: position_of(&file, begin),
-                            gtid: Some(format!("{}-{}-{}", g.domain, header.server_id(), g.seq)),
-                            explicit: !g.standalone(),
+                        tx = Some(Tx::new(
+                            position_of(&file, begin),
+                            Some(format!("{}-{}-{}", g.domain, header.server_id(), g.seq)),
+                            !g.standalone(),
                             ts_us,
-                            ordinal: 0,
-                            per_table: HashMap::new(),
-                        });
+                        ));
                         continue;
                     }
                     // Annotate rows, binlog checkpoint, GTID list: nothing to do.
@@ -871,24 +882,15 @@ impl Session {
                     EventData::GtidEvent(g) => {
                         let uuid = uuid::Uuid::from_bytes(g.sid()).to_string();
                         gtids.add_mysql(&uuid, g.gno());
-                        tx = Some(Tx {
-                            commit: position_of(&file, begin),
-                            gtid: Some(format!("{uuid}:{}", g.gno())),
-                            explicit: false,
+                        tx = Some(Tx::new(
+                            position_of(&file, begin),
+                            Some(format!("{uuid}:{}", g.gno())),
+                            false,
                             ts_us,
-                            ordinal: 0,
-                            per_table: HashMap::new(),
-                        });
+                        ));
                     }
                     EventData::AnonymousGtidEvent(_) => {
-                        tx = Some(Tx {
-                            commit: position_of(&file, begin),
-                            gtid: None,
-                            explicit: false,
-                            ts_us,
-                            ordinal: 0,
-                            per_table: HashMap::new(),
-                        });
+                        tx = Some(Tx::new(position_of(&file, begin), None, false, ts_us));
                     }
                     EventData::QueryEvent(q) => {
                         let statement = ddl::classify(&q.query(), &q.schema());
@@ -896,14 +898,8 @@ impl Session {
                             Statement::Begin => match tx.as_mut() {
                                 Some(t) => t.explicit = true,
                                 None => {
-                                    tx = Some(Tx {
-                                        commit: position_of(&file, begin),
-                                        gtid: None,
-                                        explicit: true,
-                                        ts_us,
-                                        ordinal: 0,
-                                        per_table: HashMap::new(),
-                                    });
+                                    tx =
+                                        Some(Tx::new(position_of(&file, begin), None, true, ts_us));
                                 }
                             },
                             Statement::Commit => {
@@ -911,14 +907,12 @@ impl Session {
                             }
                             other => {
                                 if tx.is_none() {
-                                    tx = Some(Tx {
-                                        commit: position_of(&file, begin),
-                                        gtid: None,
-                                        explicit: false,
+                                    tx = Some(Tx::new(
+                                        position_of(&file, begin),
+                                        None,
+                                        false,
                                         ts_us,
-                                        ordinal: 0,
-                                        per_table: HashMap::new(),
-                                    });
+                                    ));
                                 }
                                 self.statement(other, &mut tx, &shapes_by_name, &file, begin)
                                     .await?;

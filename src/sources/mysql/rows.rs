@@ -760,6 +760,21 @@ mod tests {
     }
 
     #[test]
+    fn mysql_binary_json_becomes_json_text() {
+        // Binary JSON: a type byte, then the value (literal true; a string
+        // with a 1-byte variable length; an array of two small integers).
+        assert_eq!(json_text(&[0x04, 0x01]).unwrap(), "true");
+        assert_eq!(json_text(&[0x0c, 0x02, b'h', b'i']).unwrap(), "\"hi\"");
+        // Small array: count u16, size u16, then two inlined int16 entries.
+        let array = [
+            0x02, 0x02, 0x00, 0x0a, 0x00, 0x05, 0x01, 0x00, 0x05, 0x02, 0x00,
+        ];
+        assert_eq!(json_text(&array).unwrap(), "[1,2]");
+        assert_eq!(json_text(&[]).unwrap(), "null");
+        assert!(json_text(&[0x0c, 0x09, b'x']).is_err());
+    }
+
+    #[test]
     fn images_apply_the_null_bitmap_and_zero_dates() {
         let columns = vec![
             col(
