@@ -20,11 +20,43 @@ use crate::event::types::ColumnType;
 pub async fn run(
     cfg: &crate::config::model::PipelineConfig,
     stats: Arc<CaptureStats>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CaptureError> {
     match &cfg.source {
         crate::config::model::SourceConfig::Postgres(_) => postgres::run(cfg, stats, stop).await,
         crate::config::model::SourceConfig::Mysql(_) => mysql::run(cfg, stats, stop).await,
+    }
+}
+
+/// The future of one connection's worth of capture, borrowing the stop
+/// signal.
+pub type Attempt<'a> = futures::future::BoxFuture<'a, Result<(), CaptureError>>;
+
+/// Runs `attempt` (one connection's worth of capture) until it ends well or
+/// with an error that needs an operator. A retryable error (connection or
+/// Kafka lost) is logged and tried again after a backoff (0.5 s doubling to
+/// 30 s), from the position the source recorded (`resume_from` names it).
+pub async fn with_reconnects<S: std::future::Future<Output = ()> + Send>(
+    pipeline: &str,
+    resume_from: &str,
+    stop: S,
+    mut attempt: impl for<'a> FnMut(&'a mut std::pin::Pin<&mut S>) -> Attempt<'a>,
+) -> Result<(), CaptureError> {
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        match attempt(&mut stop).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(pipeline = %pipeline, error = %e, retry_in = ?backoff, "capture interrupted; resuming from {resume_from}");
+                tokio::select! {
+                    _ = stop.as_mut() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

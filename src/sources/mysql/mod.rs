@@ -104,32 +104,20 @@ const SNAPSHOT_BATCH: usize = 1024;
 pub async fn run(
     cfg: &PipelineConfig,
     stats: Arc<CaptureStats>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CaptureError> {
     let SourceConfig::Mysql(source) = &cfg.source else {
         return Err(CaptureError::Config("not a mysql pipeline".into()));
     };
     connect_opts(source)?;
-    tokio::pin!(stop);
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let result = match Session::open(cfg, source, stats.clone()).await {
-            Ok(mut s) => s.run(&mut stop).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(pipeline = %cfg.name, error = %e, retry_in = ?backoff, "capture interrupted; resuming from the recorded binlog position");
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    crate::sources::with_reconnects(&cfg.name, "the recorded binlog position", stop, |stop| {
+        let (cfg, source, stats) = (cfg.clone(), source.clone(), stats.clone());
+        Box::pin(async move {
+            let mut session = Session::open(&cfg, &source, stats).await?;
+            session.run(stop).await
+        })
+    })
+    .await
 }
 
 /// Connection options from `source.url` and `source.password`.
@@ -660,6 +648,7 @@ impl Session {
             order.join(", ")
         );
         let now_us = now_micros();
+        let gtid = at.gtids.to_string();
         let mut last: Option<Vec<MyValue>> = None;
         let mut rows_read = 0u64;
         loop {
@@ -679,23 +668,20 @@ impl Session {
                 );
                 let position = Position::new(commit, *ordinal);
                 let mut data = Vec::with_capacity(values.len());
+                let mut zeros = 0u64;
                 for (value, column) in values.into_iter().zip(&schema.columns) {
-                    let datum = snapshot_datum(value, &column.ty, self.source.zero_dates).map_err(
-                        |message| CaptureError::Value {
-                            table: id.clone(),
-                            column: column.name.clone(),
-                            position,
-                            message,
-                        },
-                    )?;
-                    let datum = match datum {
-                        Some(d) => d,
-                        None => {
-                            self.stats.zero_dates.fetch_add(1, Ordering::Relaxed);
-                            Datum::Null
-                        }
-                    };
+                    let datum =
+                        snapshot_datum(value, &column.ty, self.source.zero_dates, &mut zeros)
+                            .map_err(|message| CaptureError::Value {
+                                table: id.clone(),
+                                column: column.name.clone(),
+                                position,
+                                message,
+                            })?;
                     data.push(datum);
+                }
+                if zeros > 0 {
+                    self.stats.zero_dates.fetch_add(zeros, Ordering::Relaxed);
                 }
                 *ordinal += 1;
                 batch.push(ChangeEvent {
@@ -709,7 +695,7 @@ impl Session {
                         now_us,
                         SnapshotMarker::True,
                         self.info.server_id,
-                        &at.gtids.to_string(),
+                        &gtid,
                         &at.file,
                         at.pos,
                         0,
@@ -1377,19 +1363,14 @@ fn binlog_shape(
     table_shape(id, &id.schema, columns, &key, cfg).map_err(CaptureError::Config)
 }
 
-/// A snapshot value (binary protocol) as a datum of `ty`; `Ok(None)` for a
-/// zero date that becomes NULL.
+/// A snapshot value (binary protocol) as a datum of `ty`; a zero date as
+/// `zero_dates` says ([`rows::zero_date`]).
 fn snapshot_datum(
     value: MyValue,
     ty: &ColumnType,
     zero: ZeroDates,
-) -> Result<Option<Datum>, String> {
-    let zero_date = || match zero {
-        ZeroDates::Null => Ok(None),
-        ZeroDates::Error => {
-            Err("a zero date, and the pipeline says `zero_dates: error`".to_string())
-        }
-    };
+    zero_count: &mut u64,
+) -> Result<Datum, String> {
     let text = |b: Vec<u8>| {
         String::from_utf8(b)
             .map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()))
@@ -1434,11 +1415,10 @@ fn snapshot_datum(
                     .map_err(|_| format!("`{t}` is not an integer"))?,
             )
         }
-        (MyValue::Date(y, m, d, h, mi, s, us), ColumnType::Date) => {
+        (MyValue::Date(y, m, d, ..), ColumnType::Date) => {
             if y == 0 || m == 0 || d == 0 {
-                return zero_date();
+                return rows::zero_date(zero, zero_count);
             }
-            let _ = (h, mi, s, us);
             Datum::Date(
                 i32::try_from(days_from_civil(i64::from(y), u32::from(m), u32::from(d)))
                     .map_err(|_| "date out of range")?,
@@ -1446,7 +1426,7 @@ fn snapshot_datum(
         }
         (MyValue::Date(y, m, d, h, mi, s, us), ColumnType::Timestamp | ColumnType::TimestampTz) => {
             if y == 0 || m == 0 || d == 0 {
-                return zero_date();
+                return rows::zero_date(zero, zero_count);
             }
             let days = days_from_civil(i64::from(y), u32::from(m), u32::from(d));
             Datum::Micros(
@@ -1464,7 +1444,7 @@ fn snapshot_datum(
         }
         (v, ty) => return Err(format!("a {v:?} value for a `{ty}` column")),
     };
-    Ok(Some(datum))
+    Ok(datum)
 }
 
 fn quote(name: &str) -> String {
@@ -1513,42 +1493,48 @@ mod tests {
             bits: 32,
             signed: true,
         };
+        let mut zeros = 0;
         assert_eq!(
-            snapshot_datum(MyValue::Int(-5), &int, ZeroDates::Null).unwrap(),
-            Some(Datum::Int(-5))
+            snapshot_datum(MyValue::Int(-5), &int, ZeroDates::Null, &mut zeros).unwrap(),
+            Datum::Int(-5)
         );
         assert_eq!(
             snapshot_datum(
                 MyValue::UInt(u64::MAX),
                 &ColumnType::UInt64,
-                ZeroDates::Null
+                ZeroDates::Null,
+                &mut zeros
             )
             .unwrap(),
-            Some(Datum::UInt64(u64::MAX))
+            Datum::UInt64(u64::MAX)
         );
         assert_eq!(
             snapshot_datum(
                 MyValue::Time(true, 1, 2, 3, 4, 5),
                 &ColumnType::DurationMicros,
-                ZeroDates::Null
+                ZeroDates::Null,
+                &mut zeros
             )
             .unwrap(),
-            Some(Datum::Micros(-((26 * 3600 + 3 * 60 + 4) * 1_000_000 + 5)))
+            Datum::Micros(-((26 * 3600 + 3 * 60 + 4) * 1_000_000 + 5))
         );
         assert_eq!(
             snapshot_datum(
                 MyValue::Date(0, 0, 0, 0, 0, 0, 0),
                 &ColumnType::Date,
-                ZeroDates::Null
+                ZeroDates::Null,
+                &mut zeros
             )
             .unwrap(),
-            None
+            Datum::Null
         );
+        assert_eq!(zeros, 1, "the zero date is counted");
         assert!(
             snapshot_datum(
                 MyValue::Date(0, 0, 0, 0, 0, 0, 0),
                 &ColumnType::Date,
-                ZeroDates::Error
+                ZeroDates::Error,
+                &mut zeros
             )
             .is_err()
         );
@@ -1556,11 +1542,12 @@ mod tests {
             snapshot_datum(
                 MyValue::Bytes(br#"{"a": [1, 2]}"#.to_vec()),
                 &ColumnType::Json,
-                ZeroDates::Null
+                ZeroDates::Null,
+                &mut zeros
             )
             .unwrap(),
-            Some(Datum::Text(r#"{"a":[1,2]}"#.into()))
+            Datum::Text(r#"{"a":[1,2]}"#.into())
         );
-        assert!(snapshot_datum(MyValue::Float(1.0), &int, ZeroDates::Null).is_err());
+        assert!(snapshot_datum(MyValue::Float(1.0), &int, ZeroDates::Null, &mut zeros).is_err());
     }
 }

@@ -94,6 +94,13 @@ pub fn read_image(
         column: String::new(),
         message,
     };
+    if present.len() != dec.columns.len() {
+        return Err(general(format!(
+            "the rows event has {} columns, its table map {}",
+            present.len(),
+            dec.columns.len()
+        )));
+    }
     let count = present.iter().filter(|p| **p).count();
     let nulls = reader.take(count.div_ceil(8)).map_err(general)?;
     let mut out = Vec::with_capacity(dec.columns.len());
@@ -117,29 +124,30 @@ pub fn read_image(
         })?;
         let value = match value {
             Decoded::Value(d) => d,
-            Decoded::Zero => match dec.zero_dates {
-                ZeroDates::Null => {
-                    *dec.zero_count += 1;
-                    Datum::Null
-                }
-                ZeroDates::Error => {
-                    return Err(ValueError {
-                        column: column.name.clone(),
-                        message: "a zero date, and the pipeline says `zero_dates: error`".into(),
-                    });
-                }
-            },
+            Decoded::Zero => {
+                zero_date(dec.zero_dates, dec.zero_count).map_err(|message| ValueError {
+                    column: column.name.clone(),
+                    message,
+                })?
+            }
         };
         out.push(value);
     }
-    if present.len() < dec.columns.len() || present.len() > dec.columns.len() {
-        return Err(general(format!(
-            "the rows event has {} columns, its table map {}",
-            present.len(),
-            dec.columns.len()
-        )));
-    }
     Ok(out)
+}
+
+/// What a zero date becomes under `zero_dates`: NULL (counted), or the
+/// error that stops capture.
+pub fn zero_date(mode: ZeroDates, count: &mut u64) -> Result<Datum, String> {
+    match mode {
+        ZeroDates::Null => {
+            *count += 1;
+            Ok(Datum::Null)
+        }
+        ZeroDates::Error => {
+            Err("a zero date, and the pipeline says `zero_dates: error`".to_string())
+        }
+    }
 }
 
 /// A decoded value, or a zero date (`0000-00-00`, a zero TIMESTAMP).

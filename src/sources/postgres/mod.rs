@@ -93,33 +93,21 @@ pub fn default_name(pipeline: &str) -> String {
 pub async fn run(
     cfg: &PipelineConfig,
     stats: Arc<CaptureStats>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CaptureError> {
     let SourceConfig::Postgres(source) = &cfg.source else {
         return Err(CaptureError::Config("not a postgres pipeline".into()));
     };
     // Bad URL or CA file: refused before anything starts.
     connect_params(source)?;
-    tokio::pin!(stop);
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let result = match Session::open(cfg, source, stats.clone()).await {
-            Ok(mut s) => s.run(&mut stop).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(pipeline = %cfg.name, error = %e, retry_in = ?backoff, "capture interrupted; resuming from the slot");
-                tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    crate::sources::with_reconnects(&cfg.name, "the slot", stop, |stop| {
+        let (cfg, source, stats) = (cfg.clone(), source.clone(), stats.clone());
+        Box::pin(async move {
+            let mut session = Session::open(&cfg, &source, stats).await?;
+            session.run(stop).await
+        })
+    })
+    .await
 }
 
 /// One connection's worth of capture.
