@@ -144,23 +144,17 @@ pub fn file_number(name: &str) -> Option<u32> {
     name.rsplit_once('.')?.1.parse().ok()
 }
 
-/// A rotate event's file name: the first fake rotate arrives before the
-/// format description, with its checksum still attached; keep the name up
-/// to its numeric suffix.
-fn clean_file_name(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    match text.rfind('.') {
-        Some(dot) => {
-            let digits: String = text
-                .get(dot + 1..)
-                .unwrap_or_default()
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .collect();
-            format!("{}.{digits}", text.get(..dot).unwrap_or_default())
-        }
-        None => text.into_owned(),
-    }
+/// A rotate event's file name. The fake rotate that opens the stream comes
+/// before the format description event, so the client has not stripped its
+/// checksum yet: with checksums on, its last 4 bytes are the CRC (which may
+/// well look like digits), not part of the name.
+fn rotate_file_name(raw: &[u8], checksum_attached: bool) -> String {
+    let name = if checksum_attached {
+        raw.get(..raw.len().saturating_sub(4)).unwrap_or_default()
+    } else {
+        raw
+    };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 pub fn position_of(file: &str, pos: u64) -> u64 {
@@ -786,6 +780,12 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
+        let checksum: Option<String> = self
+            .sql
+            .query_first("SELECT @@global.binlog_checksum")
+            .await?;
+        let checksums = !checksum.is_some_and(|c| c.eq_ignore_ascii_case("NONE"));
+        let mut format_seen = false;
         let tracker = self.producer.tracker();
         let mut file = start.file.clone();
         let mut gtids = start.gtids.clone();
@@ -863,8 +863,9 @@ impl Session {
                 };
                 match data {
                     EventData::RotateEvent(r) => {
-                        file = clean_file_name(r.name_raw());
+                        file = rotate_file_name(r.name_raw(), checksums && !format_seen);
                     }
+                    EventData::FormatDescriptionEvent(_) => format_seen = true,
                     EventData::GtidEvent(g) => {
                         let uuid = uuid::Uuid::from_bytes(g.sid()).to_string();
                         gtids.add_mysql(&uuid, g.gno());
@@ -1467,10 +1468,16 @@ mod tests {
         assert_eq!(file_number("mariadb-bin.000012"), Some(12));
         assert_eq!(file_number("nodot"), None);
         assert_eq!(
-            clean_file_name(b"mariadb-bin.000010\x8a\x1b\x00\xff"),
+            rotate_file_name(b"mariadb-bin.000010\x8a\x1b\x00\xff", true),
             "mariadb-bin.000010"
         );
-        assert_eq!(clean_file_name(b"binlog.000003"), "binlog.000003");
+        // A CRC whose first bytes are ASCII digits (seen: `52`).
+        assert_eq!(
+            rotate_file_name(b"mariadb-bin.00001952\x8a\x1b", true),
+            "mariadb-bin.000019"
+        );
+        assert_eq!(rotate_file_name(b"binlog.000003", false), "binlog.000003");
+        assert_eq!(rotate_file_name(b"ab", true), "");
         assert!(position_of("b.000002", 4) > position_of("b.000001", 900_000_000));
         assert_eq!(position_of("b.000001", 100), (1 << 32) | 100);
     }
