@@ -165,25 +165,9 @@ async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
         "a widened column rewrites every file group"
     );
     let read = |args: &[&str]| -> BTreeMap<i64, serde_json::Value> {
-        let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
-        let out = std::process::Command::new(&python)
-            .arg(script)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["id"].as_i64().unwrap(), v)
-            })
+        common::read_hudi(args)
+            .into_iter()
+            .map(|v| (v["id"].as_i64().unwrap(), v))
             .collect()
     };
     let snapshot = read(&["snapshot", &uri]);

@@ -135,17 +135,6 @@ async fn a_large_file_goes_up_in_parts_despite_a_503_on_completion() {
         "the file went up in parts"
     );
     // hudi-rs reads it back whole.
-    let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
-    let out = std::process::Command::new(&python)
-        .args([script, "snapshot", &uri])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = String::from_utf8(out.stdout).unwrap().lines().count();
+    let rows = common::read_hudi(&["snapshot", &uri]).len();
     assert_eq!(rows, expected.len());
 }

@@ -443,29 +443,7 @@ lake:
     }
 
     fn lake_rows_of(&self, lake_table: &str) -> BTreeMap<String, Json> {
-        let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
-        let out = Command::new(&python)
-            .args([script, "snapshot", &self.uri_of(lake_table)])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut rows = BTreeMap::new();
-        for line in String::from_utf8(out.stdout).unwrap().lines() {
-            let row: Json = serde_json::from_str(line).unwrap();
-            let key = row["_hoodie_record_key"].as_str().unwrap().to_string();
-            let mut obj = row.as_object().unwrap().clone();
-            obj.retain(|k, _| !k.starts_with("_hoodie_") && k != "_tidewater_position");
-            assert!(
-                rows.insert(key.clone(), Json::Object(obj)).is_none(),
-                "key {key} twice in the lake"
-            );
-        }
-        rows
+        common::lake_rows(&self.uri_of(lake_table))
     }
 
     /// Every base file on disk belongs to a completed commit; no instant is

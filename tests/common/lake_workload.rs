@@ -338,23 +338,7 @@ impl Workload {
     }
 
     pub fn read(&self, args: &[&str]) -> Vec<Json> {
-        let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
-        let out = std::process::Command::new(&python)
-            .arg(script)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-        assert!(
-            out.status.success(),
-            "read_hudi.py {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        super::read_hudi(args)
     }
 
     /// Rows as the model shows them, keyed by record key, meta columns off.

@@ -196,6 +196,45 @@ pub mod capture;
 pub mod lake_workload;
 pub mod s3_faults;
 
+/// Runs `tests/interop/read_hudi.py` (hudi-rs, or pyarrow for `files`) with
+/// `args` and returns the rows it printed.
+pub fn read_hudi(args: &[&str]) -> Vec<Json> {
+    let python = std::env::var("TIDEWATER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/read_hudi.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "read_hudi.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The latest snapshot of the lake table at `uri` read by hudi-rs: record
+/// key → row without the meta columns (`_hoodie_*`, `_tidewater_position`).
+/// A key found twice fails.
+pub fn lake_rows(uri: &str) -> std::collections::BTreeMap<String, Json> {
+    let mut rows = std::collections::BTreeMap::new();
+    for row in read_hudi(&["snapshot", uri]) {
+        let key = row["_hoodie_record_key"].as_str().unwrap().to_string();
+        let mut obj = row.as_object().unwrap().clone();
+        obj.retain(|k, _| !k.starts_with("_hoodie_") && k != "_tidewater_position");
+        assert!(
+            rows.insert(key.clone(), Json::Object(obj)).is_none(),
+            "key {key} twice in the lake table {uri}"
+        );
+    }
+    rows
+}
+
 /// A value in the form the Python reader prints (see read_events.py).
 pub fn plain(d: &Datum, ty: &ColumnType) -> Json {
     match (d, ty) {
