@@ -31,6 +31,8 @@
     reason = "benchmark glue"
 )]
 
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/orders.rs"]
 mod orders;
 #[path = "common/peer.rs"]
@@ -39,7 +41,9 @@ mod peer;
 mod proc;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use daemon::{brokers, env_or};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
@@ -55,19 +59,11 @@ use tidewater::kafka::avro::schema::Connector;
 use tidewater::kafka::producer::EventSerializer;
 use tidewater::kafka::schemas::SchemaStore;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
 fn pg_url() -> String {
     env_or(
         "TIDEWATER_PG_URL",
         "postgres://tidewater:tidewater@127.0.0.1:5432/tidewater",
     )
-}
-
-fn brokers() -> String {
-    env_or("TIDEWATER_KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
 async fn connect() -> Client {
@@ -93,25 +89,6 @@ async fn current_lsn(pg: &Client) -> (String, u64) {
         .get(0);
     let lsn = parse_lsn(&text);
     (text, lsn)
-}
-
-fn daemon(config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["run", "--role", "capture", "--admin-addr", "127.0.0.1:0"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
-}
-
-fn stop(child: &mut Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
 }
 
 fn pipeline(
@@ -277,7 +254,7 @@ async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
     );
     let log = dir.join("stream.log");
     let started = Instant::now();
-    let mut child = daemon(&config, &log);
+    let mut child = daemon::capture(&config, &log, "127.0.0.1:0");
     // BENCH_PERF=<file>: a CPU profile of the daemon while it streams.
     let mut perf = std::env::var("BENCH_PERF").ok().map(|out| {
         Command::new("perf")
@@ -314,7 +291,7 @@ async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    stop(&mut child);
+    daemon::stop(&mut child);
     if let Some(perf) = perf.as_mut() {
         perf.wait().unwrap();
     }
@@ -395,7 +372,7 @@ async fn snapshot(pg: &Client, dir: &Path, s: &str, rows: u64) {
     let config = pipeline(dir, &name, &format!("{s}.snap"), "initial", "");
     let log = dir.join("snapshot.log");
     let started = Instant::now();
-    let mut child = daemon(&config, &log);
+    let mut child = daemon::capture(&config, &log, "127.0.0.1:0");
     let (secs, rss, cpu) = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         if text.contains("snapshot done") {
@@ -411,7 +388,7 @@ async fn snapshot(pg: &Client, dir: &Path, s: &str, rows: u64) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    stop(&mut child);
+    daemon::stop(&mut child);
     println!(
         "  tidewater into Kafka       {secs:7.2} s  {:>9.0} rows/s  peak RSS {rss:.0} MB  CPU {cpu:.1} s ({:.0} rows per CPU second)",
         rows as f64 / secs,

@@ -787,7 +787,7 @@ fn log_tail(log: &Path) -> String {
 }
 
 /// SIGTERM, then the exit status within 30 s.
-fn terminate(mut child: Child, log: &Path) -> Duration {
+fn terminate(child: &mut Child, log: &Path) -> Duration {
     let started = Instant::now();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -910,8 +910,9 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
     let files = [pg_file, my_file];
     let admin = common::free_addr();
     let log = dir.path().join("daemon.log");
-    let mut daemon = spawn_daemon(&files, &admin, &log);
-    wait_running(&admin, &mut daemon, &log);
+    // Killed on the way out if the test fails.
+    let mut daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
+    wait_running(&admin, &mut daemon.0, &log);
 
     // The workload, Postgres and MariaDB at once (3/5 and 2/5 of it).
     let started = Instant::now();
@@ -947,23 +948,23 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
                 !writers.iter().all(|w| w.is_finished()),
                 "the writers ended early"
             );
-            if let Ok(Some(status)) = daemon.try_wait() {
+            if let Ok(Some(status)) = daemon.0.try_wait() {
                 panic!("the daemon exited ({status})\n{}", log_tail(&log));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if graceful {
-            let took = tokio::task::block_in_place(|| terminate(daemon, &log));
+            let took = tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
             println!(
                 "SIGTERM after {} changes: exit 0 in {took:.1?}",
                 done.load(Ordering::SeqCst)
             );
         } else {
-            daemon.kill().unwrap();
-            daemon.wait().unwrap();
+            daemon.0.kill().unwrap();
+            daemon.0.wait().unwrap();
             println!("SIGKILL after {} changes", done.load(Ordering::SeqCst));
         }
-        daemon = spawn_daemon(&files, &admin, &log);
+        daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
     }
     for w in writers {
         w.await.unwrap();
@@ -993,7 +994,7 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
                     );
                 }
                 got => {
-                    if let Ok(Some(status)) = daemon.try_wait() {
+                    if let Ok(Some(status)) = daemon.0.try_wait() {
                         panic!("the daemon exited ({status})\n{}", log_tail(&log));
                     }
                     assert!(
@@ -1014,8 +1015,8 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
         }
     }
     // Every part is running; SIGTERM exits 0 and leaves the lake as it was.
-    wait_running(&admin, &mut daemon, &log);
-    tokio::task::block_in_place(|| terminate(daemon, &log));
+    wait_running(&admin, &mut daemon.0, &log);
+    tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
     for t in tables.iter() {
         let conn = side(&mut pg, &mut my, t);
         let want = source_rows(conn, &name, t).await;

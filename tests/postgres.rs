@@ -1171,6 +1171,10 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
         "{text}"
     );
     assert!(sample(&text, "tidewater_capture_lag_bytes").is_some());
+    assert!(
+        sample(&text, "tidewater_capture_confirmed_position").is_some_and(|p| p > 0.0),
+        "{text}"
+    );
 
     // `tidewater status`, as a table and as JSON.
     let status = |json: bool| {

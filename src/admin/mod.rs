@@ -193,6 +193,7 @@ impl Registry {
                     m.add("tidewater_capture_bytes_total", "counter", "Bytes of replication data received from the source", &pl, load(&c.bytes));
                     m.add("tidewater_capture_snapshot_rows_total", "counter", "Rows read by snapshots", &pl, load(&c.snapshot_rows));
                     m.add("tidewater_capture_zero_dates_total", "counter", "MySQL zero dates captured as NULL (`zero_dates: null`)", &pl, load(&c.zero_dates));
+                    m.add("tidewater_capture_confirmed_position", "gauge", "Source position before which Kafka acknowledged every change (Postgres: the LSN; MySQL/MariaDB: binlog file number * 2^32 + offset)", &pl, load(&c.confirmed_lsn));
                     m.add("tidewater_capture_lag_bytes", "gauge", "WAL the source holds for tidewater: server position minus confirmed position", &pl, c.lag_bytes() as f64);
                     m.add("tidewater_capture_lag_seconds", "gauge", "Age of the oldest source transaction Kafka has not fully acknowledged", &pl, load(&c.lag_micros) / 1e6);
                     let tables = c.snapshot_tables.lock().unwrap_or_else(|p| p.into_inner());
