@@ -150,6 +150,9 @@ arro3-core==0.9.1
 Deprecated==1.3.1
 wrapt==2.5.2
 pyarrow-hotfix==0.7
+mysql-replication==1.0.17
+PyMySQL==1.2.4
+packaging==26.3
 typing_extensions==4.16.0
 "
 
