@@ -2,8 +2,9 @@
 //! published to the real Kafka-API broker and kept as Hudi tables in a local
 //! lake by one `tidewater run` process, under a seeded random workload of
 //! 200,000 changes across five tables, with the daemon stopped by SIGTERM at
-//! about a third of the workload and killed with SIGKILL at about two
-//! thirds. Afterwards every lake table, read by hudi-rs, equals its source
+//! about a third of the workload, a column added to one table of each
+//! source at half (later rows set it), and the daemon killed with SIGKILL
+//! at about two thirds. Afterwards every lake table, read by hudi-rs, equals its source
 //! table row by row on every column, each value computed by the source
 //! database itself (and the derived partition column by the database's own
 //! date function).
@@ -33,7 +34,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
@@ -76,9 +77,12 @@ struct Table {
     key_changes: bool,
     /// The partition column of the lake table, if partitioned by day.
     partition: Option<&'static str>,
-    /// The select list giving each row as a JSON object in the lake's plain
-    /// form (see tests/interop/plain.py), computed by the database.
+    /// The key-value pairs of a JSON object giving each row in the lake's
+    /// plain form (see tests/interop/plain.py), computed by the database.
     oracle: &'static str,
+    /// A column added by `ALTER TABLE` in the middle of the workload (name,
+    /// type); rows written after it set it.
+    late: Option<(&'static str, &'static str)>,
 }
 
 fn tables() -> Vec<Table> {
@@ -125,10 +129,11 @@ fn tables() -> Vec<Table> {
             },
             key_changes: false,
             partition: None,
-            oracle: "json_build_object('id', id, 'name', name, 'balance', balance::text, \
+            oracle: "'id', id, 'name', name, 'balance', balance::text, \
                      'opened', opened - date '1970-01-01', \
                      'updated_at', (extract(epoch FROM updated_at) * 1000000)::bigint, \
-                     'profile', profile::text, 'notes', notes, 'active', active)::text",
+                     'profile', profile::text, 'notes', notes, 'active', active",
+            late: Some(("late_note", "text")),
         },
         Table {
             name: "events",
@@ -152,10 +157,11 @@ fn tables() -> Vec<Table> {
             },
             key_changes: false,
             partition: Some("happened_at"),
-            oracle: "json_build_object('id', id, 'kind', kind, \
+            oracle: "'id', id, 'kind', kind, \
                      'happened_at', (extract(epoch FROM happened_at) * 1000000)::bigint, \
                      'happened_at_day', to_char(happened_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), \
-                     'amount', amount, 'payload', encode(payload, 'hex'))::text",
+                     'amount', amount, 'payload', encode(payload, 'hex')",
+            late: None,
         },
         Table {
             name: "lines",
@@ -179,9 +185,10 @@ fn tables() -> Vec<Table> {
             },
             key_changes: true,
             partition: None,
-            oracle: "json_build_object('order_id', order_id, 'line', line, 'sku', sku::text, \
+            oracle: "'order_id', order_id, 'line', line, 'sku', sku::text, \
                      'qty', qty, 'price', price::text, \
-                     'shipped', (extract(epoch FROM shipped) * 1000000)::bigint, 'note', note)::text",
+                     'shipped', (extract(epoch FROM shipped) * 1000000)::bigint, 'note', note",
+            late: None,
         },
         Table {
             name: "orders",
@@ -215,11 +222,12 @@ fn tables() -> Vec<Table> {
             },
             key_changes: false,
             partition: Some("created_at"),
-            oracle: "JSON_OBJECT('id', CAST(id AS CHAR), 'status', status, \
+            oracle: "'id', CAST(id AS CHAR), 'status', status, \
                      'amount', CAST(amount AS CHAR), \
                      'created_at', TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at), \
                      'created_at_day', DATE_FORMAT(created_at, '%Y-%m-%d'), \
-                     'note', note, 'flags', flags)",
+                     'note', note, 'flags', flags",
+            late: None,
         },
         Table {
             name: "users",
@@ -249,9 +257,10 @@ fn tables() -> Vec<Table> {
             },
             key_changes: true,
             partition: None,
-            oracle: "JSON_OBJECT('id', id, 'email', email, 'born', DATEDIFF(born, '1970-01-01'), \
+            oracle: "'id', id, 'email', email, 'born', DATEDIFF(born, '1970-01-01'), \
                      'seen', TIMESTAMPDIFF(MICROSECOND, '1970-01-01', seen), 'score', score, \
-                     'prefs', CONCAT('', prefs), 'avatar', LOWER(HEX(avatar)), 'level', level)",
+                     'prefs', CONCAT('', prefs), 'avatar', LOWER(HEX(avatar)), 'level', level",
+            late: Some(("late_note", "VARCHAR(100)")),
         },
     ]
 }
@@ -483,32 +492,43 @@ impl Model {
 
 /// The statements that insert or upsert rows `ids` with `columns` (all
 /// non-key columns when `None`).
-fn upsert(schema: &str, t: &Table, rng: &mut Rng, ids: &[i64], partial: bool) -> String {
+fn upsert(
+    schema: &str,
+    t: &Table,
+    rng: &mut Rng,
+    ids: &[i64],
+    partial: bool,
+    late: bool,
+) -> String {
     let chosen: Vec<usize> = (0..t.columns.len())
         .filter(|i| !partial || t.partial.contains(&t.columns[*i]))
         .collect();
+    let late = t.late.filter(|_| late && !partial).map(|(c, _)| c);
+    let columns: Vec<&str> = chosen.iter().map(|i| t.columns[*i]).chain(late).collect();
     let names: Vec<&str> = t
         .key
         .iter()
         .copied()
-        .chain(chosen.iter().map(|i| t.columns[*i]))
+        .chain(columns.iter().copied())
         .collect();
     let rows: Vec<String> = ids
         .iter()
         .map(|id| {
             let values = (t.values)(rng, *id);
+            let late_value = late.map(|_| nullable(rng, |rng| quoted(&words(rng, 3))));
             let literals: Vec<String> = (t.key_of)(*id)
                 .into_iter()
                 .chain(chosen.iter().map(|i| values[*i].clone()))
+                .chain(late_value)
                 .collect();
             format!("({})", literals.join(", "))
         })
         .collect();
-    let set: Vec<String> = chosen
+    let set: Vec<String> = columns
         .iter()
-        .map(|i| match t.dialect {
-            Dialect::Postgres => format!("{0} = EXCLUDED.{0}", t.columns[*i]),
-            Dialect::MariaDb => format!("{0} = VALUES({0})", t.columns[*i]),
+        .map(|c| match t.dialect {
+            Dialect::Postgres => format!("{c} = EXCLUDED.{c}"),
+            Dialect::MariaDb => format!("{c} = VALUES({c})"),
         })
         .collect();
     let conflict = match t.dialect {
@@ -544,7 +564,7 @@ fn key_match(t: &Table, ids: &[i64]) -> String {
 
 /// One random statement on `t`, applied to the model: its SQL and how many
 /// rows it changes.
-fn statement(schema: &str, t: &Table, m: &mut Model, rng: &mut Rng) -> (String, u64) {
+fn statement(schema: &str, t: &Table, m: &mut Model, rng: &mut Rng, late: bool) -> (String, u64) {
     let max = if rng.chance(5) { 400 } else { 40 };
     let n = 1 + rng.below(max) as usize;
     let roll = rng.below(100);
@@ -563,13 +583,13 @@ fn statement(schema: &str, t: &Table, m: &mut Model, rng: &mut Rng) -> (String, 
         for id in &ids {
             m.add(*id);
         }
-        return (upsert(schema, t, rng, &ids, false), ids.len() as u64);
+        return (upsert(schema, t, rng, &ids, false, late), ids.len() as u64);
     }
     let ids = m.sample(rng, n);
     if roll < 50 {
-        (upsert(schema, t, rng, &ids, false), ids.len() as u64)
+        (upsert(schema, t, rng, &ids, false, late), ids.len() as u64)
     } else if roll < 75 {
-        (upsert(schema, t, rng, &ids, true), ids.len() as u64)
+        (upsert(schema, t, rng, &ids, true, late), ids.len() as u64)
     } else if roll < 93 || !t.key_changes {
         for id in &ids {
             m.remove(*id);
@@ -609,9 +629,17 @@ fn statement(schema: &str, t: &Table, m: &mut Model, rng: &mut Rng) -> (String, 
     }
 }
 
+/// How far the writers are, and whether the late columns exist.
+#[derive(Default)]
+struct Progress {
+    done: AtomicU64,
+    altered: AtomicBool,
+}
+
 /// Writes transactions on `tables` (all of one source) until `quota`
 /// changes are made, at its share of `RATE`, adding each transaction's
-/// changes to `done`.
+/// changes to `progress`; after the `ALTER TABLE`s, rows set the added
+/// columns.
 async fn write(
     schema: String,
     tables: Arc<Vec<Table>>,
@@ -619,7 +647,7 @@ async fn write(
     mut models: Vec<Model>,
     mut rng: Rng,
     quota: u64,
-    done: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 ) {
     let rate = quota * RATE / CHANGES;
     let started = Instant::now();
@@ -637,10 +665,11 @@ async fn write(
         let mut statements = Vec::new();
         for _ in 0..1 + rng.below(3) {
             let k = mine[rng.below(mine.len() as u64) as usize];
-            let (sql, n) = statement(&schema, &tables[k], &mut models[k], &mut rng);
+            let late = progress.altered.load(Ordering::SeqCst);
+            let (sql, n) = statement(&schema, &tables[k], &mut models[k], &mut rng, late);
             statements.push(sql);
             written += n;
-            done.fetch_add(n, Ordering::SeqCst);
+            progress.done.fetch_add(n, Ordering::SeqCst);
         }
         conn.transaction(&statements).await;
         let due = Duration::from_secs_f64(written as f64 / rate as f64);
@@ -707,7 +736,15 @@ async fn source_rows(
     schema: &str,
     t: &Table,
 ) -> BTreeMap<String, BTreeMap<String, Json>> {
-    let sql = format!("SELECT {} FROM {}", t.oracle, qualified(schema, t));
+    let mut pairs = t.oracle.to_string();
+    if let Some((c, _)) = t.late {
+        pairs.push_str(&format!(", '{c}', {c}"));
+    }
+    let object = match t.dialect {
+        Dialect::Postgres => format!("json_build_object({pairs})::text"),
+        Dialect::MariaDb => format!("JSON_OBJECT({pairs})"),
+    };
+    let sql = format!("SELECT {object} FROM {}", qualified(schema, t));
     let rows = conn.json_rows(&sql).await;
     keyed(t, rows.iter().map(|r| serde_json::from_str(r).unwrap()))
 }
@@ -855,7 +892,8 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
         conn.exec(&format!("CREATE TABLE {q} ({})", t.ddl)).await;
         let mut m = Model::default();
         for chunk in (1..=SEED_ROWS).collect::<Vec<_>>().chunks(500) {
-            conn.exec(&upsert(&name, t, &mut rng, chunk, false)).await;
+            conn.exec(&upsert(&name, t, &mut rng, chunk, false, false))
+                .await;
             for id in chunk {
                 m.add(*id);
             }
@@ -916,7 +954,7 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
 
     // The workload, Postgres and MariaDB at once (3/5 and 2/5 of it).
     let started = Instant::now();
-    let done = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Progress::default());
     let mut writers = Vec::new();
     let mut split: Vec<Vec<Model>> = vec![Vec::new(), Vec::new()];
     for (t, m) in tables.iter().zip(models) {
@@ -938,12 +976,23 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
             std::mem::take(&mut split[side]),
             Rng::new(seed ^ (0x5eed + side as u64)),
             quota,
-            done.clone(),
+            progress.clone(),
         )));
     }
-    // SIGTERM at a third, SIGKILL at two thirds, each followed by a restart.
-    for (at, graceful) in [(CHANGES / 3, true), (CHANGES * 2 / 3, false)] {
-        while done.load(Ordering::SeqCst) < at {
+    // SIGTERM at a third, columns added at half, SIGKILL at two thirds; a
+    // restart after each stop.
+    #[derive(PartialEq)]
+    enum Step {
+        Sigterm,
+        AddColumns,
+        Sigkill,
+    }
+    for (at, step) in [
+        (CHANGES / 3, Step::Sigterm),
+        (CHANGES / 2, Step::AddColumns),
+        (CHANGES * 2 / 3, Step::Sigkill),
+    ] {
+        while progress.done.load(Ordering::SeqCst) < at {
             assert!(
                 !writers.iter().all(|w| w.is_finished()),
                 "the writers ended early"
@@ -953,23 +1002,40 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if graceful {
-            let took = tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
-            println!(
-                "SIGTERM after {} changes: exit 0 in {took:.1?}",
-                done.load(Ordering::SeqCst)
-            );
-        } else {
-            daemon.0.kill().unwrap();
-            daemon.0.wait().unwrap();
-            println!("SIGKILL after {} changes", done.load(Ordering::SeqCst));
+        let now = progress.done.load(Ordering::SeqCst);
+        match step {
+            Step::Sigterm => {
+                let took = tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
+                println!("SIGTERM after {now} changes: exit 0 in {took:.1?}");
+            }
+            Step::AddColumns => {
+                for t in tables.iter() {
+                    if let Some((c, ty)) = t.late {
+                        side(&mut pg, &mut my, t)
+                            .exec(&format!(
+                                "ALTER TABLE {} ADD COLUMN {c} {ty}",
+                                qualified(&name, t)
+                            ))
+                            .await;
+                    }
+                }
+                progress.altered.store(true, Ordering::SeqCst);
+                println!("ALTER TABLE ... ADD COLUMN after {now} changes");
+            }
+            Step::Sigkill => {
+                daemon.0.kill().unwrap();
+                daemon.0.wait().unwrap();
+                println!("SIGKILL after {now} changes");
+            }
         }
-        daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
+        if step != Step::AddColumns {
+            daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
+        }
     }
     for w in writers {
         w.await.unwrap();
     }
-    let total = done.load(Ordering::SeqCst);
+    let total = progress.done.load(Ordering::SeqCst);
     assert!(total >= CHANGES, "{total} changes written");
     println!("{total} changes written in {:.1?}", started.elapsed());
 
