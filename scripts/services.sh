@@ -38,6 +38,11 @@
 #   TIDEWATER_SERVICES_DIR  /var/lib/tidewater-services   data, logs (logs/<service>.log), pid files
 #   TIDEWATER_CACHE_DIR     $HOME/.cache/tidewater        tansu binary + build dir, Python venv
 #
+# TLS: Postgres and MariaDB serve a certificate for "localhost" (not for
+# 127.0.0.1) signed by one test CA, made once: `env` prints its path as
+# TIDEWATER_PG_CA_FILE and TIDEWATER_MYSQL_CA_FILE. Plain connections are
+# accepted too.
+#
 # Credentials: Postgres and MariaDB user `tidewater` / password `tidewater`
 # (database `tidewater` in Postgres); S3 access key `tidewater`, secret
 # `tidewater-secret`, region us-east-1, bucket `tidewater`.
@@ -110,6 +115,9 @@ MARIADB_RUN=$MARIADB_DIR/run
 MARIADB_SOCKET=$MARIADB_RUN/mariadb.sock
 MARIADB_OWN_PID=$MARIADB_RUN/mariadbd.pid # written by mariadbd (as mysql)
 MARIADB_PID=$RUN_DIR/mariadb.pid          # written by us
+MARIADB_TLS_DIR=$MARIADB_DIR/tls
+# What the running mariadbd was started with (configuration, certificates).
+MARIADB_STAMP=$MARIADB_DIR/running.stamp
 
 TANSU_VERSION=0.6.0
 TANSU_ROOT=$CACHE_DIR/tansu-$TANSU_VERSION-libsql
@@ -452,32 +460,58 @@ pg_psql_admin() {
   runuser -u postgres -- "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres "$@"
 }
 
-# A test CA and a server certificate for "localhost" (not for 127.0.0.1:
-# the tests check that verify-full refuses a host the certificate does not
-# name). Made once; clients trust $PG_TLS_DIR/ca.crt.
-pg_tls_files() {
-  [[ -f $PG_TLS_DIR/server.crt && -f $PG_TLS_DIR/server.key && -f $PG_TLS_DIR/ca.crt ]] && return 0
-  command -v openssl >/dev/null 2>&1 || die "postgres: openssl is needed to make the test TLS certificates"
+# The test CA, made once (in $PG_TLS_DIR, where clients have always found
+# it); clients trust its ca.crt. tls_ca LOGFILE
+tls_ca() {
+  [[ -f $PG_TLS_DIR/ca.crt && -f $PG_TLS_DIR/ca.key ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl is needed to make the test TLS certificates"
   mkdir -p "$PG_TLS_DIR"
-  local log
-  log=$(log_file postgres)
+  chmod 0755 "$PG_TLS_DIR"
   if ! (
     cd "$PG_TLS_DIR" &&
       openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tidewater test CA" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout ca.key -out ca.crt &&
-      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr &&
-      printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext &&
-      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-        -extfile server.ext -out server.crt
-  ) >>"$log" 2>&1; then
-    warn "postgres: making the TLS certificates failed (log: $log)"
+        -keyout ca.key -out ca.crt
+  ) >>"$1" 2>&1; then
+    warn "making the test CA failed (log: $1)"
     return 1
   fi
-  chown postgres:postgres "$PG_TLS_DIR/server.key" "$PG_TLS_DIR/server.crt"
-  chmod 0600 "$PG_TLS_DIR/server.key" "$PG_TLS_DIR/ca.key"
-  chmod 0755 "$PG_TLS_DIR"
-  chmod 0644 "$PG_TLS_DIR/ca.crt" "$PG_TLS_DIR/server.crt"
+  chmod 0600 "$PG_TLS_DIR/ca.key"
+  chmod 0644 "$PG_TLS_DIR/ca.crt"
+}
+
+# A server certificate for "localhost" (not for 127.0.0.1: the tests check
+# that verify-full refuses a host the certificate does not name), signed by
+# the test CA: DIR/server.crt and DIR/server.key, owned by OWNER. Made again
+# only when missing or not signed by the current CA.
+# tls_server_cert DIR OWNER LOGFILE
+tls_server_cert() {
+  local dir=$1 owner=$2 log=$3
+  if [[ -f $dir/server.crt && -f $dir/server.key ]] &&
+    openssl verify -CAfile "$PG_TLS_DIR/ca.crt" "$dir/server.crt" >/dev/null 2>&1; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  if ! (
+    cd "$dir" &&
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr &&
+      printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext &&
+      openssl x509 -req -in server.csr -CA "$PG_TLS_DIR/ca.crt" -CAkey "$PG_TLS_DIR/ca.key" \
+        -CAserial "$dir/ca.srl" -CAcreateserial -days 3650 -extfile server.ext -out server.crt
+  ) >>"$log" 2>&1; then
+    warn "making the TLS certificate in $dir failed (log: $log)"
+    return 1
+  fi
+  chown "$owner:$owner" "$dir/server.key" "$dir/server.crt"
+  chmod 0600 "$dir/server.key"
+  chmod 0644 "$dir/server.crt"
+  chmod 0755 "$dir"
+}
+
+pg_tls_files() {
+  local log
+  log=$(log_file postgres)
+  tls_ca "$log" && tls_server_cert "$PG_TLS_DIR" postgres "$log"
 }
 
 pg_configure() {
@@ -613,6 +647,15 @@ mariadb_tcp() {
     --connect-timeout=5 --batch --skip-column-names "$@"
 }
 
+# The server certificate (the test CA's, as Postgres) and that CA.
+mariadb_tls_files() {
+  local log
+  log=$(log_file mariadb)
+  tls_ca "$log" && tls_server_cert "$MARIADB_TLS_DIR" mysql "$log" || return 1
+  cmp -s "$PG_TLS_DIR/ca.crt" "$MARIADB_TLS_DIR/ca.crt" || cp -f "$PG_TLS_DIR/ca.crt" "$MARIADB_TLS_DIR/ca.crt"
+  chmod 0644 "$MARIADB_TLS_DIR/ca.crt"
+}
+
 mariadb_configure() {
   mkdir -p "$MARIADB_DIR" "$MARIADB_DATA" "$MARIADB_BINLOG_DIR" "$MARIADB_RUN"
   chown mysql:mysql "$MARIADB_DATA" "$MARIADB_BINLOG_DIR" "$MARIADB_RUN"
@@ -623,8 +666,8 @@ mariadb_configure() {
   touch "$log"
   chown mysql:mysql "$log"
 
-  local changed=0
-  write_if_changed "$MARIADB_CNF" <<EOF && changed=1
+  mariadb_tls_files || return 1
+  write_if_changed "$MARIADB_CNF" <<EOF || true
 # Written by scripts/services.sh; overwritten on every start.
 # Only this file is read (--defaults-file); /etc/mysql is not used.
 [mariadbd]
@@ -651,15 +694,15 @@ sync_binlog                    = 0
 max_connections                = 500
 character-set-server           = utf8mb4
 collation-server               = utf8mb4_general_ci
+ssl_ca                         = $MARIADB_TLS_DIR/ca.crt
+ssl_cert                       = $MARIADB_TLS_DIR/server.crt
+ssl_key                        = $MARIADB_TLS_DIR/server.key
 
 [client]
 port                           = $MYSQL_PORT
 socket                         = $MARIADB_SOCKET
 default-character-set          = utf8mb4
 EOF
-  if [[ $changed == 1 ]] && mariadb_running; then
-    warn "mariadb: configuration changed while running; run '$0 restart mariadb' to apply it"
-  fi
 
   if [[ ! -d $MARIADB_DATA/mysql ]]; then
     say "mariadb: mariadb-install-db into $MARIADB_DATA"
@@ -671,12 +714,25 @@ EOF
   fi
 }
 
+# The configuration and certificates mariadbd reads at start (none of
+# ssl_* can change while it runs).
+mariadb_stamp() {
+  cat "$MARIADB_CNF" "$MARIADB_TLS_DIR/ca.crt" "$MARIADB_TLS_DIR/server.crt" | sha256sum
+}
+
+# Starts mariadbd, or restarts it when it runs with another configuration or
+# certificates than these (e.g. started before TLS was configured).
 mariadb_start() {
   mariadb_configure || return 1
-  mariadb_running && return 0
+  if mariadb_running; then
+    [[ -f $MARIADB_STAMP && $(cat "$MARIADB_STAMP") == "$(mariadb_stamp)" ]] && return 0
+    say "mariadb: running with an older configuration; restarting it"
+    mariadb_stop || return 1
+  fi
   check_port_free mariadb "$MYSQL_PORT" || return 1
   local log
   log=$(log_file mariadb)
+  mariadb_stamp >"$MARIADB_STAMP"
   run_daemon "$log" "$MARIADB_PID" "$MARIADB_DIR" "$(mariadb_bin)" --defaults-file="$MARIADB_CNF"
 }
 
@@ -1040,6 +1096,7 @@ cmd_env() {
     "TIDEWATER_MYSQL_HOST=$HOST"
     "TIDEWATER_MYSQL_PORT=$MYSQL_PORT"
     "TIDEWATER_MYSQL_SOCKET=$MARIADB_SOCKET"
+    "TIDEWATER_MYSQL_CA_FILE=$MARIADB_TLS_DIR/ca.crt"
     "TIDEWATER_MARIADB_CNF=$MARIADB_CNF"
     "TIDEWATER_MARIADB_BINLOG=$(command -v mariadb-binlog 2>/dev/null || echo /usr/bin/mariadb-binlog)"
     "TIDEWATER_MARIADB_BINLOG_DIR=$MARIADB_BINLOG_DIR"
