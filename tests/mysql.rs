@@ -744,3 +744,290 @@ async fn a_million_row_transaction_arrives_whole_and_in_order() {
         .await
         .unwrap();
 }
+
+/// A CA of its own, made in `dir`: it signed nothing the test server has.
+fn throwaway_ca(dir: &std::path::Path) -> String {
+    let (key, crt) = (dir.join("other.key"), dir.join("other.crt"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=not the tidewater test CA", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crt.to_str().unwrap().to_string()
+}
+
+/// The cipher of `conn`'s session as the server reports it (empty: plain).
+async fn session_cipher(conn: &mut mysql_async::Conn) -> String {
+    let row: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .await
+        .unwrap();
+    row.map(|(_, v)| v).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_hold_on_mysql_connections_and_refusals_name_host_mode_and_cause() {
+    use tidewater::sources::mysql::connection::Connections;
+    let ca = common::mysql_ca_file();
+    assert!(
+        std::path::Path::new(&ca).exists(),
+        "{ca} missing: `scripts/services.sh up` makes it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let other = throwaway_ca(dir.path());
+    let by_ip = common::mysql_url();
+    let by_name = by_ip.replace("127.0.0.1", "localhost");
+    assert_ne!(by_ip, by_name, "the test URL names 127.0.0.1");
+    let port = url::Url::parse(&by_ip).unwrap().port().unwrap_or(3306);
+    let (at_ip, at_name) = (format!("127.0.0.1:{port}"), format!("localhost:{port}"));
+    let source = |url: &str, tls: Json| -> tidewater::config::model::MysqlSource {
+        serde_json::from_value(json!({"url": url, "tls": tls, "tables": []})).unwrap()
+    };
+    // (url, tls, Ok(encrypted) or Err(parts of the message)).
+    type Case<'a> = (&'a str, Json, Result<bool, Vec<&'a str>>);
+    let cases: Vec<Case> = vec![
+        (&by_ip, json!({"mode": "disable"}), Ok(false)),
+        (&by_ip, json!({"mode": "prefer"}), Ok(true)),
+        (&by_ip, json!({"mode": "require"}), Ok(true)),
+        // `require` with a CA file checks the chain, as libpq does.
+        (&by_ip, json!({"mode": "require", "ca_file": ca}), Ok(true)),
+        // The certificate names "localhost" only: verify-ca does not care.
+        (
+            &by_ip,
+            json!({"mode": "verify-ca", "ca_file": ca}),
+            Ok(true),
+        ),
+        (
+            &by_name,
+            json!({"mode": "verify-ca", "ca_file": ca}),
+            Ok(true),
+        ),
+        (
+            &by_name,
+            json!({"mode": "verify-full", "ca_file": ca}),
+            Ok(true),
+        ),
+        (
+            &by_ip,
+            json!({"mode": "verify-full", "ca_file": ca}),
+            Err(vec![
+                &at_ip,
+                "`source.tls.mode: verify-full`",
+                "does not name `127.0.0.1`",
+                "host name mismatch",
+            ]),
+        ),
+        (
+            &by_ip,
+            json!({"mode": "verify-ca", "ca_file": other}),
+            Err(vec![
+                &at_ip,
+                "`source.tls.mode: verify-ca`",
+                "certificate is not signed by a CA of",
+                &other,
+            ]),
+        ),
+        (
+            &by_ip,
+            json!({"mode": "require", "ca_file": other}),
+            Err(vec![
+                "`source.tls.mode: require`",
+                "certificate is not signed by a CA",
+            ]),
+        ),
+        // The test CA is not among the system's roots.
+        (
+            &by_name,
+            json!({"mode": "verify-full"}),
+            Err(vec![
+                &at_name,
+                "`source.tls.mode: verify-full`",
+                "certificate is not signed by a CA of the system's roots",
+            ]),
+        ),
+    ];
+    for (url, tls, want) in cases {
+        let what = format!("{url} {tls}");
+        let connections = Connections::new(&source(url, tls)).unwrap();
+        match want {
+            Ok(encrypted) => {
+                // Twice: the second connection uses what the first learned
+                // (verify-ca by IP: a name the certificate holds).
+                for n in 0..2 {
+                    let mut conn = connections
+                        .connect()
+                        .await
+                        .unwrap_or_else(|e| panic!("{what} ({n}): {e}"));
+                    let cipher = session_cipher(&mut conn).await;
+                    assert_eq!(!cipher.is_empty(), encrypted, "{what} ({n}): `{cipher}`");
+                    conn.disconnect().await.unwrap();
+                }
+            }
+            Err(parts) => {
+                let e = connections
+                    .connect()
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("{what}: connected"));
+                assert!(!e.is_retryable(), "{what}: {e}");
+                let text = e.to_string();
+                for part in parts {
+                    assert!(text.contains(part), "{what}: {part:?} in {text}");
+                }
+            }
+        }
+    }
+
+    // A refused certificate stops capture at once (no reconnect loop).
+    let name = common::unique_name("mytlsstop").to_lowercase();
+    let mut cfg = pipeline(&name, json!([{"name": format!("{name}.t")}]));
+    let tidewater::config::model::SourceConfig::Mysql(src) = &mut cfg.source else {
+        unreachable!()
+    };
+    *src = source(&by_ip, json!({"mode": "verify-full", "ca_file": ca}));
+    src.tables = vec![serde_json::from_value(json!({"name": format!("{name}.t")})).unwrap()];
+    let err = tokio::time::timeout(
+        Duration::from_secs(20),
+        tidewater::sources::mysql::run(&cfg, Default::default(), std::future::pending()),
+    )
+    .await
+    .expect("stops instead of retrying")
+    .unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("host name mismatch"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_and_capture_over_verify_full_as_a_user_allowed_only_tls() {
+    let mut db = mariadb().await;
+    let name = common::unique_name("mytls").to_lowercase();
+    // The server refuses this user any connection without TLS: capture
+    // working as it proves every connection (snapshot, queries, binlog
+    // dump) was encrypted.
+    let user = format!("{name}_u");
+    for sql in [
+        format!("CREATE DATABASE `{name}`"),
+        format!("CREATE TABLE `{name}`.t (id INT PRIMARY KEY, v VARCHAR(20))"),
+        format!("INSERT INTO `{name}`.t VALUES (1, 'a'), (2, 'b'), (3, 'c')"),
+        format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'tls-pw' REQUIRE SSL"),
+        format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'%'"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    let ca = common::mysql_ca_file();
+    let url =
+        common::with_user(&common::mysql_url(), &user, "tls-pw").replace("127.0.0.1", "localhost");
+    assert!(url.contains("@localhost:"), "{url}");
+
+    // `check --connect` over verify-full reports the session's TLS.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, tls: &str| {
+        let source = format!("  type: mysql\n  url: {url}\n  tls:\n{tls}");
+        common::write_pipeline(dir.path(), file, &name, &source, &name, &["t"])
+    };
+    let verify_full = format!("    mode: verify-full\n    ca_file: {ca}\n");
+    let (code, report) = common::check_connect(&write("tls.yaml", &verify_full));
+    assert_eq!(code, 0, "{report:#}");
+    let found = common::findings(&report);
+    let tls = found
+        .keys()
+        .find(|k| k.starts_with("tls = "))
+        .unwrap_or_else(|| panic!("no TLS finding: {found:#?}"));
+    assert!(
+        tls.starts_with("tls = TLSv1.") && tls.ends_with("(mode verify-full)"),
+        "{tls}"
+    );
+    assert_eq!(found[tls], None);
+    // The same user without TLS: the server refuses it, so the check above
+    // could only pass over TLS.
+    let (code, report) = common::check_connect(&write("plain.yaml", "    mode: disable\n"));
+    assert_eq!(code, 1, "{report:#}");
+    let problem = common::problem_of(&common::findings(&report), "connection");
+    assert!(problem.contains("Access denied"), "{problem}");
+    // By IP the certificate's name does not match: the check says so.
+    let by_ip = url.replace("@localhost:", "@127.0.0.1:");
+    let source = format!("  type: mysql\n  url: {by_ip}\n  tls:\n{verify_full}");
+    let file = common::write_pipeline(dir.path(), "ip.yaml", &name, &source, &name, &["t"]);
+    let (code, report) = common::check_connect(&file);
+    assert_eq!(code, 1, "{report:#}");
+    let problem = common::problem_of(&common::findings(&report), "connection");
+    assert!(problem.contains("host name mismatch"), "{problem}");
+
+    // Capture over verify-full: the snapshot and binlog changes reach Kafka.
+    let cfg: PipelineConfig = serde_json::from_value(json!({
+        "name": name,
+        "source": {
+            "type": "mysql",
+            "url": url,
+            "tls": {"mode": "verify-full", "ca_file": ca},
+            "heartbeat_interval_secs": 1,
+            "tables": [{"name": format!("{name}.t")}],
+        },
+        "kafka": {"brokers": common::kafka_brokers(), "topic_prefix": name, "topic_partitions": 3},
+    }))
+    .unwrap();
+    let (stats, stop, task) = start_capture(&cfg).await;
+    for sql in [
+        format!("INSERT INTO `{name}`.t VALUES (4, 'd')"),
+        format!("UPDATE `{name}`.t SET v = 'a2' WHERE id = 1"),
+        format!("DELETE FROM `{name}`.t WHERE id = 2"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    let pos = binlog_position(&mut db).await;
+    wait_confirmed(&stats, pos).await;
+    // The binlog dump is this user's connection.
+    let commands: Vec<String> = db
+        .exec(
+            "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE USER = ?",
+            (&user,),
+        )
+        .await
+        .unwrap();
+    assert!(commands.iter().any(|c| c == "Binlog Dump"), "{commands:?}");
+    let events = events_of(&cfg.kafka, &name, &TableId::new(&name, "t")).await;
+    let ops: Vec<Op> = events.iter().map(|e| e.op).collect();
+    assert_eq!(
+        ops,
+        [
+            Op::Read,
+            Op::Read,
+            Op::Read,
+            Op::Create,
+            Op::Update,
+            Op::Delete
+        ],
+        "{events:#?}"
+    );
+    let rows = materialize(&events);
+    let values: BTreeMap<String, Json> = rows
+        .into_iter()
+        .map(|(k, row)| (k, row["v"].clone()))
+        .collect();
+    assert_eq!(
+        values,
+        BTreeMap::from([
+            ("1".to_string(), json!("a2")),
+            ("3".to_string(), json!("c")),
+            ("4".to_string(), json!("d")),
+        ])
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    db.query_drop(format!("DROP DATABASE `{name}`"))
+        .await
+        .unwrap();
+    db.query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
+}

@@ -181,6 +181,22 @@ fn missing_required_fields() {
 }
 
 #[test]
+fn verify_ca_without_a_ca_file() {
+    let text = VALID.replace(
+        "  slot: tidewater_shop\n",
+        "  slot: tidewater_shop\n  tls:\n    mode: verify-ca\n",
+    );
+    let report = load_text(&text);
+    assert_has(
+        &report,
+        "8:11",
+        "source.tls.mode",
+        "`verify-ca` needs `ca_file`",
+    );
+    assert_eq!(report.diagnostics.len(), 1, "{:#?}", report.diagnostics);
+}
+
+#[test]
 fn bad_urls() {
     let text = VALID
         .replace(

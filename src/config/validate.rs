@@ -82,6 +82,9 @@ impl<'a> Checker<'a> {
         {
             self.check_readable_file(source.key("tls").key("ca_file"), ca);
         }
+        if let Err(problem) = crate::sources::tls::Policy::from_config(cfg.source.tls()) {
+            self.error(source.key("tls").key("mode"), problem);
+        }
         match &cfg.source {
             SourceConfig::Postgres(pg) => {
                 if let Some(slot) = &pg.slot

@@ -8,8 +8,8 @@ use crate::event::change::Position;
 use crate::event::table_id::TableId;
 use crate::kafka::producer::ProduceError;
 use crate::kafka::state::StateError;
-use crate::sources::postgres::tls;
 use crate::sources::postgres::wire::WireError;
+use crate::sources::tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {

@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod mysql;
 pub mod postgres;
+pub mod tls;
 
 pub use capture::{CaptureError, CaptureStats};
 

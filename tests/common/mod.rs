@@ -41,6 +41,15 @@ pub fn pg_ca_file() -> String {
     )
 }
 
+/// The CA that signed the test MariaDB server's certificate (for
+/// "localhost" only; the same test CA as Postgres's).
+pub fn mysql_ca_file() -> String {
+    var(
+        "TIDEWATER_MYSQL_CA_FILE",
+        "/var/lib/tidewater-services/mariadb/tls/ca.crt",
+    )
+}
+
 pub fn mysql_url() -> String {
     var(
         "TIDEWATER_MYSQL_URL",

@@ -45,10 +45,11 @@
 //! connection is the binlog dump, registered with `source.server_id` (which
 //! must be unique among the server's replicas: a second dump with the same
 //! id replaces the first). One connection queries the server's binlog list
-//! for the lag figures. TLS to MySQL sources is not built yet: `tls.mode`
-//! other than `disable`/`prefer` is refused, and connections are plain.
+//! for the lag figures. All come from one [`connection::Connections`]: TLS as
+//! `source.tls` says, with the same modes as for Postgres.
 
 pub mod columns;
+pub mod connection;
 pub mod ddl;
 pub mod gtid;
 pub mod preflight;
@@ -61,17 +62,17 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Value as MyValue};
+use mysql_async::{BinlogStreamRequest, Conn, Value as MyValue};
 use mysql_common::binlog::events::{EventData, RowsEventData};
 use serde_json::json;
 
 use self::columns::{ColumnDef, MappedTable, canonical_type, from_table_map};
+use self::connection::Connections;
 use self::ddl::Statement;
 use self::gtid::{Gtids, MariadbGtid};
 use self::rows::{Decoding, Reader, read_image, to_row};
 use crate::config::model::{
-    MysqlSource, PipelineConfig, SnapshotMode, SourceConfig, TableConfig, TlsMode, TruncateMode,
-    ZeroDates,
+    MysqlSource, PipelineConfig, SnapshotMode, SourceConfig, TableConfig, TruncateMode, ZeroDates,
 };
 use crate::config::validate::default_server_id;
 use crate::event::change::{
@@ -109,7 +110,7 @@ pub async fn run(
     let SourceConfig::Mysql(source) = &cfg.source else {
         return Err(CaptureError::Config("not a mysql pipeline".into()));
     };
-    connect_opts(source)?;
+    Connections::new(source)?;
     crate::sources::with_reconnects(&cfg.name, "the recorded binlog position", stop, |stop| {
         let (cfg, source, stats) = (cfg.clone(), source.clone(), stats.clone());
         Box::pin(async move {
@@ -118,25 +119,6 @@ pub async fn run(
         })
     })
     .await
-}
-
-/// Connection options from `source.url` and `source.password`.
-pub fn connect_opts(source: &MysqlSource) -> Result<Opts, CaptureError> {
-    if let Some(tls) = &source.tls
-        && !matches!(tls.mode, TlsMode::Disable | TlsMode::Prefer)
-    {
-        return Err(CaptureError::Config(format!(
-            "source.tls.mode `{:?}`: TLS to MySQL/MariaDB is not built yet; use `disable` or `prefer` (plain connections) on a trusted network",
-            tls.mode
-        )));
-    }
-    let opts = Opts::from_url(&source.url)
-        .map_err(|e| CaptureError::Config(format!("source.url: {e}")))?;
-    let mut builder = OptsBuilder::from_opts(opts).prefer_socket(Some(false));
-    if let Some(p) = &source.password {
-        builder = builder.pass(Some(p.expose().to_string()));
-    }
-    Ok(builder.into())
 }
 
 /// The number of a binlog file name (`mariadb-bin.000012` → 12).
@@ -237,7 +219,7 @@ struct Committed {
 struct Session {
     name: String,
     source: MysqlSource,
-    opts: Opts,
+    connections: Connections,
     sql: Conn,
     producer: EventProducer,
     state: StateStore,
@@ -248,8 +230,9 @@ struct Session {
     info: ServerInfo,
 }
 
-async fn connect(opts: &Opts) -> Result<Conn, CaptureError> {
-    let mut conn = Conn::new(opts.clone()).await?;
+/// A query connection.
+async fn connect(connections: &Connections) -> Result<Conn, CaptureError> {
+    let mut conn = connections.connect().await?;
     // TIMESTAMP values as UTC, text as UTF-8, whatever the server defaults.
     conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
         .await?;
@@ -322,9 +305,19 @@ impl Session {
         source: &MysqlSource,
         stats: Arc<CaptureStats>,
     ) -> Result<Session, CaptureError> {
-        let opts = connect_opts(source)?;
-        let mut sql = connect(&opts).await?;
+        let connections = Connections::new(source)?;
+        let mut sql = connect(&connections).await?;
         let info = server_info(&mut sql).await?;
+        // For the operator only: a failed status query is not a reason to stop.
+        match connection::tls_in_use(&mut sql).await {
+            Ok(Some((version, cipher))) => {
+                tracing::info!(pipeline = %cfg.name, host = %connections.host(), tls = %version, cipher = %cipher, "mysql: connected over TLS");
+            }
+            Ok(None) => {
+                tracing::info!(pipeline = %cfg.name, host = %connections.host(), tls_mode = connections.mode().name(), "mysql: connected without TLS");
+            }
+            Err(e) => tracing::debug!(error = %e, "mysql: TLS status not read"),
+        }
         let prefix = cfg.kafka.topic_prefix.clone().unwrap_or(cfg.name.clone());
         let store = SchemaStore::new(&cfg.kafka)
             .map_err(|e| CaptureError::Config(format!("kafka.schema_registry: {e}")))?;
@@ -342,7 +335,7 @@ impl Session {
         Ok(Session {
             name: cfg.name.clone(),
             source: source.clone(),
-            opts,
+            connections,
             sql,
             producer,
             state: StateStore::new(&client_config(&cfg.kafka)),
@@ -512,7 +505,7 @@ impl Session {
     /// the snapshot is at.
     async fn snapshot(&mut self) -> Result<BinlogPos, CaptureError> {
         let started = Instant::now();
-        let mut conn = connect(&self.opts).await?;
+        let mut conn = connect(&self.connections).await?;
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await?;
         let at = match self.info.flavor {
@@ -755,7 +748,7 @@ impl Session {
         start: BinlogPos,
         stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Result<(), CaptureError> {
-        let mut dump = Conn::new(self.opts.clone()).await?;
+        let mut dump = self.connections.connect().await?;
         if self.info.flavor == Flavor::Mariadb {
             // GTID events instead of BEGIN placeholders.
             dump.query_drop("SET @mariadb_slave_capability = 4").await?;

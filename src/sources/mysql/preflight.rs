@@ -11,51 +11,64 @@
 //! `enforce_gtid_consistency = ON`). Privileges: REPLICATION SLAVE,
 //! REPLICATION CLIENT (MariaDB 10.5+: BINLOG MONITOR), SELECT, and RELOAD or
 //! LOCK TABLES for the snapshot. Each table: it exists and has a primary key
-//! or a `key:`.
+//! or a `key:`. The connection is made as capture makes it (TLS as
+//! `source.tls` says); the TLS protocol and cipher the server sees are
+//! reported.
 
 use mysql_async::prelude::Queryable;
 
-use crate::config::model::MysqlSource;
+use super::connection::{Connections, tls_in_use};
+use crate::config::model::{MysqlSource, TlsMode};
 use crate::event::table_id::{Dialect, TableId};
 use crate::sources::Finding;
 
 /// Runs every check against the live server of `source`.
 pub async fn check(source: &MysqlSource) -> Vec<Finding> {
-    let opts = match mysql_async::Opts::from_url(&source.url) {
-        Ok(o) => o,
-        Err(e) => return vec![Finding::problem("connection", format!("source.url: {e}"))],
+    let connections = match Connections::new(source) {
+        Ok(c) => c,
+        Err(e) => return vec![Finding::problem("connection", e.to_string())],
     };
     let where_ = format!(
         "{}:{} as `{}`",
-        opts.ip_or_hostname(),
-        opts.tcp_port(),
-        opts.user().unwrap_or_default()
+        connections.host(),
+        connections.port(),
+        connections.user()
     );
-    let mut builder = mysql_async::OptsBuilder::from_opts(opts);
-    if let Some(p) = &source.password {
-        builder = builder.pass(Some(p.expose().to_string()));
-    }
-    let mut conn = match tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        mysql_async::Conn::new(builder),
-    )
-    .await
-    {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            return vec![Finding::problem(
-                "connection",
-                format!("cannot connect to {where_}: {e}"),
-            )];
-        }
-        Err(_) => {
-            return vec![Finding::problem(
-                "connection",
-                format!("cannot connect to {where_}: no answer in 10 s"),
-            )];
-        }
-    };
+    let mut conn =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), connections.connect()).await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                return vec![Finding::problem(
+                    "connection",
+                    format!("cannot connect to {where_}: {e}"),
+                )];
+            }
+            Err(_) => {
+                return vec![Finding::problem(
+                    "connection",
+                    format!("cannot connect to {where_}: no answer in 10 s"),
+                )];
+            }
+        };
     let mut out = vec![Finding::ok(format!("connection to {where_}"))];
+    let mode = connections.mode().name();
+    match tls_in_use(&mut conn).await {
+        Ok(Some((version, cipher))) => {
+            out.push(Finding::ok(format!(
+                "tls = {version} {cipher} (mode {mode})"
+            )));
+        }
+        Ok(None) => out.push(Finding::ok(format!(
+            "tls = none (mode {mode}{})",
+            if connections.mode() == TlsMode::Disable {
+                ""
+            } else {
+                ": the server offers no TLS"
+            }
+        ))),
+        Err(e) => out.push(Finding::problem("tls", e.to_string())),
+    }
     if let Err(e) = checks(source, &mut conn, &mut out).await {
         out.push(Finding::problem("server queries", e.to_string()));
     }

@@ -1,18 +1,8 @@
 //! TLS to Postgres (`source.tls`), with rustls (already in the binary for
 //! S3), for both the replication connection ([`super::wire`]) and the SQL
-//! connections (tokio-postgres).
-//!
-//! The modes are libpq's `sslmode`, with one deliberate difference noted:
-//! - `disable`: plaintext;
-//! - `prefer`: TLS when the server offers it, plaintext otherwise; the
-//!   certificate is not checked (as libpq);
-//! - `require`: TLS or no connection; the certificate is not checked,
-//!   unless `ca_file` is given: then the chain is (as libpq does);
-//! - `verify-ca`: TLS, and the server's chain must lead to `ca_file`
-//!   (required: any public CA would vouch for any name), whatever host name
-//!   it names;
-//! - `verify-full`: as `verify-ca`, and the certificate must name the host
-//!   of the URL (DNS name or IP address).
+//! connections (tokio-postgres). What each mode means is shared with the
+//! other sources ([`crate::sources::tls`]); here it becomes a rustls
+//! configuration whose verifier does exactly that check.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,19 +12,17 @@ use std::task::{Context, Poll};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::config::model::{TlsConfig, TlsMode};
+use crate::config::model::TlsConfig;
+use crate::sources::tls::{Check, Policy, is_name_mismatch, roots};
 
 /// The TLS side of a Postgres connection.
 #[derive(Clone)]
 pub struct TlsSettings {
-    pub mode: TlsMode,
+    pub policy: Policy,
     config: Option<Arc<ClientConfig>>,
 }
 
@@ -42,7 +30,7 @@ impl TlsSettings {
     /// Plaintext.
     pub fn disabled() -> TlsSettings {
         TlsSettings {
-            mode: TlsMode::Disable,
+            policy: Policy::Plain,
             config: None,
         }
     }
@@ -50,29 +38,16 @@ impl TlsSettings {
     /// From the pipeline's `source.tls` (absent: `prefer`). Fails when the
     /// CA file cannot be read or holds no certificate.
     pub fn from_config(tls: Option<&TlsConfig>) -> Result<TlsSettings, String> {
-        let mode = tls.map(|t| t.mode).unwrap_or_default();
-        let ca_file = tls.and_then(|t| t.ca_file.as_deref());
-        if mode == TlsMode::Disable {
+        let policy = Policy::from_config(tls)?;
+        if policy == Policy::Plain {
             return Ok(TlsSettings::disabled());
         }
-        // `verify-ca` against the system's roots would accept any publicly
-        // trusted certificate for any name: it needs the CA of the server.
-        if mode == TlsMode::VerifyCa && ca_file.is_none() {
-            return Err(
-                "source.tls: `verify-ca` needs `ca_file` (the CA that signed the server's certificate); with the system's roots use `verify-full`".into(),
-            );
-        }
-        // As libpq: `require` with a CA file checks the chain.
-        let mode = match (mode, ca_file) {
-            (TlsMode::Require, Some(_)) => TlsMode::VerifyCa,
-            (mode, _) => mode,
-        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let webpki = match mode {
-            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
-            TlsMode::VerifyCa | TlsMode::VerifyFull => Some(
+        let webpki = match policy.check() {
+            Check::Nothing => None,
+            Check::Chain | Check::ChainAndName => Some(
                 WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots(ca_file)?),
+                    Arc::new(roots(tls.and_then(|t| t.ca_file.as_deref()))?.store),
                     provider.clone(),
                 )
                 .build()
@@ -82,7 +57,7 @@ impl TlsSettings {
         let verifier = Arc::new(Verifier {
             provider: provider.clone(),
             webpki,
-            any_name: mode == TlsMode::VerifyCa,
+            any_name: policy.check() == Check::Chain,
         });
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -91,19 +66,17 @@ impl TlsSettings {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Ok(TlsSettings {
-            mode,
+            policy,
             config: Some(Arc::new(config)),
         })
     }
 
     /// tokio-postgres's own mode: it asks for TLS and handles the refusal.
     pub fn sql_mode(&self) -> tokio_postgres::config::SslMode {
-        match self.mode {
-            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
-            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                tokio_postgres::config::SslMode::Require
-            }
+        match self.policy {
+            Policy::Plain => tokio_postgres::config::SslMode::Disable,
+            Policy::Opportunistic => tokio_postgres::config::SslMode::Prefer,
+            Policy::Required(_) => tokio_postgres::config::SslMode::Require,
         }
     }
 
@@ -130,46 +103,6 @@ impl TlsSettings {
             .connect(name, stream)
             .await
     }
-}
-
-/// Whether an I/O error from a handshake is TLS refusing the peer (bad
-/// certificate, protocol mismatch) rather than the connection failing.
-pub fn is_tls_refusal(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
-}
-
-fn roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("source.tls.ca_file `{path}`: {e}"))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| format!("source.tls.ca_file `{path}`: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("source.tls.ca_file `{path}`: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err(format!(
-                    "source.tls.ca_file `{path}` holds no PEM certificate"
-                ));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                // A system root rustls cannot parse is skipped, as curl does.
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                return Err(
-                    "source.tls: no system CA certificates found; set `ca_file`".to_string()
-                );
-            }
-        }
-    }
-    Ok(roots)
 }
 
 /// The server check of each mode: none (`prefer`, `require` without a CA
@@ -199,9 +132,7 @@ impl ServerCertVerifier for Verifier {
         // webpki checks the chain before the name: a name error means the
         // chain was trusted.
         match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if self.any_name => Ok(ServerCertVerified::assertion()),
+            Err(e) if self.any_name && is_name_mismatch(&e) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::tls::TlsSettings;
-use crate::config::model::TlsMode;
+use crate::sources::tls::{Policy, is_tls_refusal};
 
 /// The byte stream under a connection: TCP, or TLS over TCP.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -181,7 +181,7 @@ async fn negotiate_tls(
     params: &ConnectParams,
     mut tcp: TcpStream,
 ) -> Result<Box<dyn Io>, WireError> {
-    if params.tls.mode == TlsMode::Disable {
+    if params.tls.policy == Policy::Plain {
         return Ok(Box::new(tcp));
     }
     let mut request = BytesMut::new();
@@ -193,7 +193,7 @@ async fn negotiate_tls(
             let tls = params.tls.handshake(&params.host, tcp).await.map_err(|e| {
                 // A certificate or protocol refusal needs an operator; a
                 // broken connection is retried.
-                if super::tls::is_tls_refusal(&e) {
+                if is_tls_refusal(&e) {
                     WireError::Tls(format!("TLS handshake with {}: {e}", params.host))
                 } else {
                     WireError::Io(e)
@@ -201,7 +201,7 @@ async fn negotiate_tls(
             })?;
             Ok(Box::new(tls))
         }
-        b'N' if params.tls.mode == TlsMode::Prefer => Ok(Box::new(tcp)),
+        b'N' if params.tls.policy == Policy::Opportunistic => Ok(Box::new(tcp)),
         b'N' => Err(WireError::Tls(format!(
             "the server at {}:{} does not accept TLS and `source.tls.mode` requires it",
             params.host, params.port
