@@ -745,6 +745,95 @@ async fn a_million_row_transaction_arrives_whole_and_in_order() {
         .unwrap();
 }
 
+/// A column in a character set tidewater does not decode (here utf16) does
+/// not stop capture when it is excluded: the binlog's row images skip it.
+/// Captured, it stops capture with an error naming the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excluded_column_of_an_unsupported_charset_is_skipped_and_an_included_one_refused() {
+    let mut db = mariadb().await;
+    let name = common::unique_name("mycs").to_lowercase();
+    for sql in [
+        format!("CREATE DATABASE `{name}`"),
+        format!(
+            "CREATE TABLE `{name}`.notes (id INT PRIMARY KEY, label VARCHAR(20), \
+             legacy VARCHAR(20) CHARACTER SET utf16, n INT)"
+        ),
+        format!("INSERT INTO `{name}`.notes VALUES (1, 'a', 'x', 10), (2, 'b', NULL, 20)"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    let table = format!("{name}.notes");
+    let cfg = pipeline(
+        &name,
+        json!([{"name": table, "exclude_columns": ["legacy"]}]),
+    );
+    let (stats, stop, task) = start_capture(&cfg).await;
+    for sql in [
+        format!("INSERT INTO `{name}`.notes VALUES (3, 'c', 'y', 30)"),
+        format!("UPDATE `{name}`.notes SET label = 'bb', legacy = 'z' WHERE id = 2"),
+        format!("DELETE FROM `{name}`.notes WHERE id = 1"),
+    ] {
+        db.query_drop(&sql).await.unwrap();
+    }
+    wait_confirmed(&stats, binlog_position(&mut db).await).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let events = events_of(&cfg.kafka, &name, &TableId::new(&name, "notes")).await;
+    assert_eq!(
+        events.len(),
+        2 + 3,
+        "2 snapshot rows, an insert, an update, a delete"
+    );
+    for e in &events {
+        let names: Vec<&str> = e.table.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "label", "n"]);
+    }
+    let rows = materialize(&events);
+    let want: BTreeMap<String, BTreeMap<String, Json>> = [
+        ("2", json!({"id": 2, "label": "bb", "n": 20})),
+        ("3", json!({"id": 3, "label": "c", "n": 30})),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), serde_json::from_value(v).unwrap()))
+    .collect();
+    assert_eq!(rows, want);
+
+    // The same column captured: a stop naming it, at the latest when the
+    // binlog brings a row of the table.
+    let included = pipeline(&format!("{name}_in"), json!([{"name": table}]));
+    let stats = std::sync::Arc::new(tidewater::sources::CaptureStats::default());
+    let task = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            tidewater::sources::run(&included, stats, std::future::pending()).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stats
+        .snapshot_done
+        .load(std::sync::atomic::Ordering::SeqCst)
+        && !task.is_finished()
+    {
+        assert!(Instant::now() < deadline, "neither refused nor started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.query_drop(format!(
+        "INSERT INTO `{name}`.notes VALUES (4, 'd', 'w', 40)"
+    ))
+    .await
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("stopped within 60 s")
+        .unwrap()
+        .expect_err("a utf16 column cannot be captured")
+        .to_string();
+    assert!(err.contains("legacy") && err.contains("utf16"), "{err}");
+    db.query_drop(format!("DROP DATABASE `{name}`"))
+        .await
+        .unwrap();
+}
+
 /// A CA of its own, made in `dir`: it signed nothing the test server has.
 fn throwaway_ca(dir: &std::path::Path) -> String {
     let (key, crt) = (dir.join("other.key"), dir.join("other.crt"));

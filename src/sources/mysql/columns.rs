@@ -129,7 +129,10 @@ pub enum Wire {
 pub struct ColumnDef {
     pub name: String,
     pub wire: Wire,
-    pub ty: ColumnType,
+    /// The mapped type, or why it is not supported: only an error when the
+    /// column is captured (an excluded column is decoded by its wire format
+    /// and dropped).
+    pub ty: Result<ColumnType, String>,
     pub nullable: bool,
     /// [`canonical_type`] of the column.
     pub source_type: String,
@@ -322,13 +325,22 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<MappedTable, String> {
         if real.is_numeric_type() {
             unsigned = signedness.next().unwrap_or(false);
         }
+        // A character set tidewater cannot decode is an error only for a
+        // captured column: an excluded one is read as bytes and dropped.
+        let mut unsupported_charset = None;
         let mut text_charset = || -> Result<Charset, String> {
             let id = charsets
                 .next()
                 .transpose()
                 .map_err(|e| fail(format!("unreadable character set: {e}")))?
                 .ok_or_else(|| fail("no character set in the table map".into()))?;
-            Charset::of_collation(id).map_err(|c| fail(format!("character set of {c} is not supported (utf8mb4, utf8mb3, latin1, ascii and binary are)")))
+            Ok(Charset::of_collation(id).unwrap_or_else(|c| {
+                unsupported_charset = Some(format!(
+                    "the character set of {c} is not supported (utf8mb4, utf8mb3, latin1, ascii and binary are): \
+                     exclude the column (`exclude_columns`) or convert it"
+                ));
+                Charset::Binary
+            }))
         };
         let wire = match real {
             My::MYSQL_TYPE_TINY => Wire::Int { bytes: 1, unsigned },
@@ -409,7 +421,10 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<MappedTable, String> {
             other => return Err(fail(format!("type {other:?} is not supported"))),
         };
         let source_type = wire.type_text();
-        let ty = map_mysql(&source_type).map_err(|e| fail(e.to_string()))?;
+        let ty = match unsupported_charset {
+            Some(problem) => Err(problem),
+            None => map_mysql(&source_type).map_err(|e| e.to_string()),
+        };
         columns.push(ColumnDef {
             nullable: nulls.get(i).as_deref().copied().unwrap_or(true),
             name,

@@ -1350,7 +1350,7 @@ fn binlog_shape(
     let key = key_names(id, cfg, &pk)?;
     let columns = mapped.columns.iter().map(|c| SourceColumn {
         name: c.name.clone(),
-        ty: Ok(c.ty.clone()),
+        ty: c.ty.clone(),
         not_null: !c.nullable,
         source_type: c.source_type.clone(),
     });

@@ -163,7 +163,7 @@ fn decode_value(r: &mut Reader<'_>, column: &ColumnDef) -> Result<Decoded, Strin
             let n = usize::from(*bytes);
             let raw = r.uint_le(n)?;
             if *unsigned {
-                if column.ty == ColumnType::UInt64 {
+                if column.ty == Ok(ColumnType::UInt64) {
                     Datum::UInt64(raw)
                 } else {
                     Datum::Int(i64::try_from(raw).map_err(|_| "integer out of range")?)
@@ -230,7 +230,7 @@ fn decode_value(r: &mut Reader<'_>, column: &ColumnDef) -> Result<Decoded, Strin
         Wire::Bit { bits } => {
             let len = usize::from(bits.div_ceil(8));
             let bytes = r.take(len)?;
-            if column.ty == ColumnType::Boolean {
+            if column.ty == Ok(ColumnType::Boolean) {
                 Datum::Bool(bytes.iter().any(|b| *b != 0))
             } else {
                 Datum::Bytes(bytes.to_vec())
@@ -502,7 +502,7 @@ mod tests {
             name: "c".into(),
             source_type: wire.type_text(),
             wire,
-            ty,
+            ty: Ok(ty),
             nullable: true,
         }
     }
