@@ -32,7 +32,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -794,27 +794,12 @@ fn differences(
 // ---- the daemon -----------------------------------------------------------
 
 fn spawn_daemon(files: &[PathBuf], admin: &str, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args([
-            "run",
-            "--role",
-            "all",
-            "--standalone",
-            "--admin-addr",
-            admin,
-        ])
-        .args(files)
-        .env("TIDEWATER_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap()
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    common::spawn_run(
+        &["--role", "all", "--standalone", "--admin-addr", admin],
+        &files,
+        log,
+    )
 }
 
 fn log_tail(log: &Path) -> String {

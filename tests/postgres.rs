@@ -704,20 +704,11 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     };
 
     let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
-            .args(["run", "--role", "capture", "--admin-addr", "127.0.0.1:0"])
-            .arg(&file)
-            .stdout(std::process::Stdio::null())
-            .env("RUST_LOG", "info")
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.path().join("capture.log"))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap()
+        common::spawn_run(
+            &["--role", "capture", "--admin-addr", "127.0.0.1:0"],
+            &[&file],
+            &dir.path().join("capture.log"),
+        )
     };
     for round in 0..20 {
         let mut child = spawn();

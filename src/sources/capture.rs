@@ -123,7 +123,63 @@ pub struct SnapshotProgress {
     pub done: bool,
 }
 
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// How often the `capture progress` log line is written.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// When the `capture progress` log line is due, and the event rate since
+/// the last one.
+pub struct ProgressReport {
+    last: std::time::Instant,
+    events: u64,
+}
+
+impl ProgressReport {
+    pub fn new(stats: &CaptureStats) -> ProgressReport {
+        ProgressReport {
+            last: std::time::Instant::now(),
+            events: stats.events.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every [`REPORT_EVERY`]: the events streamed so far and the events
+    /// per second since the last report.
+    pub fn due(&mut self, stats: &CaptureStats) -> Option<(u64, f64)> {
+        let elapsed = self.last.elapsed();
+        if elapsed < REPORT_EVERY {
+            return None;
+        }
+        let events = stats.events.load(Ordering::Relaxed);
+        let rate = (events.saturating_sub(self.events) as f64 / elapsed.as_secs_f64()).round();
+        self.events = events;
+        self.last = std::time::Instant::now();
+        Some((events, rate))
+    }
+}
+
 impl CaptureStats {
+    /// Sets the lag in seconds from the commit time (microseconds since the
+    /// epoch) of the oldest transaction Kafka has not fully acknowledged;
+    /// `None` when all is acknowledged.
+    pub fn set_oldest_unacknowledged(&self, commit_ts_us: Option<i64>) {
+        self.lag_micros.store(
+            commit_ts_us.map_or(0, |ts| now_micros().saturating_sub(ts).max(0) as u64),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// [`CaptureStats::lag_micros`] in seconds.
+    pub fn lag_secs(&self) -> f64 {
+        self.lag_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     /// Bytes of WAL the slot holds back: the server's WAL position minus
     /// the confirmed LSN (`pg_current_wal_lsn() - confirmed_flush_lsn`).
     pub fn lag_bytes(&self) -> u64 {
@@ -140,5 +196,36 @@ impl CaptureStats {
         if let Some(p) = tables.iter_mut().find(|p| &p.table == table) {
             f(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_comes_from_the_oldest_unacknowledged_commit() {
+        let stats = CaptureStats::default();
+        stats.set_oldest_unacknowledged(Some(now_micros() - 2_000_000));
+        let lag = stats.lag_secs();
+        assert!((2.0..3.0).contains(&lag), "{lag}");
+        stats.set_oldest_unacknowledged(None);
+        assert_eq!(stats.lag_secs(), 0.0);
+        // A commit time ahead of this clock is no lag, not a wrap-around.
+        stats.set_oldest_unacknowledged(Some(now_micros() + 5_000_000));
+        assert_eq!(stats.lag_secs(), 0.0);
+    }
+
+    #[test]
+    fn a_progress_report_is_due_only_after_its_interval() {
+        let stats = CaptureStats::default();
+        let mut report = ProgressReport::new(&stats);
+        stats.events.store(600, Ordering::Relaxed);
+        assert_eq!(report.due(&stats), None);
+        report.last -= REPORT_EVERY;
+        let (events, rate) = report.due(&stats).unwrap_or_default();
+        assert_eq!(events, 600);
+        assert!((19.0..=20.0).contains(&rate), "{rate}");
+        assert_eq!(report.due(&stats), None, "the next one is 30 s later");
     }
 }

@@ -375,6 +375,30 @@ impl Drop for Reaped {
     }
 }
 
+/// Starts the test build of `tidewater run` with `args` and then the
+/// pipeline `files`, at log level `info`, its log appended to `log`.
+pub fn spawn_run(
+    args: &[&str],
+    files: &[&std::path::Path],
+    log: &std::path::Path,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .arg("run")
+        .args(args)
+        .args(files)
+        .env("TIDEWATER_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap()
+}
+
 /// A loopback address whose port nothing listens on now.
 pub fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0")

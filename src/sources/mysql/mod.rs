@@ -88,14 +88,13 @@ use crate::kafka::client::client_config;
 use crate::kafka::producer::{EventProducer, EventSerializer, ProduceError, ProducerOptions};
 use crate::kafka::schemas::SchemaStore;
 use crate::kafka::state::StateStore;
-use crate::sources::capture::SnapshotProgress;
+use crate::sources::capture::{ProgressReport, SnapshotProgress, now_micros};
 use crate::sources::{CaptureError, CaptureStats, Shape, SourceColumn, table_shape};
 
 /// How often the acknowledged position is written to the state topic.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
 /// How often the server's binlog list is read for the lag in bytes.
 const LAG_QUERY_EVERY: Duration = Duration::from_secs(5);
-const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// Snapshot rows go to the producer in batches of this many.
 const SNAPSHOT_BATCH: usize = 1024;
 
@@ -790,9 +789,8 @@ impl Session {
         let mut tick = tokio::time::interval(RECORD_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
-        let mut last_report = Instant::now();
+        let mut progress = ProgressReport::new(&self.stats);
         let mut last_lag_query = Instant::now() - LAG_QUERY_EVERY;
-        let mut reported_events = self.stats.events.load(Ordering::Relaxed);
         let mut zero_count = 0u64;
         loop {
             let event = tokio::select! {
@@ -1002,25 +1000,19 @@ impl Session {
                 .front()
                 .map(|c| c.ts_us)
                 .or(tx.as_ref().map(|t| t.ts_us));
-            self.stats.lag_micros.store(
-                oldest.map_or(0, |ts| now_micros().saturating_sub(ts).max(0) as u64),
-                Ordering::Relaxed,
-            );
-            if last_report.elapsed() >= REPORT_EVERY {
-                let events = self.stats.events.load(Ordering::Relaxed);
+            self.stats.set_oldest_unacknowledged(oldest);
+            if let Some((events, events_per_sec)) = progress.due(&self.stats) {
                 tracing::info!(
                     pipeline = %self.name,
                     events,
-                    events_per_sec = ((events - reported_events) as f64 / last_report.elapsed().as_secs_f64()).round(),
+                    events_per_sec,
                     lag_bytes = self.stats.lag_bytes(),
-                    lag_secs = self.stats.lag_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                    lag_secs = self.stats.lag_secs(),
                     file = %recorded.file,
                     pos = recorded.pos,
                     gtid = %recorded.gtids,
                     "capture progress"
                 );
-                reported_events = events;
-                last_report = Instant::now();
             }
             if stopping {
                 // An open transaction is read again, whole, on the next start.
@@ -1443,13 +1435,6 @@ fn snapshot_datum(
 
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

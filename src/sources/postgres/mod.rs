@@ -81,6 +81,7 @@ use crate::kafka::producer::{EventProducer, EventSerializer, ProduceError, Produ
 use crate::kafka::schemas::SchemaStore;
 use crate::kafka::state::StateStore;
 pub use crate::sources::capture::{CaptureError, CaptureStats, SnapshotProgress};
+use crate::sources::capture::{ProgressReport, now_micros};
 
 /// Default slot and publication name: `tidewater_<name>`, `-` as `_`.
 pub fn default_name(pipeline: &str) -> String {
@@ -521,9 +522,8 @@ impl Session {
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping = false;
-        let mut last_report = Instant::now();
+        let mut progress = ProgressReport::new(&self.stats);
         let mut last_wal_query = Instant::now() - WAL_QUERY_EVERY;
-        let mut reported_events = self.stats.events.load(Ordering::Relaxed);
         loop {
             let message = tokio::select! {
                 biased;
@@ -581,23 +581,17 @@ impl Session {
             let oldest = commits.front().map(|c| c.commit_ts_us).or(tx
                 .as_ref()
                 .map(|t| t.commit_ts.saturating_add(PG_EPOCH_OFFSET_MICROS)));
-            self.stats.lag_micros.store(
-                oldest.map_or(0, |ts| now_micros().saturating_sub(ts).max(0) as u64),
-                Ordering::Relaxed,
-            );
-            if last_report.elapsed() >= REPORT_EVERY {
-                let events = self.stats.events.load(Ordering::Relaxed);
+            self.stats.set_oldest_unacknowledged(oldest);
+            if let Some((events, events_per_sec)) = progress.due(&self.stats) {
                 tracing::info!(
                     slot = %self.slot,
                     events,
-                    events_per_sec = ((events - reported_events) as f64 / last_report.elapsed().as_secs_f64()).round(),
+                    events_per_sec,
                     lag_bytes = self.stats.lag_bytes(),
-                    lag_secs = self.stats.lag_micros.load(Ordering::Relaxed) as f64 / 1e6,
+                    lag_secs = self.stats.lag_secs(),
                     confirmed = %lsn_text(*confirmed),
                     "capture progress"
                 );
-                reported_events = events;
-                last_report = Instant::now();
             }
             if stopping {
                 // Wait for the acknowledgements of what was sent, confirm
@@ -1099,9 +1093,6 @@ impl SnapshotReader {
 /// How often the server's WAL position is asked for (lag in bytes).
 const WAL_QUERY_EVERY: Duration = Duration::from_secs(5);
 
-/// How often streaming logs its progress line.
-const REPORT_EVERY: Duration = Duration::from_secs(30);
-
 /// A streamed transaction, committed at the source, not yet confirmed.
 #[derive(Debug, Clone, Copy)]
 struct Committed {
@@ -1211,13 +1202,6 @@ pub async fn connect_sql(params: &ConnectParams) -> Result<Client, CaptureError>
         }
     });
     Ok(client)
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or_default()
 }
 
 fn value_error(
