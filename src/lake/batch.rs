@@ -13,10 +13,10 @@ use arrow_array::builder::{
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array,
     Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    StringArray, StructArray, TimestampMicrosecondArray, new_null_array,
+    StringArray, StringViewArray, StructArray, TimestampMicrosecondArray, new_null_array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
-use arrow_schema::{DataType, Field, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::layout::{arrow_type, interval_fields};
 use crate::event::datum::Datum;
@@ -211,6 +211,113 @@ pub fn repeated_string(value: &str, len: usize) -> ArrayRef {
     )))
 }
 
+/// A string view column with one value repeated: one copy of the value,
+/// sixteen bytes a row.
+pub fn repeated_view(value: &str, len: usize) -> ArrayRef {
+    let mut builder = arrow_array::builder::StringViewBuilder::with_capacity(len);
+    if len > 0 {
+        let block = builder.append_block(arrow_buffer::Buffer::from(value.as_bytes()));
+        let length = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        for _ in 0..len {
+            // Cannot fail: the block holds exactly this valid UTF-8 value.
+            if builder.try_append_view(block, 0, length).is_err() {
+                builder.append_value(value);
+            }
+        }
+    }
+    Arc::new(builder.finish())
+}
+
+/// `schema` with its top-level strings and binaries as views: what stored
+/// files are read as for a rewrite, so carried values are never copied.
+pub fn view_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = match f.data_type() {
+                DataType::Utf8 => DataType::Utf8View,
+                DataType::Binary => DataType::BinaryView,
+                other => other.clone(),
+            };
+            f.as_ref().clone().with_data_type(ty)
+        })
+        .collect();
+    Arc::new(Schema::new(fields).with_metadata(schema.metadata().clone()))
+}
+
+/// Read access to a string column stored either way (offsets or views).
+#[derive(Clone, Copy)]
+pub enum Strings<'a> {
+    Offsets(&'a StringArray),
+    Views(&'a StringViewArray),
+}
+
+impl<'a> Strings<'a> {
+    pub fn of(array: &'a dyn Array) -> Option<Self> {
+        let any = array.as_any();
+        any.downcast_ref::<StringArray>()
+            .map(Strings::Offsets)
+            .or_else(|| any.downcast_ref::<StringViewArray>().map(Strings::Views))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Strings::Offsets(a) => a.len(),
+            Strings::Views(a) => a.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn null_count(&self) -> usize {
+        match self {
+            Strings::Offsets(a) => a.null_count(),
+            Strings::Views(a) => a.null_count(),
+        }
+    }
+
+    pub fn is_valid(&self, index: usize) -> bool {
+        match self {
+            Strings::Offsets(a) => a.is_valid(index),
+            Strings::Views(a) => a.is_valid(index),
+        }
+    }
+
+    /// The value at `index` (`""` for a null; the caller checks validity).
+    pub fn value(&self, index: usize) -> &'a str {
+        if index >= self.len() {
+            return "";
+        }
+        match self {
+            Strings::Offsets(a) => a.value(index),
+            Strings::Views(a) => a.value(index),
+        }
+    }
+
+    /// The non-null values, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let this = *self;
+        (0..this.len())
+            .filter(move |i| this.is_valid(*i))
+            .map(move |i| this.value(i))
+    }
+}
+
+/// The bytes at `index` of a binary column stored either way.
+fn bytes_at(array: &dyn Array, index: usize) -> Option<&[u8]> {
+    let any = array.as_any();
+    match any.downcast_ref::<BinaryArray>() {
+        Some(a) => Some(a.value(index)),
+        None => Some(
+            any.downcast_ref::<arrow_array::BinaryViewArray>()?
+                .value(index),
+        ),
+    }
+}
+
 /// Reads one value back (an unchanged TOAST value to keep, or a lake row in
 /// tests). `None` when the array's type does not match `ty`.
 pub fn datum_at(array: &dyn Array, index: usize, ty: &ColumnType) -> Option<Datum> {
@@ -253,16 +360,14 @@ pub fn datum_at(array: &dyn Array, index: usize, ty: &ColumnType) -> Option<Datu
             ))
         }
         ColumnType::Decimal { precision, scale } => {
-            let text = any.downcast_ref::<StringArray>()?.value(index);
+            let text = Strings::of(array)?.value(index);
             Datum::Decimal(Decimal::parse(text, *precision, *scale).ok()?)
         }
         ColumnType::NumericText | ColumnType::Text | ColumnType::Json | ColumnType::Uuid => {
-            Datum::Text(any.downcast_ref::<StringArray>()?.value(index).to_string())
+            Datum::Text(Strings::of(array)?.value(index).to_string())
         }
-        ColumnType::Time => {
-            Datum::Micros(parse_time(any.downcast_ref::<StringArray>()?.value(index))?)
-        }
-        ColumnType::Bytes => Datum::Bytes(any.downcast_ref::<BinaryArray>()?.value(index).to_vec()),
+        ColumnType::Time => Datum::Micros(parse_time(Strings::of(array)?.value(index))?),
+        ColumnType::Bytes => Datum::Bytes(bytes_at(array, index)?.to_vec()),
         ColumnType::Date => Datum::Date(any.downcast_ref::<Date32Array>()?.value(index)),
         ColumnType::Timestamp | ColumnType::TimestampTz => Datum::Micros(
             any.downcast_ref::<TimestampMicrosecondArray>()?

@@ -22,14 +22,17 @@
 //! appended.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_array::builder::StringBuilder;
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 
-use super::batch::{array_of, datum_at, repeated_string};
+use super::batch::{Strings, array_of, datum_at, repeated_string, repeated_view};
 use super::layout::{
-    FILE_NAME, LakeSchema, POSITION, RECORD_KEY, TableLayout, parse_position, position_text,
+    FILE_NAME, LakeSchema, POSITION, RECORD_KEY, TableLayout, parse_position, write_position,
 };
 use super::table::Change;
 use crate::event::change::Position;
@@ -121,6 +124,22 @@ fn has_unchanged(row: &Row) -> bool {
     row.0.iter().any(|d| matches!(d, Datum::Unchanged))
 }
 
+/// A string column of `len` values, each written by `value` straight into
+/// the column's buffer (no string per row).
+fn formatted(
+    len: usize,
+    mut value: impl FnMut(usize, &mut StringBuilder) -> std::fmt::Result,
+) -> ArrayRef {
+    let mut builder = StringBuilder::with_capacity(len, len * 32);
+    for n in 0..len {
+        // Writing into a builder cannot fail; a value cut short is still a
+        // row, so the column keeps its length.
+        let _ = value(n, &mut builder);
+        builder.append_value("");
+    }
+    Arc::new(builder.finish())
+}
+
 /// Builds the batch of new or replaced rows for one file.
 pub fn build_rows(
     ctx: &WriteContext,
@@ -132,9 +151,9 @@ pub fn build_rows(
     let instant = &ctx.instant;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(ctx.arrow_schema.fields().len());
     columns.push(repeated_string(instant, rows.len()));
-    columns.push(std::sync::Arc::new(StringArray::from_iter_values(
-        (0..rows.len()).map(|n| format!("{instant}_{group_no}_{n}")),
-    )));
+    columns.push(formatted(rows.len(), |n, out| {
+        write!(out, "{instant}_{group_no}_{n}")
+    }));
     columns.push(std::sync::Arc::new(StringArray::from_iter_values(
         rows.iter().map(|c| c.key.as_str()),
     )));
@@ -165,9 +184,10 @@ pub fn build_rows(
         }
         columns.push(array_of(&column.name, &ty, &values).map_err(|e| e.to_string())?);
     }
-    columns.push(std::sync::Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|c| position_text(c.position)),
-    )));
+    columns.push(formatted(rows.len(), |n, out| match rows.get(n) {
+        Some(c) => write_position(out, c.position),
+        None => Ok(()),
+    }));
     if ctx.layout.partition.is_some() {
         let value = partition
             .split_once('=')
@@ -180,7 +200,8 @@ pub fn build_rows(
 
 /// Merges the changes routed to one file group (`routed`, indices into
 /// `ctx.changes`) and the inserts assigned to it (`appended`) into its stored
-/// rows (already projected onto the current schema).
+/// rows (already projected onto the current schema, strings as views: the
+/// carried batch keeps them, the new rows' batch has plain strings).
 pub fn merge_group(
     ctx: &WriteContext,
     stored: &RecordBatch,
@@ -190,10 +211,10 @@ pub fn merge_group(
     file: &str,
     group_no: usize,
 ) -> Result<Merged, String> {
-    let string_column = |name: &str| -> Result<StringArray, String> {
+    let string_column = |name: &str| -> Result<Strings<'_>, String> {
         stored
             .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+            .and_then(|c| Strings::of(c.as_ref()))
             .ok_or_else(|| format!("a base file without {name}"))
     };
     let keys = string_column(RECORD_KEY)?;
@@ -297,13 +318,13 @@ pub fn merge_group(
         arrow_select::filter::filter_record_batch(stored, &keep).map_err(|e| e.to_string())?;
     counts.carried = carried.num_rows() as u64;
     let mut carried_columns = carried.columns().to_vec();
-    if let Ok(i) = ctx.arrow_schema.index_of(FILE_NAME)
+    if let Ok(i) = stored.schema().index_of(FILE_NAME)
         && let Some(c) = carried_columns.get_mut(i)
     {
-        *c = repeated_string(file, carried.num_rows());
+        *c = repeated_view(file, carried.num_rows());
     }
-    let carried = RecordBatch::try_new(ctx.arrow_schema.clone(), carried_columns)
-        .map_err(|e| e.to_string())?;
+    let carried =
+        RecordBatch::try_new(stored.schema(), carried_columns).map_err(|e| e.to_string())?;
     // Replaced rows with unchanged TOAST values get filled copies.
     replace.sort_unstable();
     let mut filled: Vec<Change> = Vec::new();

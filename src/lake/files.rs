@@ -5,15 +5,26 @@
 //! `<uuid>-0` (no `_`: Hudi splits names on it). Footers carry
 //! `hoodie_min_record_key` / `hoodie_max_record_key`, so Java's BLOOM index
 //! range pruning works; statistics are on for every column.
+//!
+//! A rewrite reads the stored slice with strings and binaries as views into
+//! the decompressed pages ([`decode_base_file`]): carried values are never
+//! copied, and the encoder takes views as they are. A column gets a
+//! dictionary only when a sample of its values repeats: for mostly unique
+//! values (ids, timestamps, JSON payloads) building one only to abandon it
+//! costs a third of the encoding time and makes the file larger.
 
 use std::sync::Arc;
 
+use super::batch::{Strings, view_schema};
 use super::bloom::DynamicBloom;
 use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -59,9 +70,60 @@ pub fn parse_base_file_name(name: &str) -> Option<(String, String)> {
     Some((file_id.to_string(), instant.to_string()))
 }
 
+/// Values sampled per column to decide on a dictionary.
+const DICTIONARY_SAMPLE: usize = 2048;
+
+/// Whether the first values of a column are mostly distinct (more than half
+/// of a sample), so a dictionary would not pay; `None` for a type the
+/// sample does not read (the writer's default applies).
+fn mostly_unique(array: &dyn Array) -> Option<bool> {
+    let data = array.to_data();
+    let mut seen: std::collections::HashSet<&[u8], foldhash::fast::RandomState> =
+        std::collections::HashSet::with_capacity_and_hasher(DICTIONARY_SAMPLE, Default::default());
+    let mut sampled = 0usize;
+    let rows = (0..array.len())
+        .filter(|r| array.is_valid(*r))
+        .take(DICTIONARY_SAMPLE);
+    let any = array.as_any();
+    match array.data_type() {
+        DataType::Utf8 | DataType::Utf8View => {
+            let strings = Strings::of(array)?;
+            for r in rows {
+                seen.insert(strings.value(r).as_bytes());
+                sampled += 1;
+            }
+        }
+        DataType::Binary => {
+            let a = any.downcast_ref::<arrow_array::BinaryArray>()?;
+            for r in rows {
+                seen.insert(a.value(r));
+                sampled += 1;
+            }
+        }
+        DataType::BinaryView => {
+            let a = any.downcast_ref::<arrow_array::BinaryViewArray>()?;
+            for r in rows {
+                seen.insert(a.value(r));
+                sampled += 1;
+            }
+        }
+        ty => {
+            let width = ty.primitive_width()?;
+            let values = data.buffers().first()?.as_slice();
+            for r in rows {
+                let start = (data.offset() + r) * width;
+                seen.insert(values.get(start..start + width)?);
+                sampled += 1;
+            }
+        }
+    }
+    Some(sampled >= 64 && seen.len() * 2 > sampled)
+}
+
 fn properties(
     compression: ParquetCompression,
     footer: Vec<(&'static str, String)>,
+    no_dictionary: Vec<String>,
 ) -> WriterProperties {
     let codec = match compression {
         ParquetCompression::None => Compression::UNCOMPRESSED,
@@ -79,7 +141,11 @@ fn properties(
             .map(|(k, v)| KeyValue::new(k.to_string(), v)),
     );
     let unique = |name: &str| ColumnPath::from(vec![name.to_string()]);
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for name in no_dictionary {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(vec![name]), false);
+    }
+    builder
         .set_compression(codec)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(250_000))
@@ -107,7 +173,7 @@ pub fn encode(
     for batch in batches {
         let column = batch
             .column_by_name(RECORD_KEY)
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .and_then(|c| Strings::of(c.as_ref()))
             .ok_or_else(|| FileError::Layout("no record key column".into()))?;
         keys.push(column);
     }
@@ -116,20 +182,30 @@ pub fn encode(
     let carried = carried
         .filter(|f| f.can_extend(count, fresh_rows))
         .map(|f| {
-            let fresh: Vec<&str> = keys
-                .iter()
-                .skip(1)
-                .flat_map(|k| k.iter().flatten())
-                .collect();
+            let fresh: Vec<&str> = keys.iter().skip(1).flat_map(|k| k.iter()).collect();
             (f, fresh)
         });
-    let footer = super::bloom::footer(count, keys.iter().flat_map(|k| k.iter().flatten()), carried);
+    let footer = super::bloom::footer(count, keys.iter().flat_map(|k| k.iter()), carried);
+    // Sampled from the first batch with rows: the carried rows of a rewrite.
+    let no_dictionary: Vec<String> = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|batch| {
+            schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .filter(|(_, c)| mostly_unique(c.as_ref()) == Some(true))
+                .map(|(f, _)| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut out = Vec::with_capacity(size / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
         &mut out,
         schema.clone(),
-        Some(properties(compression, footer)),
+        Some(properties(compression, footer, no_dictionary)),
     )?;
     for batch in batches {
         writer.write(batch)?;
@@ -138,15 +214,28 @@ pub fn encode(
     Ok(out)
 }
 
-/// Decodes a whole base file into one batch.
+/// Decodes a whole base file into one batch (strings as strings).
 pub fn decode(bytes: Bytes) -> Result<RecordBatch, FileError> {
-    decode_base_file(bytes).map(|(batch, _)| batch)
+    decode_with(ParquetRecordBatchReaderBuilder::try_new(bytes)?).map(|(batch, _)| batch)
 }
 
-/// Decodes a whole base file into one batch, with the bloom filter of its
-/// footer (if it has a readable one).
+/// Decodes a whole base file into one batch, strings and binaries as views
+/// into the decompressed pages, with the bloom filter of its footer (if it
+/// has a readable one).
 pub fn decode_base_file(bytes: Bytes) -> Result<(RecordBatch, Option<DynamicBloom>), FileError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let plain = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())?;
+    let views = ArrowReaderMetadata::try_new(
+        plain.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(view_schema(plain.schema())),
+    )?;
+    decode_with(ParquetRecordBatchReaderBuilder::new_with_metadata(
+        bytes, views,
+    ))
+}
+
+fn decode_with(
+    builder: ParquetRecordBatchReaderBuilder<Bytes>,
+) -> Result<(RecordBatch, Option<DynamicBloom>), FileError> {
     let kv = builder.metadata().file_metadata().key_value_metadata();
     let value = |key: &str| {
         kv.and_then(|kv| kv.iter().find(|e| e.key == key))
@@ -210,6 +299,206 @@ pub fn decode_keys(bytes: Bytes) -> Result<(Vec<String>, Vec<String>), FileError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::datum::Datum;
+    use crate::event::sample::{self, Rng};
+    use crate::lake::batch::{array_of, datum_at, project};
+    use arrow_schema::{Field, Schema};
+
+    /// A file with every column type, the record key first, and its values.
+    fn every_type_file(rows: usize) -> (RecordBatch, Vec<Vec<Datum>>) {
+        let mut rng = Rng::new(7);
+        let types = sample::all_types();
+        let mut fields = vec![Field::new(RECORD_KEY, DataType::Utf8, true)];
+        let keys: Vec<String> = (0..rows).map(|r| format!("key-{r:06}")).collect();
+        let mut columns: Vec<arrow_array::ArrayRef> =
+            vec![std::sync::Arc::new(StringArray::from_iter_values(&keys))];
+        let mut values = Vec::new();
+        for (i, ty) in types.iter().enumerate() {
+            let column: Vec<Datum> = (0..rows)
+                .map(|r| {
+                    if r % 11 == 0 {
+                        Datum::Null
+                    } else {
+                        sample::value(&mut rng, ty)
+                    }
+                })
+                .collect();
+            let refs: Vec<&Datum> = column.iter().collect();
+            let array = array_of("c", ty, &refs).unwrap();
+            fields.push(Field::new(format!("c{i}"), array.data_type().clone(), true));
+            columns.push(array);
+            values.push(column);
+        }
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        (RecordBatch::try_new(schema, columns).unwrap(), values)
+    }
+
+    #[test]
+    fn a_rewrite_reads_views_and_writes_them_back_unchanged() {
+        let (batch, values) = every_type_file(300);
+        let schema = batch.schema();
+        let bytes = Bytes::from(
+            encode(
+                &schema,
+                std::slice::from_ref(&batch),
+                ParquetCompression::Snappy,
+                None,
+            )
+            .unwrap(),
+        );
+        let (views, filter) = decode_base_file(bytes.clone()).unwrap();
+        assert!(filter.is_some(), "the footer's bloom filter is read back");
+        assert_eq!(views.num_rows(), 300);
+        let mut view_columns = 0;
+        for (f, column) in schema.fields().iter().zip(views.columns()) {
+            match f.data_type() {
+                DataType::Utf8 => assert_eq!(column.data_type(), &DataType::Utf8View),
+                DataType::Binary => assert_eq!(column.data_type(), &DataType::BinaryView),
+                other => assert_eq!(column.data_type(), other),
+            }
+            view_columns += usize::from(matches!(
+                column.data_type(),
+                DataType::Utf8View | DataType::BinaryView
+            ));
+        }
+        assert!(view_columns >= 3, "strings, text and bytes are views");
+        // Every stored value reads back through the views.
+        for (i, ty) in sample::all_types().iter().enumerate() {
+            let column = views.column(i + 1);
+            for (r, expected) in values[i].iter().enumerate() {
+                if matches!(expected, Datum::Float32(f) if f.is_nan())
+                    || matches!(expected, Datum::Float64(f) if f.is_nan())
+                {
+                    continue;
+                }
+                assert_eq!(
+                    datum_at(column.as_ref(), r, ty).as_ref(),
+                    Some(expected),
+                    "{ty} row {r}"
+                );
+            }
+        }
+        // Written back from views, the file holds what the first one held,
+        // under the plain schema.
+        let again = Bytes::from(
+            encode(
+                &schema,
+                std::slice::from_ref(&views),
+                ParquetCompression::Snappy,
+                None,
+            )
+            .unwrap(),
+        );
+        assert_eq!(decode(again).unwrap(), decode(bytes).unwrap());
+        assert_eq!(
+            decode(Bytes::from(
+                encode(
+                    &schema,
+                    std::slice::from_ref(&batch),
+                    ParquetCompression::None,
+                    None
+                )
+                .unwrap()
+            ))
+            .unwrap(),
+            batch
+        );
+    }
+
+    #[test]
+    fn a_decimal_widened_past_38_digits_projects_onto_a_view_as_text() {
+        let ty = crate::event::types::ColumnType::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        let wide = crate::event::types::ColumnType::Decimal {
+            precision: 50,
+            scale: 2,
+        };
+        let values = [
+            Datum::Decimal(crate::event::decimal::Decimal::parse("-12345.67", 10, 2).unwrap()),
+            Datum::Null,
+            Datum::Decimal(crate::event::decimal::Decimal::parse("0.05", 10, 2).unwrap()),
+        ];
+        let refs: Vec<&Datum> = values.iter().collect();
+        let stored = array_of("d", &ty, &refs).unwrap();
+        let batch = RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![Field::new(
+                "d",
+                stored.data_type().clone(),
+                true,
+            )])),
+            vec![stored],
+        )
+        .unwrap();
+        let target = array_of("d", &wide, &refs).unwrap();
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+            "d",
+            target.data_type().clone(),
+            true,
+        )]));
+        let projected = project(&batch, &view_schema(&schema)).unwrap();
+        assert_eq!(projected.column(0).data_type(), &DataType::Utf8View);
+        for (r, v) in values.iter().enumerate() {
+            assert_eq!(
+                datum_at(projected.column(0).as_ref(), r, &wide),
+                datum_at(target.as_ref(), r, &wide),
+                "row {r}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dictionaries_only_for_repeating_columns() {
+        let unique: arrow_array::ArrayRef =
+            std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..5000));
+        let repeating: arrow_array::ArrayRef = std::sync::Arc::new(
+            arrow_array::Int64Array::from_iter_values((0..5000).map(|i| i % 6)),
+        );
+        let text: arrow_array::ArrayRef = std::sync::Arc::new(StringArray::from_iter_values(
+            (0..5000).map(|i| format!("{{\"n\": {i}}}")),
+        ));
+        let status: arrow_array::ArrayRef = std::sync::Arc::new(StringArray::from_iter_values(
+            (0..5000).map(|i| ["paid", "shipped"][i % 2]),
+        ));
+        assert_eq!(mostly_unique(unique.as_ref()), Some(true));
+        assert_eq!(mostly_unique(repeating.as_ref()), Some(false));
+        assert_eq!(mostly_unique(text.as_ref()), Some(true));
+        assert_eq!(mostly_unique(status.as_ref()), Some(false));
+        let few: arrow_array::ArrayRef =
+            std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..10));
+        assert_eq!(mostly_unique(few.as_ref()), Some(false), "too few to judge");
+        let keys = StringArray::from_iter_values((0..5000).map(|i| i.to_string()));
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new(RECORD_KEY, DataType::Utf8, true),
+            Field::new("unique", DataType::Int64, true),
+            Field::new("repeating", DataType::Int64, true),
+            Field::new("payload", DataType::Utf8, true),
+            Field::new("status", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(keys), unique, repeating, text, status],
+        )
+        .unwrap();
+        let bytes =
+            Bytes::from(encode(&schema, &[batch], ParquetCompression::Snappy, None).unwrap());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let row_group = reader.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            row_group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+                .dictionary_page_offset()
+                .is_some()
+        };
+        assert!(!dictionary("unique"));
+        assert!(dictionary("repeating"));
+        assert!(!dictionary("payload"));
+        assert!(dictionary("status"));
+    }
 
     #[test]
     fn base_file_names_round_trip() {

@@ -535,7 +535,17 @@ pub fn event_record_key(table: &TableSchema, key: &Row) -> String {
 
 /// `_tidewater_position`: sortable text of a source position.
 pub fn position_text(position: crate::event::change::Position) -> String {
-    format!("{:016x}.{:016x}", position.commit, position.ordinal)
+    let mut text = String::with_capacity(33);
+    let _ = write_position(&mut text, position);
+    text
+}
+
+/// Writes [`position_text`] to `out`.
+pub fn write_position(
+    out: &mut impl std::fmt::Write,
+    position: crate::event::change::Position,
+) -> std::fmt::Result {
+    write!(out, "{:016x}.{:016x}", position.commit, position.ordinal)
 }
 
 /// Parses [`position_text`].
