@@ -63,8 +63,10 @@ impl Decimal {
     }
 
     pub fn to_i128(&self) -> Option<i128> {
-        let fixed = self.to_fixed(16)?;
-        let arr: [u8; 16] = fixed.try_into().ok()?;
+        let fill = if self.is_negative() { 0xff } else { 0 };
+        let mut arr = [fill; 16];
+        let start = 16usize.checked_sub(self.bytes.len())?;
+        arr.get_mut(start..)?.copy_from_slice(&self.bytes);
         Some(i128::from_be_bytes(arr))
     }
 
@@ -258,6 +260,16 @@ mod tests {
             "18446744073709551615"
         );
         assert_eq!(Decimal::from_i128(i128::MIN).to_i128(), Some(i128::MIN));
+        for v in [i128::MAX, -1, 0, 1, 255, -256, 1 << 70] {
+            assert_eq!(Decimal::from_i128(v).to_i128(), Some(v));
+        }
+        assert_eq!(
+            Decimal::parse("170141183460469231731687303715884105728", 39, 0)
+                .unwrap()
+                .to_i128(),
+            None,
+            "one past i128::MAX needs 17 bytes"
+        );
         assert_eq!(
             Decimal::parse("-5", 3, 0).unwrap().to_fixed(4).unwrap(),
             vec![0xff, 0xff, 0xff, 0xfb]

@@ -104,7 +104,14 @@ pub fn array_of(column: &str, ty: &ColumnType, values: &[&Datum]) -> Result<Arra
             build!(StringBuilder::with_capacity(values.len(), values.len() * 16), Datum::Decimal(d) => d.to_string_scaled(*scale))
         }
         ColumnType::NumericText | ColumnType::Text | ColumnType::Json | ColumnType::Uuid => {
-            build!(StringBuilder::with_capacity(values.len(), values.len() * 16), Datum::Text(s) => s)
+            let bytes = values
+                .iter()
+                .map(|d| match d {
+                    Datum::Text(s) => s.len(),
+                    _ => 0,
+                })
+                .sum();
+            build!(StringBuilder::with_capacity(values.len(), bytes), Datum::Text(s) => s)
         }
         ColumnType::Time => {
             build!(StringBuilder::with_capacity(values.len(), values.len() * 15), Datum::Micros(m) => time_text(*m))

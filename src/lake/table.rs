@@ -851,8 +851,8 @@ impl Table {
         let changes = Arc::new(batch.changes);
         let mut routed: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut inserts: Vec<usize> = Vec::new();
-        for (i, change) in changes.iter().enumerate() {
-            match self.index.get(&change.key) {
+        for (i, (change, group)) in changes.iter().zip(self.locate(&changes)).enumerate() {
+            match group {
                 Some(g) => routed.entry(g as usize).or_default().push(i),
                 None if change.row.is_some() => inserts.push(i),
                 None => {}
@@ -1095,7 +1095,44 @@ impl Table {
             self.position = batch.position;
         }
         self.clean().await?;
+        // Freeing a batch of a million changes takes a while: not on the
+        // async thread.
+        tokio::task::spawn_blocking(move || drop((changes, ctx)));
         Ok(outcome)
+    }
+
+    /// The file group of each change's key, if the table holds it. A large
+    /// batch is looked up on every core: each lookup is a cache miss in an
+    /// index of millions of keys.
+    fn locate(&self, changes: &[Change]) -> Vec<Option<u32>> {
+        const PER_THREAD: usize = 100_000;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(changes.len() / PER_THREAD)
+            .max(1);
+        let index = &self.index;
+        let lookup = |part: &[Change]| -> Vec<Option<u32>> {
+            part.iter().map(|c| index.get(&c.key)).collect()
+        };
+        if threads == 1 {
+            return lookup(changes);
+        }
+        let chunk = changes.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = changes
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || lookup(part)))
+                .collect();
+            let mut out = Vec::with_capacity(changes.len());
+            for part in parts {
+                // A lookup cannot panic; were it to, the commit fails whole.
+                match part.join() {
+                    Ok(found) => out.extend(found),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        })
     }
 
     /// Inserts of one partition: small file groups of the partition (not
