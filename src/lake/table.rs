@@ -1474,89 +1474,89 @@ async fn run_job(
     let worker_ctx = ctx.clone();
     let worker_job = job.clone();
     let worker_file = file.clone();
+    // Stored slices are read with strings as views (see `files`).
+    let stored_schema = view_schema(&ctx.arrow_schema);
     let (merged, encoded) =
         tokio::task::spawn_blocking(move || -> Result<(Merged, Vec<u8>), LakeError> {
-            let (merged, carried) =
-                match (&worker_job, stored) {
-                    (
-                        FileJob::Existing {
-                            routed,
-                            appended,
-                            partition,
-                            prev,
-                            group,
-                            ..
-                        },
-                        Some(bytes),
-                    ) => {
-                        let (batch, filter) =
-                            decode_base_file(bytes).map_err(|source| LakeError::File {
-                                path: prev.file.clone(),
-                                source,
-                            })?;
-                        let batch = project(&batch, &view_schema(&worker_ctx.arrow_schema))
-                            .map_err(|e| LakeError::Schema {
-                                table: String::new(),
-                                message: e.to_string(),
-                            })?;
-                        let merged = merge_group(
-                            &worker_ctx,
-                            &batch,
-                            routed,
-                            appended,
-                            partition,
-                            &worker_file,
-                            *group,
-                        )
-                        .map_err(|message| LakeError::Schema {
-                            table: String::new(),
-                            message,
+            let (merged, carried) = match (&worker_job, stored) {
+                (
+                    FileJob::Existing {
+                        routed,
+                        appended,
+                        partition,
+                        prev,
+                        group,
+                        ..
+                    },
+                    Some(bytes),
+                ) => {
+                    let (batch, filter) =
+                        decode_base_file(bytes).map_err(|source| LakeError::File {
+                            path: prev.file.clone(),
+                            source,
                         })?;
-                        // The first batch is what survives of this file.
-                        (merged, filter)
-                    }
-                    (
-                        FileJob::New {
-                            rows, partition, ..
-                        },
-                        _,
-                    ) => {
-                        let refs: Vec<&Change> = rows
-                            .iter()
-                            .filter_map(|i| worker_ctx.changes.get(*i))
-                            .collect();
-                        let batch = build_rows(
-                            &worker_ctx,
-                            &refs,
-                            &worker_file,
-                            partition,
-                            usize::MAX / 2 + n,
-                        )
-                        .map_err(|message| LakeError::Schema {
-                            table: String::new(),
-                            message,
-                        })?;
-                        let added = refs.iter().map(|c| c.key.clone()).collect();
-                        let counts = MergeCounts {
-                            appended: refs.len() as u64,
-                            ..Default::default()
-                        };
-                        let merged = Merged {
-                            batches: vec![batch],
-                            added,
-                            removed: Vec::new(),
-                            elsewhere: Vec::new(),
-                            counts,
-                        };
-                        (merged, None)
-                    }
-                    (FileJob::Existing { .. }, None) => {
-                        return Err(LakeError::Corrupt {
-                            table: String::new(),
-                            message: "no stored slice".into(),
-                        });
-                    }
-                };
+                    let batch = project(&batch, &stored_schema).map_err(|e| LakeError::Schema {
+                        table: String::new(),
+                        message: e.to_string(),
+                    })?;
+                    let merged = merge_group(
+                        &worker_ctx,
+                        &batch,
+                        routed,
+                        appended,
+                        partition,
+                        &worker_file,
+                        *group,
+                    )
+                    .map_err(|message| LakeError::Schema {
+                        table: String::new(),
+                        message,
+                    })?;
+                    // The first batch is what survives of this file.
+                    (merged, filter)
+                }
+                (
+                    FileJob::New {
+                        rows, partition, ..
+                    },
+                    _,
+                ) => {
+                    let refs: Vec<&Change> = rows
+                        .iter()
+                        .filter_map(|i| worker_ctx.changes.get(*i))
+                        .collect();
+                    let batch = build_rows(
+                        &worker_ctx,
+                        &refs,
+                        &worker_file,
+                        partition,
+                        usize::MAX / 2 + n,
+                    )
+                    .map_err(|message| LakeError::Schema {
+                        table: String::new(),
+                        message,
+                    })?;
+                    let added = refs.iter().map(|c| c.key.clone()).collect();
+                    let counts = MergeCounts {
+                        appended: refs.len() as u64,
+                        ..Default::default()
+                    };
+                    let merged = Merged {
+                        batches: vec![batch],
+                        added,
+                        removed: Vec::new(),
+                        elsewhere: Vec::new(),
+                        counts,
+                    };
+                    (merged, None)
+                }
+                (FileJob::Existing { .. }, None) => {
+                    return Err(LakeError::Corrupt {
+                        table: String::new(),
+                        message: "no stored slice".into(),
+                    });
+                }
+            };
             let encoded = encode(
                 &worker_ctx.arrow_schema,
                 &merged.batches,
