@@ -148,7 +148,7 @@ fn main() {
         let mut daemon = Command::new(env!("CARGO_BIN_EXE_tidewater"))
             .args(["run", "--role", "all", "--standalone", "--admin-addr", "127.0.0.1:0"])
             .arg(&file)
-            .env("RUST_LOG", "info")
+            .env("TIDEWATER_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

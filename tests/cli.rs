@@ -307,10 +307,6 @@ fn a_sink_that_cannot_reach_kafka_is_retried_and_reported() {
     };
     assert_eq!(code, 503);
     assert!(sink["error"].as_str().unwrap().contains("kafka"), "{sink}");
-    Command::new("kill")
-        .args(["-TERM", &daemon.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = daemon.0.wait().unwrap();
+    let status = common::sigterm(&mut daemon.0);
     assert!(status.success(), "SIGTERM exits 0 while retrying: {status}");
 }

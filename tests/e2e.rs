@@ -811,10 +811,7 @@ fn log_tail(log: &Path) -> String {
 /// SIGTERM, then the exit status within 30 s.
 fn terminate(child: &mut Child, log: &Path) -> Duration {
     let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::send_sigterm(child);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(

@@ -549,19 +549,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
             &dir.path().join("capture.log"),
         )
     };
-    for round in 0..20 {
-        let mut child = common::Reaped(spawn());
-        let wait = 200 + rng.below(1_300);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!(
-                "round {round}: capture exited early ({status}): {}",
-                std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
-            );
-        }
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
-    }
+    common::kill_rounds(20, &mut rng, spawn, &dir.path().join("capture.log")).await;
     writing.store(false, std::sync::atomic::Ordering::SeqCst);
     writer.await.unwrap();
 
@@ -591,11 +579,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.0.wait().unwrap();
+    let status = common::sigterm(&mut child.0);
     assert!(status.success(), "SIGTERM exits 0: {status}");
     db.query_drop(format!("DROP DATABASE `{name}`"))
         .await

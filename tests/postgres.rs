@@ -710,19 +710,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
             &dir.path().join("capture.log"),
         )
     };
-    for round in 0..20 {
-        let mut child = spawn();
-        let wait = 200 + rng.below(1_300);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "round {round}: capture exited early ({status}): {}",
-                std::fs::read_to_string(dir.path().join("capture.log")).unwrap_or_default()
-            );
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    common::kill_rounds(20, &mut rng, spawn, &dir.path().join("capture.log")).await;
     writing.store(false, Ordering::SeqCst);
     writer.await.unwrap();
     sampler.await.unwrap();
@@ -738,11 +726,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
         assert!(Instant::now() < deadline, "the last run did not catch up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
+    let status = common::sigterm(&mut child);
     assert!(status.success(), "SIGTERM exits 0: {status}");
 
     // Every committed row reached Kafka.
@@ -1193,13 +1177,7 @@ async fn the_admin_endpoint_reports_health_metrics_and_status() {
         value["pipelines"][0]["parts"]["capture"]["events"],
         json!(20)
     );
-    let stop = |daemon: &mut common::Reaped| {
-        std::process::Command::new("kill")
-            .args(["-TERM", &daemon.0.id().to_string()])
-            .status()
-            .unwrap();
-        daemon.0.wait().unwrap()
-    };
+    let stop = |daemon: &mut common::Reaped| common::sigterm(&mut daemon.0);
     assert!(stop(&mut daemon).success(), "SIGTERM exits 0");
 
     // With a pipeline that fails (its table is missing) beside the good

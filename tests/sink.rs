@@ -533,8 +533,7 @@ fn assert_same_rows(
 
 fn stop_gracefully(mut child: Child) -> Duration {
     let started = Instant::now();
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    common::send_sigterm(&child);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();

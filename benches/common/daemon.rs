@@ -20,7 +20,7 @@ pub fn capture(config: &Path, log: &Path, admin: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args(["run", "--role", "capture", "--admin-addr", admin])
         .arg(config)
-        .env("RUST_LOG", "info")
+        .env("TIDEWATER_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()

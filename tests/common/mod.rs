@@ -399,6 +399,44 @@ pub fn spawn_run(
         .unwrap()
 }
 
+/// Sends SIGTERM (a graceful stop: flush, commit, exit).
+pub fn send_sigterm(child: &std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Sends SIGTERM and waits for the exit.
+pub fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    send_sigterm(child);
+    child.wait().unwrap()
+}
+
+/// `rounds` runs started by `spawn`, each killed with SIGKILL after a
+/// seeded 200–1500 ms. A run that exits by itself fails the test, with
+/// its `log`.
+pub async fn kill_rounds(
+    rounds: usize,
+    rng: &mut tidewater::event::sample::Rng,
+    spawn: impl Fn() -> std::process::Child,
+    log: &std::path::Path,
+) {
+    for round in 0..rounds {
+        let mut child = Reaped(spawn());
+        let wait = 200 + rng.below(1_300);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!(
+                "round {round}: exited early ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+    }
+}
+
 /// A loopback address whose port nothing listens on now.
 pub fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0")
