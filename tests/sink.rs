@@ -935,3 +935,108 @@ async fn a_foreign_message_stops_its_table_by_default_and_the_rest_goes_on() {
         "the checkpoint stays before the foreign message"
     );
 }
+
+/// `public.customers` with a score, and in its second shape the score
+/// widened to a bigint and a phone added.
+fn scored(second: bool) -> Arc<TableSchema> {
+    let mut columns = vec![
+        Column::new(
+            "id",
+            ColumnType::Int {
+                bits: 64,
+                signed: true,
+            },
+            false,
+        ),
+        Column::new("email", ColumnType::Text, false),
+        Column::new(
+            "score",
+            ColumnType::Int {
+                bits: if second { 64 } else { 32 },
+                signed: true,
+            },
+            true,
+        ),
+    ];
+    if second {
+        columns.push(Column::new("phone", ColumnType::Text, true));
+    }
+    Arc::new(TableSchema {
+        id: TableId::new("public", "customers"),
+        database: "shop".into(),
+        columns,
+        key: vec![0],
+    })
+}
+
+fn scored_customer(table: &Arc<TableSchema>, id: i64, commit: u64) -> ChangeEvent {
+    let mut values = vec![
+        Datum::Int(id),
+        Datum::Text(format!("c{id}@example.com")),
+        Datum::Int(id * 10),
+    ];
+    if table.columns.len() == 4 {
+        values.push(Datum::Text(format!("p{id}")));
+    }
+    change_event(
+        table,
+        Op::Create,
+        Position::new(commit, 0),
+        None,
+        Some(Row(values)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_change_follows_source_positions_not_the_order_partitions_deliver_in() {
+    let setup = Setup::with_tables("shapes", CUSTOMERS_TABLE, "");
+    let topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let (v1, v2) = (scored(false), scored(true));
+    let mut producer = setup.producer();
+    // The rows written after the change are produced first, the ones
+    // before it last: each of the four partitions delivers the new shape
+    // before the old one, as when one partition lags behind the others.
+    for id in 21..=40 {
+        producer
+            .send(&scored_customer(&v2, id, 60_000 + id as u64))
+            .await
+            .unwrap();
+    }
+    for id in 1..=20 {
+        producer
+            .send(&scored_customer(&v1, id, 50_000 + id as u64))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = setup.dir.path().join("sink.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    setup.wait_table_caught_up("public_customers", &topic, Duration::from_secs(60));
+    // More rows from before the change, once the new shape is committed:
+    // a replay, or a partition far behind.
+    for id in 41..=45 {
+        producer
+            .send(&scored_customer(&v1, id, 55_000 + id as u64))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    setup.wait_table_caught_up("public_customers", &topic, Duration::from_secs(60));
+    stop_gracefully(sink);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("table stopped"), "no table stops: {text}");
+    let expected: BTreeMap<String, Json> = (1..=45)
+        .map(|id: i64| {
+            let phone = (21..=40).contains(&id).then(|| format!("p{id}"));
+            (
+                id.to_string(),
+                json!({"id": id, "email": format!("c{id}@example.com"), "score": id * 10, "phone": phone}),
+            )
+        })
+        .collect();
+    assert_same_rows(
+        &setup.lake_rows_of("public_customers"),
+        &expected,
+        "rows of both shapes, in the latest shape",
+    );
+}

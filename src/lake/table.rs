@@ -1042,7 +1042,10 @@ impl Table {
             LAKE_SCHEMA_KEY.to_string(),
             serde_json::to_string(&schema).unwrap_or_default(),
         );
-        if let Some(p) = batch.position.or(self.position) {
+        // The source position reached never goes back (a batch of late
+        // events from a lagging partition ends below it).
+        let reached = batch.position.max(self.position);
+        if let Some(p) = reached {
             extra_metadata.insert(POSITION_KEY.to_string(), position_text(p));
         }
         let commit = CommitMetadata {
@@ -1091,9 +1094,7 @@ impl Table {
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         self.schema = Some(schema);
         self.checkpoint = Some(batch.checkpoint);
-        if batch.position.is_some() {
-            self.position = batch.position;
-        }
+        self.position = reached;
         self.clean().await?;
         // Freeing a batch of a million changes takes a while: not on the
         // async thread.

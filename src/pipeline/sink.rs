@@ -182,7 +182,9 @@ pub fn lake_table_name(id: &TableId) -> String {
 #[derive(Default)]
 struct Pending {
     changes: HashMap<String, Change>,
-    shapes: Vec<Arc<TableSchema>>,
+    /// Each distinct source shape buffered, with the latest position it
+    /// was seen at (see [`shapes_to_absorb`]).
+    shapes: Vec<(Arc<TableSchema>, Position)>,
     truncate: Option<Position>,
     max_position: Option<Position>,
     /// Next offset to read, per partition, covering everything buffered.
@@ -208,13 +210,7 @@ impl Pending {
             self.since = Some(Clock::now());
         }
         self.max_position = self.max_position.max(Some(event.position));
-        if self
-            .shapes
-            .last()
-            .is_none_or(|s| !Arc::ptr_eq(s, &event.table) && **s != *event.table)
-        {
-            self.shapes.push(event.table.clone());
-        }
+        saw_shape(&mut self.shapes, &event.table, event.position);
         if self.truncate.is_some_and(|t| event.position < t) {
             return;
         }
@@ -289,26 +285,73 @@ struct TableSink {
 }
 
 impl TableSink {
-    /// Whether the lake table can absorb a change of this shape after what
-    /// is buffered; checked once per new shape.
-    fn check_shape(&self, shape: &Arc<TableSchema>) -> Result<(), String> {
-        let seen = self
-            .pending
-            .shapes
-            .last()
-            .is_some_and(|s| Arc::ptr_eq(s, shape) || **s == **shape);
-        if seen {
+    /// Whether the lake table can absorb a change of this shape at this
+    /// position after what is buffered. Checked only when the shape is not
+    /// the latest one buffered: most events need no check.
+    fn check_shape(&self, shape: &Arc<TableSchema>, position: Position) -> Result<(), String> {
+        let latest = self.pending.shapes.iter().max_by_key(|(_, p)| *p);
+        if latest.is_some_and(|(s, p)| *p <= position && same_shape(s, shape)) {
             return Ok(());
         }
-        let shapes: Vec<&TableSchema> = self
-            .pending
-            .shapes
-            .iter()
-            .map(|s| s.as_ref())
-            .chain(std::iter::once(shape.as_ref()))
-            .collect();
-        self.table.check_shapes(&shapes)
+        let mut shapes = self.pending.shapes.clone();
+        saw_shape(&mut shapes, shape, position);
+        let absorbed = self.shapes_to_absorb(&shapes);
+        let refs: Vec<&TableSchema> = absorbed.iter().map(|s| s.as_ref()).collect();
+        self.table.check_shapes(&refs)
     }
+
+    /// The buffered shapes the table absorbs in its next commit.
+    fn shapes_to_absorb(&self, shapes: &[(Arc<TableSchema>, Position)]) -> Vec<Arc<TableSchema>> {
+        let reached = self
+            .table
+            .schema()
+            .is_some()
+            .then(|| self.table.position())
+            .flatten();
+        shapes_to_absorb(shapes, reached)
+    }
+}
+
+fn same_shape(a: &Arc<TableSchema>, b: &Arc<TableSchema>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+/// Records that `shape` was seen at `position`, keeping the latest
+/// position of each distinct shape.
+fn saw_shape(
+    shapes: &mut Vec<(Arc<TableSchema>, Position)>,
+    shape: &Arc<TableSchema>,
+    position: Position,
+) {
+    match shapes.iter_mut().rev().find(|(s, _)| same_shape(s, shape)) {
+        Some((_, seen)) => *seen = (*seen).max(position),
+        None => shapes.push((shape.clone(), position)),
+    }
+}
+
+/// The shapes a commit absorbs into the lake schema, in source order.
+///
+/// Events reach the sink in source order within a Kafka partition only: at
+/// a schema change, one partition may deliver rows of the new shape while
+/// another still delivers rows of the old one, and replays after a crash
+/// deliver old shapes again. The lake schema must follow the source, so:
+/// - shapes are absorbed in the order of the latest position each was seen
+///   at (the last one is the source's current shape, which decides which
+///   columns are dropped);
+/// - a shape seen only at or before `reached` (the position the table
+///   already holds) is history: the table has absorbed a later shape, and
+///   that shape's rows are written in the current lake schema (columns the
+///   shape lacks are NULL). It neither drops nor narrows a column.
+fn shapes_to_absorb(
+    shapes: &[(Arc<TableSchema>, Position)],
+    reached: Option<Position>,
+) -> Vec<Arc<TableSchema>> {
+    let mut live: Vec<&(Arc<TableSchema>, Position)> = shapes
+        .iter()
+        .filter(|(_, p)| reached.is_none_or(|r| *p > r))
+        .collect();
+    live.sort_by_key(|(_, p)| *p);
+    live.into_iter().map(|(s, _)| s.clone()).collect()
 }
 
 /// How a sink worker takes its partitions.
@@ -527,7 +570,7 @@ impl SinkWorker {
                 }
                 match decoded {
                     Ok(Decoded::Event(event)) => {
-                        if let Err(reason) = sink.check_shape(&event.table) {
+                        if let Err(reason) = sink.check_shape(&event.table, event.position) {
                             // Commit what came before the change, then stop
                             // at it: a restart stops here again.
                             self.commit_table(&topic).await?;
@@ -619,7 +662,7 @@ impl SinkWorker {
                 *slot = (*slot).max(*o);
             }
             let batch = CommitBatch {
-                shapes: pending.shapes.clone(),
+                shapes: sink.shapes_to_absorb(&pending.shapes),
                 changes: changes.clone(),
                 truncate: pending.truncate,
                 checkpoint: Checkpoint {
@@ -749,4 +792,66 @@ impl SinkWorker {
 /// A row's key as a row of key values (for callers that build changes).
 pub fn key_of(table: &TableSchema, row: &Row) -> Row {
     table.key_of(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::schema::Column;
+    use crate::event::types::ColumnType;
+
+    fn shape(extra: &[&str]) -> Arc<TableSchema> {
+        let mut columns = vec![Column::new(
+            "id",
+            ColumnType::Int {
+                bits: 64,
+                signed: true,
+            },
+            false,
+        )];
+        columns.extend(
+            extra
+                .iter()
+                .map(|name| Column::new(*name, ColumnType::Text, true)),
+        );
+        Arc::new(TableSchema {
+            id: TableId::new("public", "t"),
+            database: "d".into(),
+            columns,
+            key: vec![0],
+        })
+    }
+
+    fn names(shapes: &[Arc<TableSchema>]) -> Vec<usize> {
+        shapes.iter().map(|s| s.columns.len()).collect()
+    }
+
+    #[test]
+    fn shapes_follow_source_positions_not_arrival() {
+        let (old, new) = (shape(&["a"]), shape(&["a", "b"]));
+        let at = |n| Position::new(n, 0);
+        // Partition 0 delivers the new shape first, partition 1 its last
+        // rows of the old shape after it.
+        let mut seen = Vec::new();
+        saw_shape(&mut seen, &new, at(20));
+        saw_shape(&mut seen, &old, at(5));
+        saw_shape(&mut seen, &new, at(21));
+        saw_shape(&mut seen, &old, at(7));
+        assert_eq!(seen.len(), 2, "one entry per distinct shape");
+        assert_eq!(names(&shapes_to_absorb(&seen, None)), vec![2, 3]);
+        // An equal shape in another allocation is the same shape.
+        saw_shape(&mut seen, &shape(&["a", "b"]), at(30));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].1, at(30));
+        // The table already holds position 10: the old shape is history.
+        assert_eq!(names(&shapes_to_absorb(&seen, Some(at(10)))), vec![3]);
+        // A column dropped and added back: the latest shape comes last.
+        let mut seen = Vec::new();
+        saw_shape(&mut seen, &old, at(1));
+        saw_shape(&mut seen, &new, at(2));
+        saw_shape(&mut seen, &old, at(3));
+        assert_eq!(names(&shapes_to_absorb(&seen, None)), vec![3, 2]);
+        // Everything at or before the table's position: nothing to absorb.
+        assert!(shapes_to_absorb(&seen, Some(at(3))).is_empty());
+    }
 }
