@@ -1040,3 +1040,88 @@ async fn a_schema_change_follows_source_positions_not_the_order_partitions_deliv
         "rows of both shapes, in the latest shape",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
+    use tidewater::config::model::LakeConfig;
+    use tidewater::lake::layout::event_record_key;
+    use tidewater::lake::metadata::Checkpoint;
+    use tidewater::lake::table::{Change, CommitBatch, Table, TableOptions};
+
+    let setup = Setup::with_tables("gap", CUSTOMERS_TABLE, "");
+    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let v1 = customers(&["id"]);
+    let mut producer = setup.producer();
+    for id in 1..=8 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    let mut w = Workload::new(7);
+    for e in w.transaction(40) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    // The customers table was written by an earlier run that read far more
+    // of its topic than the topic now holds (the topic was recreated).
+    let report = tidewater::config::load(std::slice::from_ref(&setup.pipeline));
+    let cfg = &report.pipelines[0].config;
+    let lake = cfg.lake.clone().unwrap();
+    let (_, layout) = tidewater::pipeline::sink::table_layouts(cfg, &lake)
+        .unwrap()
+        .into_iter()
+        .find(|(id, _)| id.name == "customers")
+        .unwrap();
+    let store = tidewater::lake::store::open(&LakeConfig::with_uri(format!(
+        "file://{}",
+        setup.uri_of("public_customers")
+    )))
+    .unwrap();
+    let options = TableOptions {
+        layout,
+        target_file_bytes: 1 << 20,
+        keep_commits: 5,
+        compression: lake.parquet_compression,
+        writer_id: "earlier".into(),
+    };
+    let mut table = Table::open(store, options).await.unwrap();
+    let event = customer(&v1, 1);
+    let row = event.after.clone().unwrap();
+    table
+        .commit(CommitBatch {
+            shapes: vec![v1.clone()],
+            changes: vec![Change {
+                key: event_record_key(&v1, &Row(vec![Datum::Int(1)])),
+                position: event.position,
+                row: Some(row),
+                schema: v1.clone(),
+            }],
+            truncate: None,
+            checkpoint: Checkpoint {
+                topic: customers_topic.clone(),
+                offsets: (0..4).map(|p| (p, 1000)).collect(),
+            },
+            position: Some(event.position),
+        })
+        .await
+        .unwrap();
+
+    let log = setup.dir.path().join("sink.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    let text = wait_for_log(&log, "table stopped", Duration::from_secs(60));
+    assert!(
+        text.contains("public.customers")
+            && text.contains("offset 1000, past the partition's end")
+            && text.contains("re-snapshot"),
+        "the error names the table, the offsets and the fix: {text}"
+    );
+    // The other table goes on.
+    setup.wait_caught_up(Duration::from_secs(60));
+    stop_gracefully(sink);
+    assert_same_rows(&setup.lake_rows(), &w.expected(), "orders");
+    let customers: Vec<String> = setup.lake_rows_of("public_customers").into_keys().collect();
+    assert_eq!(
+        customers,
+        vec!["1".to_string()],
+        "nothing read past the gap"
+    );
+}

@@ -369,6 +369,17 @@ impl Table {
         Ok(())
     }
 
+    /// Reloads if another writer completed a commit since this one read the
+    /// table (one listing of `.hoodie/` when nothing changed).
+    pub async fn refresh(&mut self) -> Result<(), LakeError> {
+        let listed = Self::list_hoodie(self.store.as_ref()).await?;
+        let last = |t: &Timeline| t.completed_commits().last().map(|i| i.time.clone());
+        if last(&listed) != last(&self.timeline) {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
     /// `recover`: also roll back failed instants and delete their files
     /// (at process start: a pending instant then belongs to a dead writer or
     /// to a zombie, which the rollback's log entry fences).

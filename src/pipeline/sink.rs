@@ -312,6 +312,34 @@ impl TableSink {
     }
 }
 
+/// Why reading a partition from `start` (the lake's checkpoint; `None`:
+/// the lake has read none of it) cannot keep the table equal to its source,
+/// given the partition's low and high watermarks: the messages in between
+/// are gone (retention, deletion), or the partition ends before what the
+/// lake already read (the topic was recreated or lost messages).
+fn gap(topic: &str, partition: i32, start: Option<i64>, low: i64, high: i64) -> Option<String> {
+    const FIX: &str = "the lake table can no longer be made equal to its source from Kafka: \
+        re-snapshot the source into a new table";
+    match start {
+        Some(n) if n < low => Some(format!(
+            "{topic}/{partition}: the lake's checkpoint is offset {n}, but the broker's earliest \
+             offset is {low}: messages {n}..{} are gone (retention or deletion) and never \
+             reached the lake; {FIX}",
+            low - 1
+        )),
+        Some(n) if n > high => Some(format!(
+            "{topic}/{partition}: the lake's checkpoint is offset {n}, past the partition's end \
+             at {high}: the topic was recreated or lost messages the lake already holds; {FIX}"
+        )),
+        None if low > 0 => Some(format!(
+            "{topic}/{partition}: the lake has read none of this partition, and its messages \
+             0..{} are gone (retention or deletion); {FIX}",
+            low - 1
+        )),
+        _ => None,
+    }
+}
+
 fn same_shape(a: &Arc<TableSchema>, b: &Arc<TableSchema>) -> bool {
     Arc::ptr_eq(a, b) || **a == **b
 }
@@ -529,20 +557,33 @@ impl SinkWorker {
     async fn handle(&mut self, polled: Polled) -> Result<(), SinkError> {
         match polled {
             Polled::Assigned(parts) => {
-                let starts: Vec<(String, i32, Offset)> = parts
-                    .into_iter()
-                    .map(|(topic, partition)| {
-                        let offset = self
-                            .tables
-                            .get(&topic)
-                            .and_then(|t| t.table.checkpoint())
-                            .filter(|c| c.topic == topic)
-                            .and_then(|c| c.offsets.get(&partition).copied())
-                            .map_or(Offset::Beginning, Offset::Offset);
-                        tracing::info!(pipeline = %self.name, topic = %topic, partition, ?offset, "partition assigned");
-                        (topic, partition, offset)
-                    })
-                    .collect();
+                // Another worker may have committed these partitions since
+                // this one read the tables: start from the lake as it is.
+                let topics: std::collections::BTreeSet<&String> =
+                    parts.iter().map(|(t, _)| t).collect();
+                for topic in topics {
+                    if let Some(sink) = self.tables.get_mut(topic.as_str()) {
+                        sink.table.refresh().await?;
+                    }
+                }
+                let marks = Self::watermarks(self.watermarks.clone(), parts.clone()).await;
+                let mut starts: Vec<(String, i32, Offset)> = Vec::new();
+                for ((topic, partition), mark) in parts.into_iter().zip(marks) {
+                    let (low, high) = mark?;
+                    let start = self
+                        .tables
+                        .get(&topic)
+                        .and_then(|t| t.table.checkpoint())
+                        .filter(|c| c.topic == topic)
+                        .and_then(|c| c.offsets.get(&partition).copied());
+                    let stopped = self.tables.get(&topic).is_none_or(|t| t.stopped.is_some());
+                    if !stopped && let Some(reason) = gap(&topic, partition, start, low, high) {
+                        self.stop_table(&topic, &reason);
+                    }
+                    let offset = start.map_or(Offset::Beginning, Offset::Offset);
+                    tracing::info!(pipeline = %self.name, topic = %topic, partition, ?offset, low, high, "partition assigned");
+                    starts.push((topic, partition, offset));
+                }
                 self.consumer.start(&starts)?;
             }
             Polled::Revoked(parts) => {
@@ -610,6 +651,9 @@ impl SinkWorker {
                     },
                 }
                 sink.pending.messages += 1;
+                // Tombstones and dead letters carry no change, but their
+                // offsets are committed on the interval all the same.
+                sink.pending.since.get_or_insert_with(Clock::now);
                 sink.pending.offsets.insert(partition, offset + 1);
                 if sink.pending.changes.len() >= max || sink.pending.bytes >= budget {
                     self.commit_table(&topic).await?;
@@ -721,6 +765,27 @@ impl SinkWorker {
         Ok(())
     }
 
+    /// The brokers' low and high watermarks of `parts`, in order.
+    async fn watermarks(
+        client: Arc<rdkafka::consumer::BaseConsumer>,
+        parts: Vec<(String, i32)>,
+    ) -> Vec<Result<(i64, i64), rdkafka::error::KafkaError>> {
+        let n = parts.len();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            parts
+                .iter()
+                .map(|(topic, p)| client.fetch_watermarks(topic, *p, Duration::from_secs(5)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|_| {
+            (0..n)
+                .map(|_| Err(rdkafka::error::KafkaError::Canceled))
+                .collect()
+        })
+    }
+
     /// Sets [`SinkStats::kafka_lag`] from the brokers' high watermarks of
     /// the owned partitions and the lake's checkpoints. A broker that does
     /// not answer leaves the figure as it was.
@@ -729,26 +794,10 @@ impl SinkWorker {
         if owned.is_empty() {
             return;
         }
-        let client = self.watermarks.clone();
-        let highs = tokio::task::spawn_blocking(move || {
-            use rdkafka::consumer::Consumer;
-            owned
-                .into_iter()
-                .map(|(topic, p)| {
-                    let high = client
-                        .fetch_watermarks(&topic, p, Duration::from_secs(5))
-                        .map(|(_, high)| high);
-                    (topic, p, high)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-        let Ok(highs) = highs else {
-            return;
-        };
+        let marks = Self::watermarks(self.watermarks.clone(), owned.clone()).await;
         let mut lag = 0u64;
-        for (topic, partition, high) in highs {
-            let Ok(high) = high else {
+        for ((topic, partition), mark) in owned.into_iter().zip(marks) {
+            let Ok((_, high)) = mark else {
                 return;
             };
             let committed = self
@@ -853,5 +902,39 @@ mod tests {
         assert_eq!(names(&shapes_to_absorb(&seen, None)), vec![3, 2]);
         // Everything at or before the table's position: nothing to absorb.
         assert!(shapes_to_absorb(&seen, Some(at(3))).is_empty());
+    }
+
+    #[test]
+    fn a_partition_that_cannot_be_read_whole_from_the_checkpoint_is_a_gap() {
+        // Nothing lost: from the checkpoint, from the start, caught up, empty.
+        for (start, low, high) in [
+            (Some(5), 0, 9),
+            (Some(5), 5, 9),
+            (Some(9), 3, 9),
+            (None, 0, 0),
+            (None, 0, 4),
+        ] {
+            assert_eq!(
+                gap("t", 1, start, low, high),
+                None,
+                "{start:?} {low} {high}"
+            );
+        }
+        let retention = gap("t", 1, Some(5), 8, 20).unwrap();
+        assert!(
+            retention.contains("t/1") && retention.contains("messages 5..7 are gone"),
+            "{retention}"
+        );
+        let recreated = gap("t", 2, Some(50), 0, 10).unwrap();
+        assert!(
+            recreated.contains("t/2")
+                && recreated.contains("offset 50, past the partition's end at 10"),
+            "{recreated}"
+        );
+        let never_read = gap("t", 0, None, 3, 10).unwrap();
+        assert!(
+            never_read.contains("0..2 are gone") && never_read.contains("re-snapshot"),
+            "{never_read}"
+        );
     }
 }
