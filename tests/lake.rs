@@ -533,3 +533,167 @@ async fn ddl_matches_the_parquet_files_on_disk() {
         out
     }
 }
+
+/// A commit that fails midway (here: a base file it must rewrite cannot be
+/// read) leaves a pending instant, and maybe data files. The same writer
+/// rolls it back before its next commit, not only at a restart: archival
+/// would otherwise one day pass the pending instant, and its files would
+/// then count as committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_rolled_back_before_the_writers_next_commit() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tidewater::event::change::Position;
+    use tidewater::event::datum::{Datum, Row};
+    use tidewater::event::sample::Rng;
+    use tidewater::lake::layout::event_record_key;
+    use tidewater::lake::metadata::Checkpoint;
+    use tidewater::lake::table::{Change, CommitBatch, LakeError};
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let mut w =
+        common::lake_workload::Workload::open(&LakeConfig::with_uri(format!("file://{uri}")), 11)
+            .await;
+    w.step(300, false).await;
+    w.step(100, false).await;
+    let shape = common::lake_workload::shape(false);
+    let mut rng = Rng::new(5);
+    let mut changes = Vec::new();
+    let mut expected = w.model.clone();
+    for (ordinal, (key, old)) in w.model.rows.iter().enumerate() {
+        let id: i64 = key.parse().unwrap();
+        let mut row = common::lake_workload::row(&mut rng, id, 0, w.model.width);
+        row.0[3] = old.0[3].clone();
+        expected.rows.insert(key.clone(), row.clone());
+        changes.push(Change {
+            key: event_record_key(&shape, &Row(vec![Datum::Int(id)])),
+            position: Position::new(5_000, ordinal as u64),
+            row: Some(row),
+            schema: shape.clone(),
+        });
+    }
+    let batch = || CommitBatch {
+        shapes: vec![Arc::clone(&shape)],
+        changes: changes.clone(),
+        truncate: None,
+        checkpoint: Checkpoint {
+            topic: "shop.public.orders".into(),
+            offsets: BTreeMap::from([(0, 10_000)]),
+        },
+        position: Some(Position::new(5_000, u64::MAX)),
+    };
+    let victim = dir.path().join(&w.table.latest_files()[0]);
+    let original = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, b"not a parquet file").unwrap();
+    let err = w.table.commit(batch()).await.unwrap_err();
+    assert!(
+        matches!(&err, LakeError::File { path, .. } if victim.ends_with(path)),
+        "the error names the unreadable file: {err}"
+    );
+    let hoodie = |suffix: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join(".hoodie"))
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().to_string()))
+            .filter(|n| n.ends_with(suffix))
+            .collect();
+        names.sort();
+        names
+    };
+    let failed: Vec<String> = hoodie(".commit.requested")
+        .into_iter()
+        .map(|n| n.trim_end_matches(".commit.requested").to_string())
+        .filter(|t| !hoodie(".commit").contains(&format!("{t}.commit")))
+        .collect();
+    assert_eq!(failed.len(), 1, "one pending instant: {failed:?}");
+
+    std::fs::write(&victim, original).unwrap();
+    w.table.commit(batch()).await.unwrap();
+    let pending: Vec<String> = hoodie(".commit.requested")
+        .into_iter()
+        .filter(|n| !hoodie(".commit").contains(&n.replace(".commit.requested", ".commit")))
+        .collect();
+    assert!(pending.is_empty(), "pending instants left: {pending:?}");
+    let rollbacks = hoodie(".rollback");
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
+    let store =
+        tidewater::lake::store::open(&LakeConfig::with_uri(format!("file://{uri}"))).unwrap();
+    let services = common::lake_workload::table_service_files(store.as_ref()).await;
+    let plan = services
+        .iter()
+        .find(|(n, _)| n.ends_with(".rollback.requested"))
+        .map(|(_, plan)| plan)
+        .unwrap();
+    assert_eq!(
+        plan["records"][0]["instantToRollback"]["commitTime"],
+        serde_json::json!(failed[0])
+    );
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                assert!(
+                    !path.to_string_lossy().contains(&failed[0]),
+                    "{} of the failed instant survived",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert_eq!(w.lake_rows(&["snapshot", &uri]), expected.expected());
+}
+
+/// Base files of an instant the timeline does not know: at open, one newer
+/// than the last completed commit may be a live writer's attempt that began
+/// after the listing, and stays; once a later commit completes, no attempt
+/// older than it can still commit, and it goes. One older than the last
+/// completed commit goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_unknown_instants_go_only_once_no_writer_can_commit_them() {
+    use tidewater::lake::table::Table;
+    use tidewater::lake::timeline::{next_instant, now_millis};
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LakeConfig::with_uri(format!("file://{}", dir.path().display()));
+    let mut w = common::lake_workload::Workload::open(&lake, 3).await;
+    w.step(100, false).await;
+    let first = w.history[0].0.clone();
+    w.step(100, false).await;
+    let last = w.history[1].0.clone();
+    let committed = w.table.latest_files()[0].clone();
+    let (partition, _) = committed.rsplit_once('/').unwrap();
+    let stray = |n: u8, instant: String| {
+        format!("{partition}/00000000-0000-0000-0000-00000000000{n}-0_0-0-0_{instant}.parquet")
+    };
+    let between = next_instant(0, Some(&first));
+    assert!(between < last, "{between} between {first} and {last}");
+    let before_last = stray(1, between);
+    let newer = stray(2, next_instant(now_millis(), Some(&last)));
+    let body = std::fs::read(dir.path().join(&committed)).unwrap();
+    for name in [&before_last, &newer] {
+        std::fs::write(dir.path().join(name), &body).unwrap();
+    }
+    let exists = |name: &str| dir.path().join(name).exists();
+    let store = tidewater::lake::store::open(&lake).unwrap();
+    let reopened = Table::open(store, common::lake_workload::options())
+        .await
+        .unwrap();
+    assert!(
+        !exists(&before_last),
+        "older than the last commit: deleted at open"
+    );
+    assert!(exists(&newer), "maybe a live writer's: kept at open");
+    assert_eq!(reopened.row_count(), w.model.rows.len() as u64);
+    w.table = reopened;
+    // The next instant is a later millisecond than the stray's.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    w.step(50, false).await;
+    assert!(!exists(&newer), "deleted once a later commit completed");
+    assert_eq!(
+        w.lake_rows(&["snapshot", &dir.path().display().to_string()]),
+        w.model.expected()
+    );
+}

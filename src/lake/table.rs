@@ -189,6 +189,15 @@ pub struct Table {
     seq: u64,
     properties_written: bool,
     known_partitions: HashSet<String>,
+    /// Instants this writer started and did not complete (a store error
+    /// midway): rolled back before its next commit, not left for a restart
+    /// (archival must never pass them while their files remain).
+    failed: Vec<String>,
+    /// Base files of instants absent from the timeline when the table was
+    /// opened, newer than its last completed commit: a live writer's
+    /// attempt, or a crash's leftovers. Deleted once a later commit
+    /// completes (no attempt older than a completed commit can still win).
+    strays: Vec<(String, Path)>,
 }
 
 async fn put(
@@ -365,7 +374,59 @@ impl Table {
     /// here if it crashed before publishing) and files, without rolling back
     /// anybody's pending instant (another live writer may own it).
     pub async fn reload(&mut self) -> Result<(), LakeError> {
+        let failed = std::mem::take(&mut self.failed);
+        let strays = std::mem::take(&mut self.strays);
         *self = Self::load(self.store.clone(), self.options.clone(), false).await?;
+        self.failed = failed;
+        self.strays = strays;
+        Ok(())
+    }
+
+    /// Rolls back this writer's own failed attempts, if any are still
+    /// pending (one that lost the commit race discarded itself).
+    async fn roll_back_failed(&mut self) -> Result<(), LakeError> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
+        let pending: Vec<Instant> = self
+            .timeline
+            .pending_commits()
+            .filter(|i| self.failed.contains(&i.time))
+            .cloned()
+            .collect();
+        if !pending.is_empty() {
+            self.rollback(&pending).await?;
+        }
+        self.failed.clear();
+        Ok(())
+    }
+
+    /// Deletes the strays no attempt can still commit: older than the last
+    /// completed commit, and not (or no longer) pending.
+    async fn sweep_strays(&mut self) -> Result<(), LakeError> {
+        let Some(last) = self
+            .timeline
+            .completed_commits()
+            .last()
+            .map(|i| i.time.clone())
+        else {
+            return Ok(());
+        };
+        let mut kept = Vec::new();
+        for (instant, path) in std::mem::take(&mut self.strays) {
+            if self.timeline.is_completed_commit(&instant) {
+                continue;
+            }
+            let pending = self.timeline.pending_commits().any(|i| i.time == instant);
+            if instant < last && !pending {
+                tracing::info!(table = %self.name(), file = %path, "deleting a base file of a failed instant");
+                delete_if_present(self.store.as_ref(), &path).await?;
+            } else {
+                kept.push((instant, path));
+            }
+        }
+        self.strays = kept;
         Ok(())
     }
 
@@ -406,6 +467,8 @@ impl Table {
             seq: 0,
             properties_written,
             known_partitions: HashSet::new(),
+            failed: Vec::new(),
+            strays: Vec::new(),
         };
         table.timeline = Self::list_hoodie(table.store.as_ref()).await?;
         if let Some(entry) = log::latest(table.store.as_ref()).await? {
@@ -468,7 +531,7 @@ impl Table {
                 continue;
             };
             if !self.timeline.is_visible(&instant) {
-                leftovers.push(meta.location.clone());
+                leftovers.push((instant, meta.location.clone()));
                 continue;
             }
             let group = groups.entry(id.clone()).or_insert_with(|| FileGroup {
@@ -483,9 +546,13 @@ impl Table {
                 rows: 0,
             });
         }
-        for path in leftovers.iter().filter(|_| recover) {
-            tracing::info!(table = %self.name(), file = %path, "deleting a base file of a failed instant");
-            delete_if_present(self.store.as_ref(), path).await?;
+        if recover {
+            // Pending instants were rolled back: what is left belongs to no
+            // instant of the listing, and may be a live writer's attempt
+            // that started after it. Only one older than a completed commit
+            // cannot commit any more.
+            self.strays = leftovers;
+            self.sweep_strays().await?;
         }
         self.groups = groups
             .into_values()
@@ -851,12 +918,14 @@ impl Table {
         self.write_properties(&schema).await?;
 
         // 2. The instant.
+        self.roll_back_failed().await?;
         let instant = next_instant(now_millis(), self.timeline.last_time());
         self.create_instant_file(
             &Instant::new(instant.clone(), Action::Commit, State::Requested),
             Vec::new(),
         )
         .await?;
+        self.failed.push(instant.clone());
 
         // 3. Route changes: existing keys to their file groups, new keys to inserts.
         let changes = Arc::new(batch.changes);
@@ -1103,9 +1172,11 @@ impl Table {
             }
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
+        self.failed.retain(|t| *t != instant);
         self.schema = Some(schema);
         self.checkpoint = Some(batch.checkpoint);
         self.position = reached;
+        self.sweep_strays().await?;
         self.clean().await?;
         // Freeing a batch of a million changes takes a while: not on the
         // async thread.
@@ -1353,7 +1424,10 @@ impl Table {
                 .instants()
                 .iter()
                 .filter(|i| {
+                    // Never a pending commit: its files would then count as
+                    // archived, that is committed.
                     i.time < *boundary
+                        && i.state == State::Completed
                         && matches!(i.action, Action::Commit | Action::Clean | Action::Rollback)
                 })
                 .cloned()

@@ -66,6 +66,7 @@ pub fn shape(with_extra: bool) -> Arc<TableSchema> {
 }
 
 /// The expected table: key → (row in the latest shape, position).
+#[derive(Clone)]
 pub struct Model {
     pub rows: BTreeMap<String, Row>,
     pub width: usize,
