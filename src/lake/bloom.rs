@@ -35,6 +35,9 @@ pub const FALSE_POSITIVE_RATE: f64 = 1e-9;
 pub const MAX_KEYS: u32 = 100_000;
 /// The smallest vector of a filter sized to its file.
 pub const MIN_KEYS_PER_VECTOR: u32 = 1_000;
+/// More hash functions than any sizing gives (1e-9 needs 30): a footer
+/// asking for more is damaged.
+const MAX_HASHES: u32 = 64;
 
 /// Hadoop's MurmurHash as Hudi uses it: MurmurHash2 over little-endian words,
 /// except that the trailing bytes are sign-extended and the first of them
@@ -201,10 +204,15 @@ impl DynamicBloom {
         let per_vector = u32::try_from(read_i32(13)?).ok()?;
         let in_current = u32::try_from(read_i32(17)?).ok()?;
         let count = usize::try_from(read_i32(21)?).ok()?;
-        if hash_type != 1 || bits == 0 || per_vector == 0 || count == 0 {
+        if hash_type != 1 || bits == 0 || per_vector == 0 || count == 0 || hashes > MAX_HASHES {
             return None;
         }
         let width = bits.div_ceil(8) as usize;
+        // The counts come from the file: check them against its length
+        // before allocating anything.
+        if count.checked_mul(13 + width)?.checked_add(25)? != bytes.len() {
+            return None;
+        }
         let mut vectors = Vec::with_capacity(count);
         let mut at = 25usize;
         for _ in 0..count {
@@ -471,6 +479,16 @@ mod tests {
         }
         assert!(DynamicBloom::from_base64("AAAA").is_none());
         assert!(DynamicBloom::from_base64("not base64!").is_none());
+        // Counts from a damaged footer: refused before anything is sized
+        // by them.
+        let mut raw = STANDARD.decode(sized_for(200).to_base64()).unwrap();
+        raw[21..25].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(DynamicBloom::from_base64(&STANDARD.encode(&raw)).is_none());
+        // The hash count in the filter's header and its one vector's.
+        let mut raw = STANDARD.decode(sized_for(200).to_base64()).unwrap();
+        raw[4..8].copy_from_slice(&i32::MAX.to_be_bytes());
+        raw[29..33].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(DynamicBloom::from_base64(&STANDARD.encode(&raw)).is_none());
 
         // Carried: a filter sized for 5 000 keys holding 4 000 takes 1 000
         // more; one that collected far more keys than its file holds is
