@@ -1125,3 +1125,58 @@ async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
         "nothing read past the gap"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
+    let setup = Setup::with_tables("unreadable", CUSTOMERS_TABLE, "");
+    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let v1 = customers(&["id"]);
+    let mut w = Workload::new(9);
+    let mut producer = setup.producer();
+    for id in 1..=20 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    for e in w.transaction(40) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = setup.dir.path().join("sink.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    setup.wait_table_caught_up(
+        "public_customers",
+        &customers_topic,
+        Duration::from_secs(60),
+    );
+    // Damage the customers' only base file, then update a customer.
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::from(setup.uri_of("public_customers"))];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.ends_with(".hoodie") {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                files.push(path);
+            }
+        }
+    }
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::write(&files[0], b"not a parquet file").unwrap();
+    let mut update = customer(&v1, 7);
+    update.op = Op::Update;
+    update.position = Position::new(90_000, 0);
+    producer.send(&update).await.unwrap();
+    for e in w.transaction(40) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let text = wait_for_log(&log, "table stopped", Duration::from_secs(60));
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        text.contains("public.customers") && text.contains(&name),
+        "the error names the table and the file: {text}"
+    );
+    setup.wait_caught_up(Duration::from_secs(60));
+    stop_gracefully(sink);
+    assert_same_rows(&setup.lake_rows(), &w.expected(), "orders go on");
+}

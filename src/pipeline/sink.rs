@@ -750,6 +750,12 @@ impl SinkWorker {
                     self.stop_table(topic, &message);
                     return Ok(());
                 }
+                Err(e @ (LakeError::File { .. } | LakeError::Corrupt { .. })) => {
+                    // A base file or instant this table cannot read: the
+                    // table needs an operator, the others do not.
+                    self.stop_table(topic, &e.to_string());
+                    return Ok(());
+                }
                 Err(e) if e.is_retryable() && attempt < 4 => {
                     self.stats.conflicts.fetch_add(
                         u64::from(matches!(e, LakeError::Conflict { .. })),
@@ -757,7 +763,13 @@ impl SinkWorker {
                     );
                     tracing::warn!(pipeline = %self.name, table = %sink.id, error = %e, attempt, "commit failed; reloading the table and retrying");
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                    sink.table.reload().await?;
+                    match sink.table.reload().await {
+                        Err(e) if !e.is_retryable() => {
+                            self.stop_table(topic, &e.to_string());
+                            return Ok(());
+                        }
+                        reloaded => reloaded?,
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
