@@ -697,3 +697,92 @@ async fn files_of_unknown_instants_go_only_once_no_writer_can_commit_them() {
         w.model.expected()
     );
 }
+
+/// A table whose commits only add new file groups never cleans anything;
+/// its timeline is archived all the same, and hudi-rs still reads the
+/// files of archived commits as committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_only_table_is_archived_and_still_reads_whole() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use tidewater::event::change::Position;
+    use tidewater::event::datum::{Datum, Row};
+    use tidewater::event::sample::Rng;
+    use tidewater::lake::layout::event_record_key;
+    use tidewater::lake::metadata::Checkpoint;
+    use tidewater::lake::table::{Change, CommitBatch, Table};
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let lake = LakeConfig::with_uri(format!("file://{uri}"));
+    let options = common::lake_workload::options();
+    let keep = options.keep_commits;
+    let mut table = Table::open(tidewater::lake::store::open(&lake).unwrap(), options)
+        .await
+        .unwrap();
+    let shape = common::lake_workload::shape(false);
+    let mut rng = Rng::new(8);
+    let mut model = common::lake_workload::Model {
+        rows: BTreeMap::new(),
+        width: 5,
+    };
+    // Past archival, and past two prunings of the commit log.
+    let commits = (keep + 30).max(2 * tidewater::lake::log::KEEP as usize + 5);
+    for c in 0..commits {
+        // Each commit: ten rows of a day of their own, so a new file group.
+        let mut changes = Vec::new();
+        for n in 0..10 {
+            let id = (c * 10 + n) as i64;
+            let row = common::lake_workload::row(&mut rng, id, c as i64, 5);
+            model.rows.insert(id.to_string(), row.clone());
+            changes.push(Change {
+                key: event_record_key(&shape, &Row(vec![Datum::Int(id)])),
+                position: Position::new(c as u64 + 1, n as u64),
+                row: Some(row),
+                schema: shape.clone(),
+            });
+        }
+        table
+            .commit(CommitBatch {
+                shapes: vec![Arc::clone(&shape)],
+                changes,
+                truncate: None,
+                checkpoint: Checkpoint {
+                    topic: "t".into(),
+                    offsets: BTreeMap::from([(0, c as i64 + 1)]),
+                },
+                position: None,
+            })
+            .await
+            .unwrap();
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path().join(".hoodie"))
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().to_string()))
+        .collect();
+    let completed = names.iter().filter(|n| n.ends_with(".commit")).count();
+    assert!(
+        completed <= keep + 21,
+        "{completed} completed commits left of {commits}: archival did not run"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains(".clean")),
+        "nothing to clean"
+    );
+    let log: Vec<u64> = std::fs::read_dir(dir.path().join(tidewater::lake::log::LOG_DIR))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().to_string();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    let keep_log = tidewater::lake::log::KEEP;
+    assert!(
+        log.len() as u64 <= 2 * keep_log && log.iter().all(|n| *n >= keep_log),
+        "the commit log is pruned: {} entries from {:?}",
+        log.len(),
+        log.iter().min()
+    );
+    let w = common::lake_workload::Workload::open(&lake, 1).await;
+    assert_eq!(w.lake_rows(&["snapshot", &uri]), model.expected());
+}

@@ -17,6 +17,11 @@
 //! A writer that finds failed instants to roll back first claims an entry
 //! for the rollback: a zombie still holding those instants can then no longer
 //! win an entry for them.
+//!
+//! The log is pruned: entries more than [`KEEP`] behind the newest are
+//! deleted (only the newest is ever read). A zombie that read the log long
+//! ago may then create an entry whose number was pruned; a claim therefore
+//! counts as won only if no higher number exists right after it.
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -26,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::metadata::CommitMetadata;
 
 pub const LOG_DIR: &str = ".hoodie/.aux/tidewater/log";
+/// Entries kept behind the newest one when the log is pruned.
+pub const KEEP: u64 = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
@@ -45,20 +52,25 @@ pub fn entry_path(seq: u64) -> Path {
     Path::from(format!("{LOG_DIR}/{seq:020}.json"))
 }
 
-/// The highest sequence number present and its entry.
-pub async fn latest(store: &dyn ObjectStore) -> Result<Option<LogEntry>, object_store::Error> {
+/// The sequence numbers present, in no particular order.
+async fn numbers(store: &dyn ObjectStore) -> Result<Vec<u64>, object_store::Error> {
     use futures::TryStreamExt;
     let prefix = Path::from(LOG_DIR);
     let metas: Vec<object_store::ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
-    let best = metas
+    Ok(metas
         .iter()
         .filter_map(|m| {
             let name = m.location.filename()?;
-            let seq: u64 = name.strip_suffix(".json")?.parse().ok()?;
-            Some(seq)
+            name.strip_suffix(".json")?.parse().ok()
         })
-        .max();
-    let Some(seq) = best else { return Ok(None) };
+        .collect())
+}
+
+/// The highest sequence number present and its entry.
+pub async fn latest(store: &dyn ObjectStore) -> Result<Option<LogEntry>, object_store::Error> {
+    let Some(seq) = numbers(store).await?.into_iter().max() else {
+        return Ok(None);
+    };
     let bytes = store.get(&entry_path(seq)).await?.bytes().await?;
     Ok(serde_json::from_slice(&bytes).ok())
 }
@@ -88,20 +100,75 @@ pub async fn claim(
         .put_opts(&path, PutPayload::from(Bytes::from(body)), options)
         .await
     {
-        Ok(_) => Ok(Claim::Won),
+        Ok(_) => {}
         // `AlreadyExists` after a retry, or a reset or timeout after the
         // server stored the entry: read it back to know whose it is.
         Err(e) => match store.get(&path).await {
             Ok(found) => {
                 let stored: Option<LogEntry> = serde_json::from_slice(&found.bytes().await?).ok();
-                if stored.as_ref() == Some(entry) {
-                    Ok(Claim::Won)
-                } else {
-                    Ok(Claim::Lost(stored))
+                if stored.as_ref() != Some(entry) {
+                    return Ok(Claim::Lost(stored));
                 }
             }
-            Err(object_store::Error::NotFound { .. }) => Err(e),
-            Err(read) => Err(read),
+            Err(object_store::Error::NotFound { .. }) => return Err(e),
+            Err(read) => return Err(read),
         },
+    };
+    // A number below the newest was pruned, not free.
+    if numbers(store).await?.into_iter().any(|n| n > entry.seq) {
+        return Ok(Claim::Lost(None));
+    }
+    Ok(Claim::Won)
+}
+
+/// Deletes the entries numbered below `below`; returns how many.
+pub async fn prune(store: &dyn ObjectStore, below: u64) -> Result<usize, object_store::Error> {
+    let mut deleted = 0;
+    for seq in numbers(store).await?.into_iter().filter(|n| *n < below) {
+        match store.delete(&entry_path(seq)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn entry(seq: u64, writer: &str) -> LogEntry {
+        LogEntry {
+            seq,
+            action: "commit".into(),
+            instant: format!("2026010100000000{seq}"),
+            writer: writer.into(),
+            commit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pruned_number_is_not_free_to_claim() {
+        let store = InMemory::new();
+        for seq in 1..=10 {
+            assert_eq!(claim(&store, &entry(seq, "a")).await.unwrap(), Claim::Won);
+        }
+        // The same number again: won by its writer (a retried put), lost by
+        // anyone else.
+        assert_eq!(claim(&store, &entry(10, "a")).await.unwrap(), Claim::Won);
+        assert!(matches!(
+            claim(&store, &entry(10, "b")).await.unwrap(),
+            Claim::Lost(Some(e)) if e.writer == "a"
+        ));
+        assert_eq!(prune(&store, 8).await.unwrap(), 7);
+        assert_eq!(numbers(&store).await.unwrap().len(), 3);
+        // A zombie that last read entry 2 claims 3, which was pruned.
+        assert_eq!(
+            claim(&store, &entry(3, "zombie")).await.unwrap(),
+            Claim::Lost(None)
+        );
+        assert_eq!(latest(&store).await.unwrap().unwrap().seq, 10);
+        assert_eq!(claim(&store, &entry(11, "b")).await.unwrap(), Claim::Won);
     }
 }

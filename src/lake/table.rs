@@ -1385,36 +1385,35 @@ impl Table {
                 }
             }
         }
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let started = now_millis();
-        let time = next_instant(started, self.timeline.last_time());
-        let plan = actions::cleaner_plan(&oldest_kept, &last_completed, &files)
-            .map_err(|e| self.avro(e))?;
-        self.create_instant_file(
-            &Instant::new(&time, Action::Clean, State::Requested),
-            plan.clone(),
-        )
-        .await?;
-        self.create_instant_file(&Instant::new(&time, Action::Clean, State::Inflight), plan)
+        if !doomed.is_empty() {
+            let started = now_millis();
+            let time = next_instant(started, self.timeline.last_time());
+            let plan = actions::cleaner_plan(&oldest_kept, &last_completed, &files)
+                .map_err(|e| self.avro(e))?;
+            self.create_instant_file(
+                &Instant::new(&time, Action::Clean, State::Requested),
+                plan.clone(),
+            )
             .await?;
-        for path in &doomed {
-            delete_if_present(self.store.as_ref(), path).await?;
+            self.create_instant_file(&Instant::new(&time, Action::Clean, State::Inflight), plan)
+                .await?;
+            for path in &doomed {
+                delete_if_present(self.store.as_ref(), path).await?;
+            }
+            let metadata = actions::clean_metadata(
+                &time,
+                now_millis() - started,
+                &oldest_kept,
+                &last_completed,
+                &files,
+            )
+            .map_err(|e| self.avro(e))?;
+            self.create_instant_file(
+                &Instant::new(&time, Action::Clean, State::Completed),
+                metadata,
+            )
+            .await?;
         }
-        let metadata = actions::clean_metadata(
-            &time,
-            now_millis() - started,
-            &oldest_kept,
-            &last_completed,
-            &files,
-        )
-        .map_err(|e| self.avro(e))?;
-        self.create_instant_file(
-            &Instant::new(&time, Action::Clean, State::Completed),
-            metadata,
-        )
-        .await?;
         // Archive instants well behind the retained window: commits whose
         // slices are gone, and the cleans and rollbacks before them.
         let archive_before = commits.len().saturating_sub(keep + 20);
@@ -1445,6 +1444,10 @@ impl Table {
             }
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
+        // Every KEEP entries, the log entries that far behind go.
+        if self.seq % log::KEEP == 0 && self.seq > log::KEEP {
+            log::prune(self.store.as_ref(), self.seq - log::KEEP).await?;
+        }
         Ok(())
     }
 }
