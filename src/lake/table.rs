@@ -1445,7 +1445,7 @@ impl Table {
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         // Every KEEP entries, the log entries that far behind go.
-        if self.seq % log::KEEP == 0 && self.seq > log::KEEP {
+        if self.seq.is_multiple_of(log::KEEP) && self.seq > log::KEEP {
             log::prune(self.store.as_ref(), self.seq - log::KEEP).await?;
         }
         Ok(())
