@@ -3,6 +3,7 @@
 //! unchanged TOAST value), and projecting an older file's batch onto the
 //! current table schema (added columns as NULL, widened types cast).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -18,7 +19,7 @@ use arrow_array::{
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::layout::{arrow_type, interval_fields};
+use super::layout::{Evolution, arrow_type, interval_fields};
 use crate::event::datum::Datum;
 use crate::event::decimal::Decimal;
 use crate::event::time::time_text;
@@ -436,9 +437,58 @@ fn parse_time(text: &str) -> Option<i64> {
 /// Projects a stored batch onto `schema`: columns matched by name, missing
 /// ones NULL, types that changed cast (only widenings reach here).
 pub fn project(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, BatchError> {
+    project_restated(batch, schema, &Restate::default())
+}
+
+/// What a commit's schema changes mean for the stored slices it rewrites.
+#[derive(Debug, Clone, Default)]
+pub struct Restate {
+    /// A column was widened.
+    pub widened: bool,
+    /// New field → the field stored files hold it under (renames).
+    pub renamed: HashMap<String, String>,
+    /// Fields whose stored values are read as NULL (dropped columns added
+    /// back: the source holds NULL there now).
+    pub reset: HashSet<String>,
+}
+
+impl Restate {
+    /// Whether every file group must be rewritten in this commit.
+    pub fn rewrites_all(&self) -> bool {
+        self.widened || !self.renamed.is_empty() || !self.reset.is_empty()
+    }
+
+    /// Adds one absorbed shape's changes (in order: a rename of a column
+    /// renamed earlier in the commit still reads the stored field).
+    pub fn absorb(&mut self, evolution: &Evolution) {
+        self.widened |= !evolution.widened.is_empty();
+        for (old, new) in &evolution.renamed {
+            let stored = self.renamed.remove(old).unwrap_or_else(|| old.clone());
+            if self.reset.remove(old) {
+                self.reset.insert(new.clone());
+            }
+            self.renamed.insert(new.clone(), stored);
+        }
+        self.reset.extend(evolution.reset.iter().cloned());
+    }
+}
+
+/// [`project`] with renamed fields read under their stored name and reset
+/// fields read as NULL.
+pub fn project_restated(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    restate: &Restate,
+) -> Result<RecordBatch, BatchError> {
     let mut columns = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
-        let column = match batch.column_by_name(field.name()) {
+        let name = field.name();
+        let stored = match restate.renamed.get(name) {
+            _ if restate.reset.contains(name) => None,
+            Some(old) => batch.column_by_name(old),
+            None => batch.column_by_name(name),
+        };
+        let column = match stored {
             None => new_null_array(field.data_type(), batch.num_rows()),
             Some(c) if c.data_type() == field.data_type() => c.clone(),
             Some(c) => arrow_cast::cast(c, field.data_type())

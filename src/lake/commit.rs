@@ -48,6 +48,8 @@ pub struct WriteContext {
     pub changes: Arc<Vec<Change>>,
     pub truncate: Option<Position>,
     pub compression: crate::config::model::ParquetCompression,
+    /// How stored slices read into this commit's schema.
+    pub restate: super::batch::Restate,
 }
 
 /// Counts of one file job.
@@ -111,7 +113,12 @@ fn fill_unchanged(
         let value = shape
             .columns
             .get(i)
-            .and_then(|c| ctx.schema.columns.iter().find(|lc| lc.name == c.name))
+            .and_then(|c| {
+                ctx.schema
+                    .columns
+                    .iter()
+                    .find(|lc| lc.name == c.name || lc.aliases.contains(&c.name))
+            })
             .and_then(|lc| {
                 let col = ctx.arrow_schema.index_of(&lc.field).ok()?;
                 datum_at(stored.column(col).as_ref(), stored_row, &lc.ty()?)
@@ -171,7 +178,7 @@ pub fn build_rows(
             let index = match index_cache.iter().find(|(p, _)| *p == shape) {
                 Some((_, i)) => *i,
                 None => {
-                    let i = change.schema.column_index(&column.name);
+                    let i = column.index_in(&change.schema);
                     index_cache.push((shape, i));
                     i
                 }

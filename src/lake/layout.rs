@@ -59,6 +59,10 @@ pub struct LakeColumn {
     /// Dropped at the source: kept, NULL for new rows.
     #[serde(default)]
     pub dropped: bool,
+    /// The column's earlier source names, oldest first: late rows of a
+    /// shape from before a rename carry it under one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl LakeColumn {
@@ -73,7 +77,19 @@ impl LakeColumn {
             ty_name: ty.name(),
             source_type: source_type.to_string(),
             dropped: false,
+            aliases: Vec::new(),
         }
+    }
+
+    /// Where a row of `shape` holds this column: under its name, or under
+    /// an earlier one.
+    pub fn index_in(&self, shape: &TableSchema) -> Option<usize> {
+        shape.column_index(&self.name).or_else(|| {
+            self.aliases
+                .iter()
+                .rev()
+                .find_map(|alias| shape.column_index(alias))
+        })
     }
 }
 
@@ -134,11 +150,22 @@ pub struct Evolution {
     pub dropped: Vec<String>,
     /// Columns whose type was widened: every file group must be rewritten.
     pub widened: Vec<String>,
+    /// Renamed columns, `(field in stored files, new field)`: every file
+    /// group is rewritten with the values under the new name.
+    pub renamed: Vec<(String, String)>,
+    /// Fields of dropped columns added back: their stored values are from
+    /// before the drop, and the source holds NULL there now; every file
+    /// group is rewritten with them NULL.
+    pub reset: Vec<String>,
 }
 
 impl Evolution {
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.dropped.is_empty() && self.widened.is_empty()
+        self.added.is_empty()
+            && self.dropped.is_empty()
+            && self.widened.is_empty()
+            && self.renamed.is_empty()
+            && self.reset.is_empty()
     }
 }
 
@@ -233,6 +260,18 @@ impl LakeSchema {
         }
         let mut evolution = Evolution::default();
         let mut next = self.clone();
+        if let Some((old, new)) = self.rename_in(table)
+            && let Some(column) = next.columns.iter_mut().find(|c| c.name == old)
+        {
+            let field = avro_name(&new);
+            evolution
+                .renamed
+                .push((column.field.clone(), field.clone()));
+            column
+                .aliases
+                .push(std::mem::replace(&mut column.name, new));
+            column.field = field;
+        }
         for column in &table.columns {
             match next.columns.iter_mut().find(|c| c.name == column.name) {
                 None => {
@@ -265,6 +304,7 @@ impl LakeSchema {
                     if existing.dropped {
                         existing.dropped = false;
                         evolution.added.push(column.name.clone());
+                        evolution.reset.push(existing.field.clone());
                     }
                 }
             }
@@ -280,12 +320,31 @@ impl LakeSchema {
         Ok(evolution)
     }
 
+    /// A rename in `table`, as `(old, new)` source names: exactly one live
+    /// column is gone and exactly one column the table never had appears,
+    /// of the same type and at the same place among the live columns. (A
+    /// drop of the last column and an add of one of the same type, with no
+    /// row change in between, look the same; renames are far more common.)
+    fn rename_in(&self, table: &TableSchema) -> Option<(String, String)> {
+        let live: Vec<&LakeColumn> = self.columns.iter().filter(|c| !c.dropped).collect();
+        let mut gone = live
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| table.column_index(&c.name).is_none());
+        let mut new = table
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !self.columns.iter().any(|l| l.name == c.name));
+        let ((at, old), (place, column)) = (gone.next()?, new.next()?);
+        let single = gone.next().is_none() && new.next().is_none();
+        (single && at == place && old.ty().as_ref() == Some(&column.ty))
+            .then(|| (old.name.clone(), column.name.clone()))
+    }
+
     /// The positions of a source row's columns in this lake schema.
     pub fn mapping(&self, table: &TableSchema) -> Vec<Option<usize>> {
-        self.columns
-            .iter()
-            .map(|lc| table.column_index(&lc.name))
-            .collect()
+        self.columns.iter().map(|lc| lc.index_in(table)).collect()
     }
 }
 
@@ -605,6 +664,41 @@ mod tests {
         let mut v4 = v2.clone();
         v4.key = vec![1];
         assert!(lake.absorb(&v4).unwrap_err().contains("record key changed"));
+    }
+
+    #[test]
+    fn a_rename_keeps_its_column_and_a_column_added_back_starts_empty() {
+        let id = || Column::new("id", int(64), false);
+        let x = || Column::new("x", int(32), true);
+        let text = |name: &str| Column::new(name, ColumnType::Text, true);
+        let mut lake = LakeSchema::from_table(&table(vec![id(), text("a"), x()])).unwrap();
+        let renamed = table(vec![id(), text("b"), x()]);
+        let e = lake.absorb(&renamed).unwrap();
+        assert_eq!(e.renamed, vec![("a".to_string(), "b".to_string())]);
+        assert!(e.added.is_empty() && e.dropped.is_empty(), "{e:?}");
+        let names =
+            |l: &LakeSchema| -> Vec<String> { l.columns.iter().map(|c| c.name.clone()).collect() };
+        assert_eq!(names(&lake), vec!["id", "b", "x"]);
+        // Not renames: the new column elsewhere, of another type, or two
+        // columns changing at once.
+        for other in [
+            table(vec![id(), x(), text("c")]),
+            table(vec![id(), Column::new("c", int(64), true), x()]),
+            table(vec![id(), text("c"), text("d")]),
+        ] {
+            let e = lake.clone().absorb(&other).unwrap();
+            assert!(e.renamed.is_empty(), "{e:?}");
+            assert!(e.dropped.contains(&"b".to_string()), "{e:?}");
+        }
+        // Dropped, then added back: what files hold of it is stale.
+        let e = lake.absorb(&table(vec![id(), x()])).unwrap();
+        assert_eq!(e.dropped, vec!["b"]);
+        let e = lake.absorb(&renamed).unwrap();
+        assert_eq!(
+            (e.added, e.reset),
+            (vec!["b".to_string()], vec!["b".to_string()])
+        );
+        assert!(e.renamed.is_empty());
     }
 
     #[test]

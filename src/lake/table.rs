@@ -45,7 +45,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::actions::{self, AvroFileError, PartitionFiles};
-use super::batch::{project, view_schema};
+use super::batch::{Restate, project_restated, view_schema};
 use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, partition_of};
 use super::files::{
     FileError, base_file_name, decode_base_file, decode_keys, encode, new_file_id,
@@ -854,28 +854,27 @@ impl Table {
     }
 
     /// The lake schema after absorbing `shapes` in order, its Arrow schema,
-    /// and whether a column widened (every file is then rewritten); `None`
+    /// and what it means for stored slices (a widened, renamed or re-added
+    /// column: every file is then rewritten); `None`
     /// for a table without schema and no shapes. An error names the change
     /// the table cannot absorb.
     fn evolve(
         &self,
         shapes: &[&TableSchema],
-    ) -> Result<Option<(LakeSchema, SchemaRef, bool)>, String> {
+    ) -> Result<Option<(LakeSchema, SchemaRef, Restate)>, String> {
         let mut schema = self.schema.clone();
-        let mut widened = false;
+        let mut restate = Restate::default();
         for shape in shapes {
             match schema.as_mut() {
                 None => schema = Some(LakeSchema::from_table(shape)?),
-                Some(s) => {
-                    widened |= !s.absorb(shape)?.widened.is_empty();
-                }
+                Some(s) => restate.absorb(&s.absorb(shape)?),
             }
         }
         let Some(schema) = schema else {
             return Ok(None);
         };
         let arrow_schema: SchemaRef = Arc::new(self.options.layout.arrow_schema(&schema)?);
-        Ok(Some((schema, arrow_schema, widened)))
+        Ok(Some((schema, arrow_schema, restate)))
     }
 
     /// Whether a commit of changes in `shapes` would absorb them: `Err`
@@ -894,11 +893,11 @@ impl Table {
         };
         // 1. Evolve the lake schema over the batch's shapes.
         let shapes: Vec<&TableSchema> = batch.shapes.iter().map(|s| s.as_ref()).collect();
-        let Some((schema, arrow_schema, widened)) = self.evolve(&shapes).map_err(schema_err)?
+        let Some((schema, arrow_schema, restate)) = self.evolve(&shapes).map_err(schema_err)?
         else {
             return Ok(CommitOutcome::default());
         };
-        let rewrite_all = batch.truncate.is_some() || widened;
+        let rewrite_all = batch.truncate.is_some() || restate.rewrites_all();
         if let Some(old) = self.schema.as_ref().filter(|old| **old != schema) {
             let columns = |s: &LakeSchema| -> Vec<String> {
                 s.columns
@@ -913,7 +912,7 @@ impl Table {
                     })
                     .collect()
             };
-            tracing::info!(table = %table, from = ?columns(old), to = ?columns(&schema), widened, "table schema evolves");
+            tracing::info!(table = %table, from = ?columns(old), to = ?columns(&schema), widened = restate.widened, renamed = ?restate.renamed, reset = ?restate.reset, "table schema evolves");
         }
         self.write_properties(&schema).await?;
 
@@ -953,6 +952,7 @@ impl Table {
             changes: changes.clone(),
             truncate: batch.truncate,
             compression: self.options.compression,
+            restate,
         });
 
         // 4. New keys by partition: small file groups first, then new groups.
@@ -1079,6 +1079,7 @@ impl Table {
                 changes: extra.clone(),
                 truncate: None,
                 compression: self.options.compression,
+                restate: Restate::default(),
             });
             let target_rows =
                 (self.options.target_file_bytes / avg_row_bytes.max(1)).max(1) as usize;
@@ -1584,10 +1585,11 @@ async fn run_job(
                             path: prev.file.clone(),
                             source,
                         })?;
-                    let batch = project(&batch, &stored_schema).map_err(|e| LakeError::Schema {
-                        table: String::new(),
-                        message: e.to_string(),
-                    })?;
+                    let batch = project_restated(&batch, &stored_schema, &worker_ctx.restate)
+                        .map_err(|e| LakeError::Schema {
+                            table: String::new(),
+                            message: e.to_string(),
+                        })?;
                     let merged = merge_group(
                         &worker_ctx,
                         &batch,
