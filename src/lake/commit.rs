@@ -42,6 +42,8 @@ use crate::event::schema::TableSchema;
 /// What every file job of one commit shares.
 pub struct WriteContext {
     pub instant: String,
+    /// The attempt's write token (in every base file name it writes).
+    pub token: String,
     pub schema: LakeSchema,
     pub arrow_schema: SchemaRef,
     pub layout: TableLayout,

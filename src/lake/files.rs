@@ -48,9 +48,18 @@ pub fn new_file_id() -> String {
     format!("{}-0", uuid::Uuid::new_v4())
 }
 
-/// The base file name of a slice.
-pub fn base_file_name(file_id: &str, instant: &str) -> String {
-    format!("{file_id}_0-0-0_{instant}.parquet")
+/// The base file name of a slice. `token` is Hudi's write token
+/// (`<task>-<stage>-<attempt>`, see [`write_token`]).
+pub fn base_file_name(file_id: &str, token: &str, instant: &str) -> String {
+    format!("{file_id}_{token}_{instant}.parquet")
+}
+
+/// A write token of its own for each commit attempt: two writers that
+/// happen to pick the same instant (the same millisecond on top of the same
+/// table state) never write the same path, so the loser's clean-up cannot
+/// delete the winner's files.
+pub fn write_token() -> String {
+    format!("0-{}-0", uuid::Uuid::new_v4().as_u128() % 1_000_000_000)
 }
 
 /// `(fileId, instant)` of a base file name.
@@ -504,10 +513,22 @@ mod tests {
     fn base_file_names_round_trip() {
         let id = new_file_id();
         assert!(!id.contains('_'));
-        let name = base_file_name(&id, "20240101000000000");
+        let name = base_file_name(&id, &write_token(), "20240101000000000");
         assert_eq!(
             parse_base_file_name(&name),
-            Some((id, "20240101000000000".to_string()))
+            Some((id.clone(), "20240101000000000".to_string()))
+        );
+        // Hudi's token shape (three numbers), and one per attempt: two
+        // attempts at one instant name the same file group's slice apart.
+        let token = write_token();
+        let parts: Vec<&str> = token.split('-').collect();
+        assert!(
+            parts.len() == 3 && parts.iter().all(|p| p.parse::<u64>().is_ok()),
+            "{token}"
+        );
+        assert_ne!(
+            base_file_name(&id, &write_token(), "1"),
+            base_file_name(&id, &write_token(), "1")
         );
         assert_eq!(
             parse_base_file_name(

@@ -49,7 +49,7 @@ use super::batch::{Restate, project_restated, view_schema};
 use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, partition_of};
 use super::files::{
     FileError, base_file_name, decode_base_file, decode_keys, encode, new_file_id,
-    parse_base_file_name,
+    parse_base_file_name, write_token,
 };
 use super::index::KeyIndex;
 use super::layout::{LakeSchema, POSITION, TableLayout, parse_position, position_text};
@@ -944,8 +944,10 @@ impl Table {
                 }
             }
         }
+        let token = write_token();
         let ctx = Arc::new(WriteContext {
             instant: instant.clone(),
+            token: token.clone(),
             schema: schema.clone(),
             arrow_schema: arrow_schema.clone(),
             layout: self.options.layout.clone(),
@@ -1036,7 +1038,7 @@ impl Table {
             false,
         )
         .await?;
-        self.write_markers(&instant, 0, &jobs).await?;
+        self.write_markers(&instant, &token, 0, &jobs).await?;
         crate::failpoint::hit("lake.before_data_files");
 
         // 6. The first wave: rewritten and new file groups, two at a time.
@@ -1073,6 +1075,7 @@ impl Table {
             }
             let ctx2 = Arc::new(WriteContext {
                 instant: instant.clone(),
+                token: token.clone(),
                 schema: schema.clone(),
                 arrow_schema: arrow_schema.clone(),
                 layout: self.options.layout.clone(),
@@ -1094,7 +1097,7 @@ impl Table {
                 }
                 self.ensure_partition_metadata(&partition, &instant).await?;
             }
-            self.write_markers(&instant, 1, &second).await?;
+            self.write_markers(&instant, &token, 1, &second).await?;
             written.extend(self.run_jobs(&ctx2, second).await?);
         }
         crate::failpoint::hit("lake.after_data_files");
@@ -1266,6 +1269,7 @@ impl Table {
     async fn write_markers(
         &self,
         instant: &str,
+        token: &str,
         n: usize,
         jobs: &[FileJob],
     ) -> Result<(), LakeError> {
@@ -1277,7 +1281,7 @@ impl Table {
                 } else {
                     "MERGE"
                 };
-                let file = base_file_name(j.file_id(), instant);
+                let file = base_file_name(j.file_id(), token, instant);
                 if j.partition().is_empty() {
                     format!("{file}.marker.{kind}\n")
                 } else {
@@ -1550,7 +1554,7 @@ async fn run_job(
         table: table.to_string(),
         message,
     };
-    let file = base_file_name(job.file_id(), &ctx.instant);
+    let file = base_file_name(job.file_id(), &ctx.token, &ctx.instant);
     let path = if job.partition().is_empty() {
         Path::from(file.as_str())
     } else {
