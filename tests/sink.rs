@@ -1176,6 +1176,12 @@ async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
         text.contains("public.customers") && text.contains(&name),
         "the error names the table and the file: {text}"
     );
+    // The sink runs on, but is not healthy: the table needs an operator.
+    let (code, body) = tidewater::admin::get(&setup.admin, "/health", None)
+        .await
+        .unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"stopped\":\"") && body.contains(&name), "{body}");
     setup.wait_caught_up(Duration::from_secs(60));
     stop_gracefully(sink);
     assert_same_rows(&setup.lake_rows(), &w.expected(), "orders go on");

@@ -103,9 +103,20 @@ impl Registry {
         self.with(|parts| Self::entry(parts, pipeline, part).state = state);
     }
 
-    /// Every part is running (and there is at least one).
+    /// Every part is running (and there is at least one), and no sink has
+    /// stopped a table (that table needs an operator, although the rest of
+    /// its pipeline goes on).
     pub fn healthy(&self) -> bool {
-        self.with(|parts| !parts.is_empty() && parts.iter().all(|p| p.state == PartState::Running))
+        self.with(|parts| {
+            !parts.is_empty()
+                && parts.iter().all(|p| {
+                    p.state == PartState::Running
+                        && p.sink.as_ref().is_none_or(|s| {
+                            let tables = s.tables.lock().unwrap_or_else(|e| e.into_inner());
+                            tables.values().all(|t| t.stopped.is_none())
+                        })
+                })
+        })
     }
 
     /// `{"healthy", "pipelines": [{"name", "parts": {...}}]}`.
@@ -529,6 +540,14 @@ mod tests {
         assert!(!r.healthy());
         r.set_state("a", "sink", PartState::Running);
         assert!(r.healthy());
+        // A table the sink stopped: the part runs, the table needs an operator.
+        let stats = Arc::new(SinkStats::default());
+        r.sink("a", stats.clone());
+        stats.table("public.t", |t| t.last_instant = Some("1".into()));
+        assert!(r.healthy());
+        stats.table("public.t", |t| t.stopped = Some("narrowed".into()));
+        assert!(!r.healthy(), "a stopped table is unhealthy");
+        stats.table("public.t", |t| t.stopped = None);
         r.set_state("b", "capture", PartState::Failed("slot lost".into()));
         assert!(!r.healthy());
         let status = r.status();

@@ -418,7 +418,7 @@ pub struct TableStatus {
 }
 
 impl SinkStats {
-    fn table(&self, name: &str, f: impl FnOnce(&mut TableStatus)) {
+    pub(crate) fn table(&self, name: &str, f: impl FnOnce(&mut TableStatus)) {
         let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         f(tables.entry(name.to_string()).or_default());
     }
