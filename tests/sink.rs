@@ -1181,7 +1181,10 @@ async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
         .await
         .unwrap();
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("\"stopped\":\"") && body.contains(&name), "{body}");
+    assert!(
+        body.contains("\"stopped\":\"") && body.contains(&name),
+        "{body}"
+    );
     setup.wait_caught_up(Duration::from_secs(60));
     stop_gracefully(sink);
     assert_same_rows(&setup.lake_rows(), &w.expected(), "orders go on");
