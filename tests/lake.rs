@@ -703,6 +703,18 @@ async fn files_of_unknown_instants_go_only_once_no_writer_can_commit_them() {
 /// files of archived commits as committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_only_table_is_archived_and_still_reads_whole() {
+    insert_only_workload(None).await;
+}
+
+/// A pending instant (a writer that crashed and never came back, its data
+/// file written) blocks archival from passing it: its file must never count
+/// as committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archival_never_passes_a_pending_instant() {
+    insert_only_workload(Some(3)).await;
+}
+
+async fn insert_only_workload(pending_after: Option<usize>) {
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use tidewater::event::change::Position;
@@ -728,7 +740,38 @@ async fn an_insert_only_table_is_archived_and_still_reads_whole() {
     };
     // Past archival, and past two prunings of the commit log.
     let commits = (keep + 30).max(2 * tidewater::lake::log::KEEP as usize + 5);
+    let mut pending = None;
     for c in 0..commits {
+        if pending_after == Some(c) {
+            // A crashed writer's instant: requested, inflight and a copy of
+            // a committed file under its own instant (duplicate keys, were
+            // it ever visible).
+            let last = table
+                .timeline()
+                .completed_commits()
+                .last()
+                .unwrap()
+                .time
+                .clone();
+            let time = tidewater::lake::timeline::next_instant(
+                tidewater::lake::timeline::now_millis(),
+                Some(&last),
+            );
+            let hoodie = dir.path().join(".hoodie");
+            std::fs::write(hoodie.join(format!("{time}.commit.requested")), b"").unwrap();
+            std::fs::write(hoodie.join(format!("{time}.inflight")), b"").unwrap();
+            let file = table.latest_files()[0].clone();
+            let (partition, _) = file.rsplit_once('/').unwrap();
+            std::fs::copy(
+                dir.path().join(&file),
+                dir.path().join(format!(
+                    "{partition}/00000000-0000-0000-0000-000000000009-0_0-1-0_{time}.parquet"
+                )),
+            )
+            .unwrap();
+            pending = Some(time);
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
         // Each commit: ten rows of a day of their own, so a new file group.
         let mut changes = Vec::new();
         for n in 0..10 {
@@ -760,11 +803,27 @@ async fn an_insert_only_table_is_archived_and_still_reads_whole() {
         .unwrap()
         .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().to_string()))
         .collect();
-    let completed = names.iter().filter(|n| n.ends_with(".commit")).count();
-    assert!(
-        completed <= keep + 21,
-        "{completed} completed commits left of {commits}: archival did not run"
-    );
+    let completed: Vec<&String> = names.iter().filter(|n| n.ends_with(".commit")).collect();
+    match &pending {
+        None => assert!(
+            completed.len() <= keep + 21,
+            "{} completed commits left of {commits}: archival did not run",
+            completed.len()
+        ),
+        Some(time) => {
+            // Only what came before it was archived; it stays pending.
+            let after = completed
+                .iter()
+                .filter(|n| n.as_str() > time.as_str())
+                .count();
+            assert_eq!(
+                after,
+                commits - pending_after.unwrap_or(0),
+                "archival passed {time}"
+            );
+            assert!(names.contains(&format!("{time}.inflight")), "still pending");
+        }
+    }
     assert!(
         !names.iter().any(|n| n.contains(".clean")),
         "nothing to clean"

@@ -20,8 +20,10 @@
 //!
 //! The log is pruned: entries more than [`KEEP`] behind the newest are
 //! deleted (only the newest is ever read). A zombie that read the log long
-//! ago may then create an entry whose number was pruned; a claim therefore
-//! counts as won only if no higher number exists right after it.
+//! ago may then create an entry whose number was pruned, so pruning first
+//! records its bound in a marker, `pruned-<N>`, and a claim counts as won
+//! only if no marker above its number exists right after it. (A higher
+//! entry proves nothing: another writer may already have built on ours.)
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -52,23 +54,28 @@ pub fn entry_path(seq: u64) -> Path {
     Path::from(format!("{LOG_DIR}/{seq:020}.json"))
 }
 
-/// The sequence numbers present, in no particular order.
-async fn numbers(store: &dyn ObjectStore) -> Result<Vec<u64>, object_store::Error> {
+const PRUNED: &str = "pruned-";
+
+/// The sequence numbers present, and the prune markers' bounds, in no
+/// particular order.
+async fn listing(store: &dyn ObjectStore) -> Result<(Vec<u64>, Vec<u64>), object_store::Error> {
     use futures::TryStreamExt;
     let prefix = Path::from(LOG_DIR);
     let metas: Vec<object_store::ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
-    Ok(metas
-        .iter()
-        .filter_map(|m| {
-            let name = m.location.filename()?;
-            name.strip_suffix(".json")?.parse().ok()
-        })
-        .collect())
+    let (mut numbers, mut pruned) = (Vec::new(), Vec::new());
+    for name in metas.iter().filter_map(|m| m.location.filename()) {
+        if let Some(n) = name.strip_suffix(".json").and_then(|n| n.parse().ok()) {
+            numbers.push(n);
+        } else if let Some(n) = name.strip_prefix(PRUNED).and_then(|n| n.parse().ok()) {
+            pruned.push(n);
+        }
+    }
+    Ok((numbers, pruned))
 }
 
 /// The highest sequence number present and its entry.
 pub async fn latest(store: &dyn ObjectStore) -> Result<Option<LogEntry>, object_store::Error> {
-    let Some(seq) = numbers(store).await?.into_iter().max() else {
+    let Some(seq) = listing(store).await?.0.into_iter().max() else {
         return Ok(None);
     };
     let bytes = store.get(&entry_path(seq)).await?.bytes().await?;
@@ -114,21 +121,37 @@ pub async fn claim(
             Err(read) => return Err(read),
         },
     };
-    // A number below the newest was pruned, not free.
-    if numbers(store).await?.into_iter().any(|n| n > entry.seq) {
+    // A number under a prune marker was pruned, not free.
+    if listing(store)
+        .await?
+        .1
+        .into_iter()
+        .any(|bound| entry.seq < bound)
+    {
         return Ok(Claim::Lost(None));
     }
     Ok(Claim::Won)
 }
 
-/// Deletes the entries numbered below `below`; returns how many.
+/// Deletes the entries numbered below `below` (after recording the bound),
+/// and the markers of earlier prunes; returns how many entries went.
 pub async fn prune(store: &dyn ObjectStore, below: u64) -> Result<usize, object_store::Error> {
+    let marker = |bound: u64| Path::from(format!("{LOG_DIR}/{PRUNED}{bound:020}"));
+    store
+        .put(&marker(below), PutPayload::from_static(b""))
+        .await?;
+    let gone = |e: object_store::Error| match e {
+        object_store::Error::NotFound { .. } => Ok(()),
+        e => Err(e),
+    };
+    let (numbers, markers) = listing(store).await?;
     let mut deleted = 0;
-    for seq in numbers(store).await?.into_iter().filter(|n| *n < below) {
-        match store.delete(&entry_path(seq)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-            Err(e) => return Err(e),
-        }
+    for seq in numbers.into_iter().filter(|n| *n < below) {
+        store.delete(&entry_path(seq)).await.or_else(gone)?;
+        deleted += 1;
+    }
+    for bound in markers.into_iter().filter(|b| *b < below) {
+        store.delete(&marker(bound)).await.or_else(gone)?;
     }
     Ok(deleted)
 }
@@ -161,14 +184,20 @@ mod tests {
             claim(&store, &entry(10, "b")).await.unwrap(),
             Claim::Lost(Some(e)) if e.writer == "a"
         ));
-        assert_eq!(prune(&store, 8).await.unwrap(), 7);
-        assert_eq!(numbers(&store).await.unwrap().len(), 3);
+        assert_eq!(prune(&store, 4).await.unwrap(), 3);
+        assert_eq!(prune(&store, 8).await.unwrap(), 4);
+        let (numbers, markers) = listing(&store).await.unwrap();
+        assert_eq!((numbers.len(), markers), (3, vec![8]), "one marker left");
         // A zombie that last read entry 2 claims 3, which was pruned.
         assert_eq!(
             claim(&store, &entry(3, "zombie")).await.unwrap(),
             Claim::Lost(None)
         );
         assert_eq!(latest(&store).await.unwrap().unwrap().seq, 10);
+        // A writer whose entry another writer built on before it looked
+        // again still won: a higher entry is not a pruned one.
+        assert_eq!(claim(&store, &entry(11, "b")).await.unwrap(), Claim::Won);
+        assert_eq!(claim(&store, &entry(12, "c")).await.unwrap(), Claim::Won);
         assert_eq!(claim(&store, &entry(11, "b")).await.unwrap(), Claim::Won);
     }
 }

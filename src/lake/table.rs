@@ -374,11 +374,11 @@ impl Table {
     /// here if it crashed before publishing) and files, without rolling back
     /// anybody's pending instant (another live writer may own it).
     pub async fn reload(&mut self) -> Result<(), LakeError> {
+        // Strays are not carried: another writer moved on, and what they
+        // were may have completed and been archived since.
         let failed = std::mem::take(&mut self.failed);
-        let strays = std::mem::take(&mut self.strays);
         *self = Self::load(self.store.clone(), self.options.clone(), false).await?;
         self.failed = failed;
-        self.strays = strays;
         Ok(())
     }
 
@@ -415,7 +415,8 @@ impl Table {
         };
         let mut kept = Vec::new();
         for (instant, path) in std::mem::take(&mut self.strays) {
-            if self.timeline.is_completed_commit(&instant) {
+            // Completed since (or completed and archived): not a stray.
+            if self.timeline.is_visible(&instant) {
                 continue;
             }
             let pending = self.timeline.pending_commits().any(|i| i.time == instant);
@@ -1422,7 +1423,22 @@ impl Table {
         // Archive instants well behind the retained window: commits whose
         // slices are gone, and the cleans and rollbacks before them.
         let archive_before = commits.len().saturating_sub(keep + 20);
-        if let Some(boundary) = commits.get(archive_before).filter(|_| archive_before > 0) {
+        // Never past a pending commit (as Hudi's archiver): once the active
+        // timeline started after it, readers would count its files as
+        // committed. Recovery at the next open rolls it back.
+        let oldest_pending = self
+            .timeline
+            .pending_commits()
+            .map(|i| i.time.clone())
+            .min();
+        let boundary = commits
+            .get(archive_before)
+            .filter(|_| archive_before > 0)
+            .map(|b| match &oldest_pending {
+                Some(p) if p < b => p.clone(),
+                _ => b.clone(),
+            });
+        if let Some(boundary) = boundary {
             let old: Vec<Instant> = self
                 .timeline
                 .instants()
@@ -1430,7 +1446,7 @@ impl Table {
                 .filter(|i| {
                     // Never a pending commit: its files would then count as
                     // archived, that is committed.
-                    i.time < *boundary
+                    i.time < boundary
                         && i.state == State::Completed
                         && matches!(i.action, Action::Commit | Action::Clean | Action::Rollback)
                 })
