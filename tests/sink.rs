@@ -1187,5 +1187,19 @@ async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
     );
     setup.wait_caught_up(Duration::from_secs(60));
     stop_gracefully(sink);
+    // Restarted, the table cannot even be opened: it stops alone again.
+    let log = setup.dir.path().join("sink2.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    let text = wait_for_log(&log, "table stopped", Duration::from_secs(60));
+    assert!(
+        text.contains("public.customers") && text.contains(&name),
+        "{text}"
+    );
+    for e in w.transaction(40) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    setup.wait_caught_up(Duration::from_secs(60));
+    stop_gracefully(sink);
     assert_same_rows(&setup.lake_rows(), &w.expected(), "orders go on");
 }

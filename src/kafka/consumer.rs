@@ -342,7 +342,11 @@ mod sink {
             let mut cc = client.clone();
             cc.set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
+                // Never jump over messages silently: an offset the broker
+                // no longer has (retention overtook a slow sink) is an
+                // error; the sink restarts and its start-up check stops the
+                // table with what is lost.
+                .set("auto.offset.reset", "error")
                 .set("enable.partition.eof", "false");
             match membership {
                 Membership::Group { group, instance } => {

@@ -116,10 +116,13 @@ fn fill_unchanged(
             .columns
             .get(i)
             .and_then(|c| {
-                ctx.schema
-                    .columns
+                let columns = &ctx.schema.columns;
+                // Its own name first: a new column may reuse a renamed
+                // one's old name.
+                columns
                     .iter()
-                    .find(|lc| lc.name == c.name || lc.aliases.contains(&c.name))
+                    .find(|lc| lc.name == c.name)
+                    .or_else(|| columns.iter().find(|lc| lc.aliases.contains(&c.name)))
             })
             .and_then(|lc| {
                 let col = ctx.arrow_schema.index_of(&lc.field).ok()?;

@@ -260,17 +260,20 @@ impl LakeSchema {
         }
         let mut evolution = Evolution::default();
         let mut next = self.clone();
-        if let Some((old, new)) = self.rename_in(table)
-            && let Some(column) = next.columns.iter_mut().find(|c| c.name == old)
-        {
-            let field = avro_name(&new);
-            evolution
-                .renamed
-                .push((column.field.clone(), field.clone()));
-            column
-                .aliases
-                .push(std::mem::replace(&mut column.name, new));
-            column.field = field;
+        if let Some((old, new)) = self.rename_in(table) {
+            // A dropped column of the new name goes: the renamed one takes
+            // its place (its old values stay in the files, unread).
+            next.columns.retain(|c| !(c.dropped && c.name == new));
+            if let Some(column) = next.columns.iter_mut().find(|c| c.name == old) {
+                let field = avro_name(&new);
+                evolution
+                    .renamed
+                    .push((column.field.clone(), field.clone()));
+                column
+                    .aliases
+                    .push(std::mem::replace(&mut column.name, new));
+                column.field = field;
+            }
         }
         for column in &table.columns {
             match next.columns.iter_mut().find(|c| c.name == column.name) {
@@ -321,7 +324,7 @@ impl LakeSchema {
     }
 
     /// A rename in `table`, as `(old, new)` source names: exactly one live
-    /// column is gone and exactly one column the table never had appears,
+    /// column is gone and exactly one column that is not live appears,
     /// of the same type and at the same place among the live columns. (A
     /// drop of the last column and an add of one of the same type, with no
     /// row change in between, look the same; renames are far more common.)
@@ -331,11 +334,13 @@ impl LakeSchema {
             .iter()
             .enumerate()
             .filter(|(_, c)| table.column_index(&c.name).is_none());
+        // New: not a live column (a dropped one's name counts: ADD b,
+        // DROP a, RENAME b TO a is how a column's type is often changed).
         let mut new = table
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| !self.columns.iter().any(|l| l.name == c.name));
+            .filter(|(_, c)| !live.iter().any(|l| l.name == c.name));
         let ((at, old), (place, column)) = (gone.next()?, new.next()?);
         let single = gone.next().is_none() && new.next().is_none();
         (single && at == place && old.ty().as_ref() == Some(&column.ty))
@@ -690,6 +695,20 @@ mod tests {
             assert!(e.renamed.is_empty(), "{e:?}");
             assert!(e.dropped.contains(&"b".to_string()), "{e:?}");
         }
+        // ADD b, DROP a, RENAME b TO a: a rename onto a dropped column.
+        let mut swap = LakeSchema::from_table(&table(vec![id(), text("a"), x()])).unwrap();
+        swap.absorb(&table(vec![id(), text("a"), x(), text("b")]))
+            .unwrap();
+        swap.absorb(&table(vec![id(), x(), text("b")])).unwrap();
+        let e = swap.absorb(&table(vec![id(), x(), text("a")])).unwrap();
+        assert_eq!(e.renamed, vec![("b".to_string(), "a".to_string())]);
+        assert!(e.reset.is_empty() && e.added.is_empty(), "{e:?}");
+        assert_eq!(
+            names(&swap),
+            vec!["id", "x", "a"],
+            "the dropped `a` gave way"
+        );
+        assert_eq!(swap.columns[2].aliases, vec!["b"]);
         // Dropped, then added back: what files hold of it is stale.
         let e = lake.absorb(&table(vec![id(), x()])).unwrap();
         assert_eq!(e.dropped, vec!["b"]);

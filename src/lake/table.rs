@@ -198,6 +198,8 @@ pub struct Table {
     /// attempt, or a crash's leftovers. Deleted once a later commit
     /// completes (no attempt older than a completed commit can still win).
     strays: Vec<(String, Path)>,
+    /// Loaded from the store (see [`Table::unopened`]).
+    opened: bool,
 }
 
 async fn put(
@@ -455,22 +457,8 @@ impl Table {
             Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
         };
-        let mut table = Table {
-            store,
-            options,
-            timeline: Timeline::default(),
-            schema: None,
-            groups: Vec::new(),
-            by_id: HashMap::new(),
-            index: KeyIndex::default(),
-            checkpoint: None,
-            position: None,
-            seq: 0,
-            properties_written,
-            known_partitions: HashSet::new(),
-            failed: Vec::new(),
-            strays: Vec::new(),
-        };
+        let mut table = Table::unopened(store, options);
+        table.properties_written = properties_written;
         table.timeline = Self::list_hoodie(table.store.as_ref()).await?;
         if let Some(entry) = log::latest(table.store.as_ref()).await? {
             table.seq = entry.seq;
@@ -506,7 +494,30 @@ impl Table {
                 .and_then(|p| parse_position(p));
         }
         table.build_index().await?;
+        table.opened = true;
         Ok(table)
+    }
+
+    /// A table that could not be opened (a damaged file, say): it holds
+    /// nothing and refuses commits; it keeps a stopped table's place.
+    pub fn unopened(store: Arc<dyn ObjectStore>, options: TableOptions) -> Table {
+        Table {
+            store,
+            options,
+            timeline: Timeline::default(),
+            schema: None,
+            groups: Vec::new(),
+            by_id: HashMap::new(),
+            index: KeyIndex::default(),
+            checkpoint: None,
+            position: None,
+            seq: 0,
+            properties_written: false,
+            known_partitions: HashSet::new(),
+            failed: Vec::new(),
+            strays: Vec::new(),
+            opened: false,
+        }
     }
 
     /// Lists base files, keeps committed slices, and (when recovering)
@@ -888,6 +899,12 @@ impl Table {
     /// Applies one batch as one commit.
     pub async fn commit(&mut self, batch: CommitBatch) -> Result<CommitOutcome, LakeError> {
         let table = self.name().to_string();
+        if !self.opened {
+            return Err(LakeError::Corrupt {
+                table,
+                message: "the table could not be opened; nothing is committed to it".into(),
+            });
+        }
         let schema_err = |message: String| LakeError::Schema {
             table: table.clone(),
             message,

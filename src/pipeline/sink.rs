@@ -455,6 +455,7 @@ impl SinkWorker {
             .unwrap_or_else(|| cfg.name.clone());
         let writer_id = format!("{}-{}", cfg.name, uuid::Uuid::new_v4());
         let mut tables = HashMap::new();
+        let mut unopened: Vec<(String, String)> = Vec::new();
         for (id, layout) in table_layouts(cfg, &lake)? {
             let name = layout.name.clone();
             let options = TableOptions {
@@ -466,8 +467,16 @@ impl SinkWorker {
             };
             let store: Arc<dyn ObjectStore> =
                 Arc::new(PrefixStore::new(root.clone(), name.as_str()));
-            let table = Table::open(store, options).await?;
             let topic = table_topic(&prefix, &id);
+            // A table that cannot be read stops alone; the others go on.
+            let table = match Table::open(store.clone(), options.clone()).await {
+                Ok(table) => table,
+                Err(e) if !e.is_retryable() => {
+                    unopened.push((topic.clone(), e.to_string()));
+                    Table::unopened(store, options)
+                }
+                Err(e) => return Err(e.into()),
+            };
             tables.insert(
                 topic.clone(),
                 TableSink {
@@ -521,7 +530,7 @@ impl SinkWorker {
             }
             UndecodablePolicy::Stop => None,
         };
-        Ok(SinkWorker {
+        let mut worker = SinkWorker {
             name: cfg.name.clone(),
             policy: lake.on_undecodable,
             lake,
@@ -530,7 +539,11 @@ impl SinkWorker {
             dead_letters,
             stats: Arc::default(),
             watermarks: Arc::new(client.create()?),
-        })
+        };
+        for (topic, reason) in unopened {
+            worker.stop_table(&topic, &reason);
+        }
+        Ok(worker)
     }
 
     /// Runs until `shutdown` resolves, then commits what is buffered.
@@ -562,8 +575,15 @@ impl SinkWorker {
                 let topics: std::collections::BTreeSet<&String> =
                     parts.iter().map(|(t, _)| t).collect();
                 for topic in topics {
-                    if let Some(sink) = self.tables.get_mut(topic.as_str()) {
-                        sink.table.refresh().await?;
+                    let Some(sink) = self.tables.get_mut(topic.as_str()) else {
+                        continue;
+                    };
+                    if sink.stopped.is_some() {
+                        continue;
+                    }
+                    match sink.table.refresh().await {
+                        Err(e) if !e.is_retryable() => self.stop_table(topic, &e.to_string()),
+                        refreshed => refreshed?,
                     }
                 }
                 let marks = Self::watermarks(self.watermarks.clone(), parts.clone()).await;
@@ -579,6 +599,10 @@ impl SinkWorker {
                     let stopped = self.tables.get(&topic).is_none_or(|t| t.stopped.is_some());
                     if !stopped && let Some(reason) = gap(&topic, partition, start, low, high) {
                         self.stop_table(&topic, &reason);
+                    }
+                    if self.tables.get(&topic).is_none_or(|t| t.stopped.is_some()) {
+                        // A stopped table's partitions are not read.
+                        continue;
                     }
                     let offset = start.map_or(Offset::Beginning, Offset::Offset);
                     tracing::info!(pipeline = %self.name, topic = %topic, partition, ?offset, low, high, "partition assigned");
