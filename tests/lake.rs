@@ -62,14 +62,11 @@ async fn a_failed_commit_is_rolled_back_under_a_rollback_instant() {
 async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
     use std::collections::BTreeMap;
     use std::sync::Arc;
-    use tidewater::event::change::Position;
-    use tidewater::event::datum::{Datum, Row};
+    use tidewater::event::datum::Datum;
     use tidewater::event::schema::{Column, TableSchema};
     use tidewater::event::table_id::TableId;
     use tidewater::event::types::ColumnType;
-    use tidewater::lake::layout::event_record_key;
-    use tidewater::lake::metadata::Checkpoint;
-    use tidewater::lake::table::{Change, CommitBatch, LakeError, Table};
+    use tidewater::lake::table::{LakeError, Table};
 
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().display().to_string();
@@ -96,23 +93,9 @@ async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
     let change = |table: &Arc<TableSchema>, commit: u64, id: i64, mut rest: Vec<Datum>| {
         let mut values = vec![Datum::Int(id)];
         values.append(&mut rest);
-        Change {
-            key: event_record_key(table, &Row(vec![Datum::Int(id)])),
-            position: Position::new(commit, id as u64),
-            row: Some(Row(values)),
-            schema: table.clone(),
-        }
+        row_change(table, commit, id, values)
     };
-    let batch = |table: &Arc<TableSchema>, commit: u64, changes: Vec<Change>| CommitBatch {
-        shapes: vec![table.clone()],
-        changes,
-        truncate: None,
-        checkpoint: Checkpoint {
-            topic: "t".into(),
-            offsets: BTreeMap::from([(0, commit as i64)]),
-        },
-        position: Some(Position::new(commit, u64::MAX)),
-    };
+    let batch = batch_of;
     let store = tidewater::lake::store::open(&lake).unwrap();
     let mut table = Table::open(store.clone(), common::lake_workload::options())
         .await
@@ -120,7 +103,7 @@ async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
 
     // v1: qty INT, with a note; rows 1..=6 on three days.
     let v1 = shape(int(32), true);
-    let rows: Vec<Change> = (1..=6)
+    let rows: Vec<_> = (1..=6)
         .map(|id| {
             change(
                 &v1,
@@ -856,13 +839,11 @@ async fn a_renamed_column_keeps_its_values_and_a_column_added_back_starts_empty(
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use tidewater::event::change::Position;
-    use tidewater::event::datum::{Datum, Row};
+    use tidewater::event::datum::Datum;
     use tidewater::event::schema::{Column, TableSchema};
     use tidewater::event::table_id::TableId;
     use tidewater::event::types::ColumnType;
-    use tidewater::lake::layout::event_record_key;
-    use tidewater::lake::metadata::Checkpoint;
-    use tidewater::lake::table::{Change, CommitBatch, Table};
+    use tidewater::lake::table::{CommitBatch, Table};
 
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().display().to_string();
@@ -902,23 +883,9 @@ async fn a_renamed_column_keeps_its_values_and_a_column_added_back_starts_empty(
             if table.columns.len() == 4 {
                 values.push(note.map_or(Datum::Null, |n| Datum::Text(n.to_string())));
             }
-            Change {
-                key: event_record_key(table, &Row(vec![Datum::Int(id)])),
-                position: Position::new(commit, id as u64),
-                row: Some(Row(values)),
-                schema: table.clone(),
-            }
+            row_change(table, commit, id, values)
         };
-    let batch = |table: &Arc<TableSchema>, commit: u64, changes: Vec<Change>| CommitBatch {
-        shapes: vec![table.clone()],
-        changes,
-        truncate: None,
-        checkpoint: Checkpoint {
-            topic: "t".into(),
-            offsets: BTreeMap::from([(0, commit as i64)]),
-        },
-        position: Some(Position::new(commit, u64::MAX)),
-    };
+    let batch = batch_of;
     let store = tidewater::lake::store::open(&lake).unwrap();
     let mut table = Table::open(store, common::lake_workload::options())
         .await
@@ -994,5 +961,42 @@ async fn a_renamed_column_keeps_its_values_and_a_column_added_back_starts_empty(
     for (id, row) in read() {
         let note = if id == 4 { json!("again") } else { Value::Null };
         assert_eq!(row["note"], note, "row {id}: {row}");
+    }
+}
+
+/// A change of the row keyed `id` to `values` (in shape `table`) at source
+/// position `(commit, id)`.
+fn row_change(
+    table: &std::sync::Arc<tidewater::event::schema::TableSchema>,
+    commit: u64,
+    id: i64,
+    values: Vec<tidewater::event::datum::Datum>,
+) -> tidewater::lake::table::Change {
+    use tidewater::event::datum::{Datum, Row};
+    tidewater::lake::table::Change {
+        key: tidewater::lake::layout::event_record_key(table, &Row(vec![Datum::Int(id)])),
+        position: tidewater::event::change::Position::new(commit, id as u64),
+        row: Some(Row(values)),
+        schema: table.clone(),
+    }
+}
+
+/// One commit of `changes` in shape `table`, with checkpoint `t,0:<commit>`
+/// and source position `(commit, max)`.
+fn batch_of(
+    table: &std::sync::Arc<tidewater::event::schema::TableSchema>,
+    commit: u64,
+    changes: Vec<tidewater::lake::table::Change>,
+) -> tidewater::lake::table::CommitBatch {
+    use tidewater::event::change::Position;
+    tidewater::lake::table::CommitBatch {
+        shapes: vec![table.clone()],
+        changes,
+        truncate: None,
+        checkpoint: tidewater::lake::metadata::Checkpoint {
+            topic: "t".into(),
+            offsets: std::collections::BTreeMap::from([(0, commit as i64)]),
+        },
+        position: Some(Position::new(commit, u64::MAX)),
     }
 }

@@ -610,6 +610,16 @@ impl SinkWorker {
                 }
                 self.consumer.start(&starts)?;
             }
+            Polled::Gap {
+                topic,
+                partition,
+                from,
+                earliest,
+            } => {
+                let reason = gap(&topic, partition, Some(from), earliest, i64::MAX)
+                    .unwrap_or_else(|| format!("{topic}/{partition}: offsets skipped from {from}"));
+                self.stop_table(&topic, &reason);
+            }
             Polled::Revoked(parts) => {
                 tracing::info!(pipeline = %self.name, ?parts, "partitions revoked; committing what they buffered");
                 let topics: Vec<String> = parts.into_iter().map(|(t, _)| t).collect();
