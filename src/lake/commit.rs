@@ -112,18 +112,11 @@ fn fill_unchanged(
         if !matches!(d, Datum::Unchanged) {
             continue;
         }
-        let value = shape
+        let value = ctx
+            .schema
             .columns
-            .get(i)
-            .and_then(|c| {
-                let columns = &ctx.schema.columns;
-                // Its own name first: a new column may reuse a renamed
-                // one's old name.
-                columns
-                    .iter()
-                    .find(|lc| lc.name == c.name)
-                    .or_else(|| columns.iter().find(|lc| lc.aliases.contains(&c.name)))
-            })
+            .iter()
+            .find(|lc| ctx.schema.source_index(lc, shape) == Some(i))
             .and_then(|lc| {
                 let col = ctx.arrow_schema.index_of(&lc.field).ok()?;
                 datum_at(stored.column(col).as_ref(), stored_row, &lc.ty()?)
@@ -183,7 +176,7 @@ pub fn build_rows(
             let index = match index_cache.iter().find(|(p, _)| *p == shape) {
                 Some((_, i)) => *i,
                 None => {
-                    let i = column.index_in(&change.schema);
+                    let i = ctx.schema.source_index(column, &change.schema);
                     index_cache.push((shape, i));
                     i
                 }

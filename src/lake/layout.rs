@@ -80,17 +80,6 @@ impl LakeColumn {
             aliases: Vec::new(),
         }
     }
-
-    /// Where a row of `shape` holds this column: under its name, or under
-    /// an earlier one.
-    pub fn index_in(&self, shape: &TableSchema) -> Option<usize> {
-        shape.column_index(&self.name).or_else(|| {
-            self.aliases
-                .iter()
-                .rev()
-                .find_map(|alias| shape.column_index(alias))
-        })
-    }
 }
 
 /// Date partitioning of a table.
@@ -349,7 +338,34 @@ impl LakeSchema {
 
     /// The positions of a source row's columns in this lake schema.
     pub fn mapping(&self, table: &TableSchema) -> Vec<Option<usize>> {
-        self.columns.iter().map(|lc| lc.index_in(table)).collect()
+        self.columns
+            .iter()
+            .map(|lc| self.source_index(lc, table))
+            .collect()
+    }
+
+    /// Where a row of `shape` holds `column` (one of this schema's).
+    ///
+    /// Under an earlier name when the shape has one that no other column
+    /// has taken since: the shape is from before the rename, and its column
+    /// of the current name, if any, was another one (ADD b, DROP a, RENAME
+    /// b TO a). Otherwise under its own name, else any earlier one.
+    pub fn source_index(&self, column: &LakeColumn, shape: &TableSchema) -> Option<usize> {
+        let taken = |name: &str| self.columns.iter().any(|c| !c.dropped && c.name == name);
+        column
+            .aliases
+            .iter()
+            .rev()
+            .filter(|alias| !taken(alias))
+            .find_map(|alias| shape.column_index(alias))
+            .or_else(|| shape.column_index(&column.name))
+            .or_else(|| {
+                column
+                    .aliases
+                    .iter()
+                    .rev()
+                    .find_map(|alias| shape.column_index(alias))
+            })
     }
 }
 
@@ -709,6 +725,33 @@ mod tests {
             "the dropped `a` gave way"
         );
         assert_eq!(swap.columns[2].aliases, vec!["b"]);
+        // Rows of the shapes before the rename: `a` is read from `b`, not
+        // from the old `a`.
+        let a = &swap.columns[2];
+        let before = table(vec![id(), text("a"), x(), text("b")]);
+        assert_eq!(swap.source_index(a, &before), Some(3));
+        assert_eq!(
+            swap.source_index(a, &table(vec![id(), x(), text("b")])),
+            Some(2)
+        );
+        assert_eq!(
+            swap.source_index(a, &table(vec![id(), x(), text("a")])),
+            Some(2)
+        );
+        // Renamed a -> b, then a new `a`: each reads its own.
+        let mut reuse = lake.clone();
+        reuse
+            .absorb(&table(vec![id(), text("b"), x(), text("a")]))
+            .unwrap();
+        let (b_col, new_a) = (&reuse.columns[1], &reuse.columns[3]);
+        assert_eq!((b_col.name.as_str(), new_a.name.as_str()), ("b", "a"));
+        let now = table(vec![id(), text("b"), x(), text("a")]);
+        assert_eq!(
+            reuse.mapping(&now),
+            vec![Some(0), Some(1), Some(2), Some(3)]
+        );
+        let old = table(vec![id(), text("a"), x()]);
+        assert_eq!(reuse.source_index(b_col, &old), Some(1), "the old name");
         // Dropped, then added back: what files hold of it is stale.
         let e = lake.absorb(&table(vec![id(), x()])).unwrap();
         assert_eq!(e.dropped, vec!["b"]);

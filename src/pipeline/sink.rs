@@ -604,7 +604,9 @@ impl SinkWorker {
                         // A stopped table's partitions are not read.
                         continue;
                     }
-                    let offset = start.map_or(Offset::Beginning, Offset::Offset);
+                    // From 0, not "the beginning": a partition read from
+                    // a known offset notices when retention skips it.
+                    let offset = Offset::Offset(start.unwrap_or(0));
                     tracing::info!(pipeline = %self.name, topic = %topic, partition, ?offset, low, high, "partition assigned");
                     starts.push((topic, partition, offset));
                 }
@@ -616,9 +618,16 @@ impl SinkWorker {
                 from,
                 earliest,
             } => {
-                let reason = gap(&topic, partition, Some(from), earliest, i64::MAX)
-                    .unwrap_or_else(|| format!("{topic}/{partition}: offsets skipped from {from}"));
-                self.stop_table(&topic, &reason);
+                let stopped = self.tables.get(&topic).is_none_or(|t| t.stopped.is_some());
+                if !stopped {
+                    let reason = gap(&topic, partition, Some(from), earliest, i64::MAX)
+                        .unwrap_or_else(|| {
+                            format!("{topic}/{partition}: offsets skipped from {from}")
+                        });
+                    // What came before the gap is whole: commit it first.
+                    self.commit_table(&topic).await?;
+                    self.stop_table(&topic, &reason);
+                }
             }
             Polled::Revoked(parts) => {
                 tracing::info!(pipeline = %self.name, ?parts, "partitions revoked; committing what they buffered");
