@@ -64,7 +64,6 @@ async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
     use std::sync::Arc;
     use tidewater::event::datum::Datum;
     use tidewater::event::schema::{Column, TableSchema};
-    use tidewater::event::table_id::TableId;
     use tidewater::event::types::ColumnType;
     use tidewater::lake::table::{LakeError, Table};
 
@@ -72,22 +71,7 @@ async fn dropped_columns_stay_widened_columns_rewrite_narrowing_is_refused() {
     let uri = dir.path().display().to_string();
     let lake = LakeConfig::with_uri(format!("file://{uri}"));
     let int = |bits| ColumnType::Int { bits, signed: true };
-    let shape = |qty: ColumnType, note: bool| {
-        let mut columns = vec![
-            Column::new("id", int(64), false),
-            Column::new("qty", qty, true),
-            Column::new("created_at", ColumnType::TimestampTz, true),
-        ];
-        if note {
-            columns.push(Column::new("note", ColumnType::Text, true));
-        }
-        Arc::new(TableSchema {
-            id: TableId::new("public", "orders"),
-            database: "shop".into(),
-            columns,
-            key: vec![0],
-        })
-    };
+    let shape = |qty: ColumnType, note: bool| orders_shape(Column::new("qty", qty, true), note);
     const DAY: i64 = 86_400_000_000;
     const START: i64 = 1_704_067_200_000_000;
     let change = |table: &Arc<TableSchema>, commit: u64, id: i64, mut rest: Vec<Datum>| {
@@ -841,36 +825,14 @@ async fn a_renamed_column_keeps_its_values_and_a_column_added_back_starts_empty(
     use tidewater::event::change::Position;
     use tidewater::event::datum::Datum;
     use tidewater::event::schema::{Column, TableSchema};
-    use tidewater::event::table_id::TableId;
     use tidewater::event::types::ColumnType;
     use tidewater::lake::table::{CommitBatch, Table};
 
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().display().to_string();
     let lake = LakeConfig::with_uri(format!("file://{uri}"));
-    let shape = |label: &str, note: bool| {
-        let mut columns = vec![
-            Column::new(
-                "id",
-                ColumnType::Int {
-                    bits: 64,
-                    signed: true,
-                },
-                false,
-            ),
-            Column::new(label, ColumnType::Text, true),
-            Column::new("created_at", ColumnType::TimestampTz, true),
-        ];
-        if note {
-            columns.push(Column::new("note", ColumnType::Text, true));
-        }
-        Arc::new(TableSchema {
-            id: TableId::new("public", "orders"),
-            database: "shop".into(),
-            columns,
-            key: vec![0],
-        })
-    };
+    let shape =
+        |label: &str, note: bool| orders_shape(Column::new(label, ColumnType::Text, true), note);
     const DAY: i64 = 86_400_000_000;
     const START: i64 = 1_704_067_200_000_000;
     let change =
@@ -999,4 +961,31 @@ fn batch_of(
         },
         position: Some(Position::new(commit, u64::MAX)),
     }
+}
+
+/// `public.orders` as (id, `second`, created_at), with a `note` when asked.
+fn orders_shape(
+    second: tidewater::event::schema::Column,
+    note: bool,
+) -> std::sync::Arc<tidewater::event::schema::TableSchema> {
+    use tidewater::event::schema::{Column, TableSchema};
+    use tidewater::event::types::ColumnType;
+    let id = ColumnType::Int {
+        bits: 64,
+        signed: true,
+    };
+    let mut columns = vec![
+        Column::new("id", id, false),
+        second,
+        Column::new("created_at", ColumnType::TimestampTz, true),
+    ];
+    if note {
+        columns.push(Column::new("note", ColumnType::Text, true));
+    }
+    std::sync::Arc::new(TableSchema {
+        id: tidewater::event::table_id::TableId::new("public", "orders"),
+        database: "shop".into(),
+        columns,
+        key: vec![0],
+    })
 }

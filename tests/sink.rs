@@ -939,34 +939,21 @@ async fn a_foreign_message_stops_its_table_by_default_and_the_rest_goes_on() {
 /// `public.customers` with a score, and in its second shape the score
 /// widened to a bigint and a phone added.
 fn scored(second: bool) -> Arc<TableSchema> {
-    let mut columns = vec![
-        Column::new(
-            "id",
-            ColumnType::Int {
-                bits: 64,
-                signed: true,
-            },
-            false,
-        ),
-        Column::new("email", ColumnType::Text, false),
-        Column::new(
-            "score",
-            ColumnType::Int {
-                bits: if second { 64 } else { 32 },
-                signed: true,
-            },
-            true,
-        ),
-    ];
+    let mut table = (*customers(&["id"])).clone();
+    table.columns.push(Column::new(
+        "score",
+        ColumnType::Int {
+            bits: if second { 64 } else { 32 },
+            signed: true,
+        },
+        true,
+    ));
     if second {
-        columns.push(Column::new("phone", ColumnType::Text, true));
+        table
+            .columns
+            .push(Column::new("phone", ColumnType::Text, true));
     }
-    Arc::new(TableSchema {
-        id: TableId::new("public", "customers"),
-        database: "shop".into(),
-        columns,
-        key: vec![0],
-    })
+    Arc::new(table)
 }
 
 fn scored_customer(table: &Arc<TableSchema>, id: i64, commit: u64) -> ChangeEvent {
