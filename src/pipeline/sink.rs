@@ -189,6 +189,8 @@ struct Pending {
     max_position: Option<Position>,
     /// Next offset to read, per partition, covering everything buffered.
     offsets: BTreeMap<i32, i64>,
+    /// Where each buffered change came from: (partition, offset).
+    origins: HashMap<String, (i32, i64)>,
     bytes: usize,
     since: Option<Clock>,
     messages: u64,
@@ -205,7 +207,7 @@ fn datum_bytes(d: &Datum) -> usize {
 }
 
 impl Pending {
-    fn add(&mut self, event: &ChangeEvent, key: String) {
+    fn add(&mut self, event: &ChangeEvent, key: String, origin: (i32, i64)) {
         if self.since.is_none() {
             self.since = Some(Clock::now());
         }
@@ -244,6 +246,7 @@ impl Pending {
                 .as_ref()
                 .map_or(0, |r| r.0.iter().map(datum_bytes).sum());
         self.bytes += bytes;
+        self.origins.insert(key.clone(), origin);
         self.changes.insert(
             key.clone(),
             Change {
@@ -338,6 +341,24 @@ fn gap(topic: &str, partition: i32, start: Option<i64>, low: i64, high: i64) -> 
         )),
         _ => None,
     }
+}
+
+/// The changes whose Kafka offset the lake's checkpoint (`lake`: next
+/// offset per partition) does not cover yet.
+fn not_yet_in_lake(
+    changes: &[Change],
+    origins: &HashMap<String, (i32, i64)>,
+    lake: &BTreeMap<i32, i64>,
+) -> Vec<Change> {
+    changes
+        .iter()
+        .filter(|c| {
+            origins
+                .get(&c.key)
+                .is_none_or(|(p, offset)| lake.get(p).is_none_or(|next| offset >= next))
+        })
+        .cloned()
+        .collect()
 }
 
 fn same_shape(a: &Arc<TableSchema>, b: &Arc<TableSchema>) -> bool {
@@ -665,7 +686,7 @@ impl SinkWorker {
                             sink.pending.truncate_at(&event);
                         } else if let Some(key) = event.key_row() {
                             let key = event_record_key(&event.table, &key);
-                            sink.pending.add(&event, key);
+                            sink.pending.add(&event, key, (partition, offset));
                         }
                     }
                     Ok(Decoded::Tombstone { .. }) => {}
@@ -744,13 +765,17 @@ impl SinkWorker {
                 .filter(|c| c.topic == sink.topic)
                 .map(|c| c.offsets.clone())
                 .unwrap_or_default();
+            // After a lost race, the winner may have committed part of what
+            // is buffered here: those changes are in the lake already, and
+            // applying them again could bring back a row it deleted since.
+            let fresh = not_yet_in_lake(&changes, &pending.origins, &offsets);
             for (p, o) in &pending.offsets {
                 let slot = offsets.entry(*p).or_insert(*o);
                 *slot = (*slot).max(*o);
             }
             let batch = CommitBatch {
                 shapes: sink.shapes_to_absorb(&pending.shapes),
-                changes: changes.clone(),
+                changes: fresh,
                 truncate: pending.truncate,
                 checkpoint: Checkpoint {
                     topic: sink.topic.clone(),
@@ -991,5 +1016,31 @@ mod tests {
             never_read.contains("0..2 are gone") && never_read.contains("re-snapshot"),
             "{never_read}"
         );
+    }
+
+    #[test]
+    fn changes_a_winner_committed_are_not_applied_again() {
+        let table = shape(&["a"]);
+        let change = |key: &str| Change {
+            key: key.into(),
+            position: Position::new(1, 0),
+            row: None,
+            schema: table.clone(),
+        };
+        let changes = vec![change("k1"), change("k2"), change("k3"), change("k4")];
+        let origins = HashMap::from([
+            ("k1".to_string(), (0, 10)),
+            ("k2".to_string(), (0, 25)),
+            ("k3".to_string(), (1, 5)),
+            ("k4".to_string(), (2, 0)),
+        ]);
+        // The winner committed partition 0 up to offset 20 (next 20) and
+        // nothing of partitions 1 and 2.
+        let lake = BTreeMap::from([(0, 20), (1, 5)]);
+        let keys: Vec<String> = not_yet_in_lake(&changes, &origins, &lake)
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+        assert_eq!(keys, vec!["k2", "k3", "k4"]);
     }
 }
