@@ -683,13 +683,8 @@ async fn archival_never_passes_a_pending_instant() {
 
 async fn insert_only_workload(pending_after: Option<usize>) {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
-    use tidewater::event::change::Position;
-    use tidewater::event::datum::{Datum, Row};
     use tidewater::event::sample::Rng;
-    use tidewater::lake::layout::event_record_key;
-    use tidewater::lake::metadata::Checkpoint;
-    use tidewater::lake::table::{Change, CommitBatch, Table};
+    use tidewater::lake::table::Table;
 
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().display().to_string();
@@ -745,24 +740,10 @@ async fn insert_only_workload(pending_after: Option<usize>) {
             let id = (c * 10 + n) as i64;
             let row = common::lake_workload::row(&mut rng, id, c as i64, 5);
             model.rows.insert(id.to_string(), row.clone());
-            changes.push(Change {
-                key: event_record_key(&shape, &Row(vec![Datum::Int(id)])),
-                position: Position::new(c as u64 + 1, n as u64),
-                row: Some(row),
-                schema: shape.clone(),
-            });
+            changes.push(row_change(&shape, c as u64 + 1, id, row.0));
         }
         table
-            .commit(CommitBatch {
-                shapes: vec![Arc::clone(&shape)],
-                changes,
-                truncate: None,
-                checkpoint: Checkpoint {
-                    topic: "t".into(),
-                    offsets: BTreeMap::from([(0, c as i64 + 1)]),
-                },
-                position: None,
-            })
+            .commit(batch_of(&shape, c as u64 + 1, changes))
             .await
             .unwrap();
     }

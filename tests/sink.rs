@@ -956,6 +956,22 @@ fn scored(second: bool) -> Arc<TableSchema> {
     Arc::new(table)
 }
 
+/// Customers `ids` in shape `table`, customer `id` at position
+/// `base + id`.
+async fn send_scored(
+    producer: &mut EventProducer,
+    table: &Arc<TableSchema>,
+    ids: std::ops::RangeInclusive<i64>,
+    base: u64,
+) {
+    for id in ids {
+        producer
+            .send(&scored_customer(table, id, base + id as u64))
+            .await
+            .unwrap();
+    }
+}
+
 fn scored_customer(table: &Arc<TableSchema>, id: i64, commit: u64) -> ChangeEvent {
     let mut values = vec![
         Datum::Int(id),
@@ -983,30 +999,15 @@ async fn a_schema_change_follows_source_positions_not_the_order_partitions_deliv
     // The rows written after the change are produced first, the ones
     // before it last: each of the four partitions delivers the new shape
     // before the old one, as when one partition lags behind the others.
-    for id in 21..=40 {
-        producer
-            .send(&scored_customer(&v2, id, 60_000 + id as u64))
-            .await
-            .unwrap();
-    }
-    for id in 1..=20 {
-        producer
-            .send(&scored_customer(&v1, id, 50_000 + id as u64))
-            .await
-            .unwrap();
-    }
+    send_scored(&mut producer, &v2, 21..=40, 60_000).await;
+    send_scored(&mut producer, &v1, 1..=20, 50_000).await;
     producer.flush().await.unwrap();
     let log = setup.dir.path().join("sink.log");
     let sink = setup.spawn_logged(None, Some(&log));
     setup.wait_table_caught_up("public_customers", &topic, Duration::from_secs(60));
     // More rows from before the change, once the new shape is committed:
     // a replay, or a partition far behind.
-    for id in 41..=45 {
-        producer
-            .send(&scored_customer(&v1, id, 55_000 + id as u64))
-            .await
-            .unwrap();
-    }
+    send_scored(&mut producer, &v1, 41..=45, 55_000).await;
     producer.flush().await.unwrap();
     setup.wait_table_caught_up("public_customers", &topic, Duration::from_secs(60));
     stop_gracefully(sink);

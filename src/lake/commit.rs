@@ -108,15 +108,18 @@ fn fill_unchanged(
     stored: &RecordBatch,
     stored_row: usize,
 ) {
+    if !has_unchanged(row) {
+        return;
+    }
+    let mapping = ctx.schema.mapping(shape);
     for (i, d) in row.0.iter_mut().enumerate() {
         if !matches!(d, Datum::Unchanged) {
             continue;
         }
-        let value = ctx
-            .schema
-            .columns
+        let value = mapping
             .iter()
-            .find(|lc| ctx.schema.source_index(lc, shape) == Some(i))
+            .position(|m| *m == Some(i))
+            .and_then(|j| ctx.schema.columns.get(j))
             .and_then(|lc| {
                 let col = ctx.arrow_schema.index_of(&lc.field).ok()?;
                 datum_at(stored.column(col).as_ref(), stored_row, &lc.ty()?)

@@ -602,9 +602,8 @@ impl SinkWorker {
                     if sink.stopped.is_some() {
                         continue;
                     }
-                    match sink.table.refresh().await {
-                        Err(e) if !e.is_retryable() => self.stop_table(topic, &e.to_string()),
-                        refreshed => refreshed?,
+                    if let Err(e) = sink.table.refresh().await {
+                        self.table_failed(topic, e)?;
                     }
                 }
                 let marks = Self::watermarks(self.watermarks.clone(), parts.clone()).await;
@@ -812,18 +811,9 @@ impl SinkWorker {
                     }
                     return Ok(());
                 }
-                Err(LakeError::Schema { message, .. }) => {
-                    // Nothing of the batch is committed; a restart reads it
-                    // again and stops here again.
-                    self.stop_table(topic, &message);
-                    return Ok(());
-                }
-                Err(e @ (LakeError::File { .. } | LakeError::Corrupt { .. })) => {
-                    // A base file or instant this table cannot read: the
-                    // table needs an operator, the others do not.
-                    self.stop_table(topic, &e.to_string());
-                    return Ok(());
-                }
+                // Nothing of the batch is committed; a restart reads it
+                // again and stops here again.
+                Err(e) if !e.is_retryable() => return self.table_failed(topic, e),
                 Err(e) if e.is_retryable() && attempt < 4 => {
                     self.stats.conflicts.fetch_add(
                         u64::from(matches!(e, LakeError::Conflict { .. })),
@@ -831,12 +821,8 @@ impl SinkWorker {
                     );
                     tracing::warn!(pipeline = %self.name, table = %sink.id, error = %e, attempt, "commit failed; reloading the table and retrying");
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
-                    match sink.table.reload().await {
-                        Err(e) if !e.is_retryable() => {
-                            self.stop_table(topic, &e.to_string());
-                            return Ok(());
-                        }
-                        reloaded => reloaded?,
+                    if let Err(e) = sink.table.reload().await {
+                        return self.table_failed(topic, e);
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -889,6 +875,21 @@ impl SinkWorker {
             lag += u64::try_from(high.saturating_sub(committed)).unwrap_or(0);
         }
         self.stats.kafka_lag.store(lag, Ordering::Relaxed);
+    }
+
+    /// A lake error of one table: one that needs an operator (a schema it
+    /// cannot absorb, a file or instant it cannot read) stops that table
+    /// alone; one worth retrying fails the worker, which starts again.
+    fn table_failed(&mut self, topic: &str, e: LakeError) -> Result<(), SinkError> {
+        if e.is_retryable() {
+            return Err(e.into());
+        }
+        let reason = match e {
+            LakeError::Schema { message, .. } => message,
+            other => other.to_string(),
+        };
+        self.stop_table(topic, &reason);
+        Ok(())
     }
 
     /// Stops one table (the rest of the pipeline goes on): its messages
