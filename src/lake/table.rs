@@ -378,9 +378,9 @@ impl Table {
     pub async fn reload(&mut self) -> Result<(), LakeError> {
         // Strays are not carried: another writer moved on, and what they
         // were may have completed and been archived since.
-        let failed = std::mem::take(&mut self.failed);
-        *self = Self::load(self.store.clone(), self.options.clone(), false).await?;
-        self.failed = failed;
+        let mut fresh = Self::load(self.store.clone(), self.options.clone(), false).await?;
+        fresh.failed = std::mem::take(&mut self.failed);
+        *self = fresh;
         Ok(())
     }
 
