@@ -695,16 +695,16 @@ fn normalize(v: Json) -> Json {
 
 /// Rows keyed by their key columns' values, each a sorted map.
 fn keyed(
-    t: &Table,
+    table: &str,
+    key: &[&str],
     rows: impl IntoIterator<Item = Json>,
 ) -> BTreeMap<String, BTreeMap<String, Json>> {
     let mut out = BTreeMap::new();
     for row in rows {
         let Json::Object(o) = normalize(row) else {
-            panic!("{}: a row that is not an object", t.name)
+            panic!("{table}: a row that is not an object")
         };
-        let key = t
-            .key
+        let key = key
             .iter()
             .map(|k| o.get(*k).map(Json::to_string).unwrap_or_default())
             .collect::<Vec<_>>()
@@ -712,8 +712,7 @@ fn keyed(
         let row: BTreeMap<String, Json> = o.into_iter().collect();
         assert!(
             out.insert(key.clone(), row).is_none(),
-            "{}: key {key} twice",
-            t.name
+            "{table}: key {key} twice"
         );
     }
     out
@@ -746,11 +745,7 @@ async fn source_rows(
     };
     let sql = format!("SELECT {object} FROM {}", qualified(schema, t));
     let rows = conn.json_rows(&sql).await;
-    keyed(t, rows.iter().map(|r| serde_json::from_str(r).unwrap()))
-}
-
-fn lake_table(lake: &Path, schema: &str, t: &Table) -> PathBuf {
-    lake.join(format!("{schema}_{}", t.name))
+    keyed(t.name, t.key, rows.iter().map(|r| serde_json::from_str(r).unwrap()))
 }
 
 /// The lake table's rows by hudi-rs, or `None` before its first commit.
@@ -759,7 +754,16 @@ fn lake_rows(
     schema: &str,
     t: &Table,
 ) -> Option<BTreeMap<String, BTreeMap<String, Json>>> {
-    let dir = lake_table(lake, schema, t);
+    lake_rows_at(&lake.join(format!("{schema}_{}", t.name)), t.name, t.key)
+}
+
+/// The rows of the lake table in `dir` by hudi-rs, keyed by `key`, or
+/// `None` before its first commit.
+fn lake_rows_at(
+    dir: &Path,
+    table: &str,
+    key: &[&str],
+) -> Option<BTreeMap<String, BTreeMap<String, Json>>> {
     let committed = std::fs::read_dir(dir.join(".hoodie"))
         .ok()?
         .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".commit")));
@@ -767,7 +771,7 @@ fn lake_rows(
         return None;
     }
     let uri = format!("file://{}", dir.display());
-    Some(keyed(t, common::lake_rows(&uri).into_values()))
+    Some(keyed(table, key, common::lake_rows(&uri).into_values()))
 }
 
 /// The first rows that differ, for the failure message.
@@ -792,6 +796,47 @@ fn differences(
 }
 
 // ---- the daemon -----------------------------------------------------------
+
+/// The two pipeline files of one daemon, one per source, for `tables`
+/// (source, table name, day-partition column) of schema/database `name`,
+/// into one local lake at `lake`.
+fn pipeline_files(
+    dir: &Path,
+    name: &str,
+    lake: &Path,
+    tables: &[(Dialect, &str, Option<&str>)],
+) -> [PathBuf; 2] {
+    let lake_yaml = format!(
+        "kafka:\n  brokers: {}\n  topic_partitions: 2\nlake:\n  uri: file://{}\n  commit_interval_secs: 2\n  target_file_size_mb: 2\n  keep_commits: 4\n",
+        common::kafka_brokers(),
+        lake.display()
+    );
+    [
+        (Dialect::Postgres, "pg", "postgres", common::pg_url()),
+        (Dialect::MariaDb, "my", "mysql", common::mysql_url()),
+    ]
+    .map(|(dialect, short, kind, url)| {
+        let tables_yaml: String = tables
+            .iter()
+            .filter(|(d, _, _)| *d == dialect)
+            .map(|(_, table, partition)| match partition {
+                Some(c) => format!(
+                    "    - name: {name}.{table}\n      partition_by: {{ column: {c}, granularity: day }}\n"
+                ),
+                None => format!("    - name: {name}.{table}\n"),
+            })
+            .collect();
+        let file = dir.join(format!("{short}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name: {name}-{short}\nsource:\n  type: {kind}\n  url: {url}\n  heartbeat_interval_secs: 1\n  tables:\n{tables_yaml}{lake_yaml}"
+            ),
+        )
+        .unwrap();
+        file
+    })
+}
 
 fn spawn_daemon(files: &[PathBuf], admin: &str, log: &Path) -> Child {
     let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
@@ -852,8 +897,12 @@ fn wait_running(admin: &str, child: &mut Child, log: &Path) {
     }
 }
 
+/// The end-to-end tests run one after the other: each loads both cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let seed = Rng::seed_from_env();
     println!("seed {seed} (TIDEWATER_SEED={seed} replays it)");
     let name = common::unique_name("e2e").to_lowercase();
@@ -887,47 +936,11 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
     // Two pipelines in one daemon, into one local lake.
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    let lake_yaml = format!(
-        "kafka:\n  brokers: {}\n  topic_partitions: 2\nlake:\n  uri: file://{}\n  commit_interval_secs: 2\n  target_file_size_mb: 2\n  keep_commits: 4\n",
-        common::kafka_brokers(),
-        lake.display()
-    );
-    let table_yaml = |dialect: Dialect| -> String {
-        tables
-            .iter()
-            .filter(|t| t.dialect == dialect)
-            .map(|t| match t.partition {
-                Some(c) => format!(
-                    "    - name: {name}.{}\n      partition_by: {{ column: {c}, granularity: day }}\n",
-                    t.name
-                ),
-                None => format!("    - name: {name}.{}\n", t.name),
-            })
-            .collect()
-    };
-    let pg_file = dir.path().join("pg.yaml");
-    std::fs::write(
-        &pg_file,
-        format!(
-            "name: {name}-pg\nsource:\n  type: postgres\n  url: {}\n  heartbeat_interval_secs: 1\n  tables:\n{}{}",
-            common::pg_url(),
-            table_yaml(Dialect::Postgres),
-            lake_yaml
-        ),
-    )
-    .unwrap();
-    let my_file = dir.path().join("my.yaml");
-    std::fs::write(
-        &my_file,
-        format!(
-            "name: {name}-my\nsource:\n  type: mysql\n  url: {}\n  heartbeat_interval_secs: 1\n  tables:\n{}{}",
-            common::mysql_url(),
-            table_yaml(Dialect::MariaDb),
-            lake_yaml
-        ),
-    )
-    .unwrap();
-    let files = [pg_file, my_file];
+    let entries: Vec<(Dialect, &str, Option<&str>)> = tables
+        .iter()
+        .map(|t| (t.dialect, t.name, t.partition))
+        .collect();
+    let files = pipeline_files(dir.path(), &name, &lake, &entries);
     let admin = common::free_addr();
     let log = dir.path().join("daemon.log");
     // Killed on the way out if the test fails.
@@ -1090,4 +1103,481 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
     ))
     .await;
     my.exec(&format!("DROP DATABASE `{name}`")).await;
+}
+
+// ---- DDL under load (RELIABILITY F8) ----------------------------------------
+
+/// Changes of the DDL test (both sources together) and their rate.
+const DDL_CHANGES: u64 = 40_000;
+const DDL_RATE: u64 = 2_000;
+
+/// The schema steps of the DDL test, each run on both sources between two
+/// transactions while the daemon reads and writes: the table's columns
+/// after step `k` are what [`DdlShape`] says.
+const DDL_STEPS: [&str; 5] = ["add", "truncate", "drop", "rename", "widen"];
+
+/// The columns of a DDL test table once `step` steps ran.
+#[derive(Clone, Copy)]
+struct DdlShape {
+    dialect: Dialect,
+    step: usize,
+}
+
+impl DdlShape {
+    fn extra(self) -> bool {
+        self.step >= 1
+    }
+    fn old_note(self) -> bool {
+        self.step < 3
+    }
+    fn title(self) -> &'static str {
+        if self.step >= 4 { "headline" } else { "title" }
+    }
+    fn wide(self) -> bool {
+        self.step >= 5
+    }
+
+    /// The non-key columns rows are written with.
+    fn columns(self) -> Vec<&'static str> {
+        let mut c = vec!["created", "qty", "price"];
+        if self.dialect == Dialect::MariaDb {
+            c.push("status");
+        }
+        c.push(self.title());
+        if self.old_note() {
+            c.push("old_note");
+        }
+        c.push("body");
+        if self.extra() {
+            c.push("extra");
+        }
+        c
+    }
+
+    /// A literal of `column` for a row written now.
+    fn value(self, rng: &mut Rng, column: &str) -> String {
+        match column {
+            "created" => {
+                // Twenty day partitions.
+                let micros = BASE_MICROS + rng.range_i64(0, 20 * 86_400_000_000);
+                match self.dialect {
+                    Dialect::Postgres => pg_instant("timestamptz", micros),
+                    Dialect::MariaDb => my_instant(micros),
+                }
+            }
+            "qty" if self.wide() => rng.range_i64(-5_000_000_000_000, 5_000_000_000_000).to_string(),
+            "qty" => rng.range_i64(-100_000, 100_000).to_string(),
+            "price" if self.wide() => decimal(rng.range_i64(-99_999_999_999_999, 99_999_999_999_999), 2),
+            "price" => decimal(rng.range_i64(-9_999_999_999, 9_999_999_999), 2),
+            "status" => {
+                let values: &[&str] = if self.wide() {
+                    &["shipped", "new", "paid", "cancelled"]
+                } else {
+                    &["new", "paid", "shipped"]
+                };
+                quoted(rng.pick(values).unwrap())
+            }
+            // TOASTed out of line on Postgres when long.
+            "body" if rng.chance(8) => {
+                let n = 3_000 + rng.below(3_000) as usize;
+                quoted(&letters(rng, n))
+            }
+            _ => nullable(rng, |rng| quoted(&words(rng, 3))),
+        }
+    }
+
+    /// The statement of step `step` (1-based) on `q`.
+    fn ddl(dialect: Dialect, step: usize, q: &str) -> String {
+        let pg = dialect == Dialect::Postgres;
+        match (DDL_STEPS[step - 1], pg) {
+            ("add", true) => format!("ALTER TABLE {q} ADD COLUMN extra text"),
+            ("add", false) => format!("ALTER TABLE {q} ADD COLUMN extra VARCHAR(60)"),
+            ("truncate", true) => format!("TRUNCATE {q}"),
+            ("truncate", false) => format!("TRUNCATE TABLE {q}"),
+            ("drop", _) => format!("ALTER TABLE {q} DROP COLUMN old_note"),
+            ("rename", _) => format!("ALTER TABLE {q} RENAME COLUMN title TO headline"),
+            ("widen", true) => format!(
+                "ALTER TABLE {q} ALTER COLUMN qty TYPE bigint, ALTER COLUMN price TYPE numeric(14,2)"
+            ),
+            // The ENUM's values reordered and one added.
+            ("widen", false) => format!(
+                "ALTER TABLE {q} MODIFY qty BIGINT, MODIFY price DECIMAL(14,2), \
+                 MODIFY status ENUM('shipped','new','paid','cancelled')"
+            ),
+            (other, _) => panic!("no step {other}"),
+        }
+    }
+
+    /// The JSON object of a row in the lake's plain form, made by the
+    /// database.
+    fn oracle(self) -> String {
+        let pg = self.dialect == Dialect::Postgres;
+        let mut pairs = vec![
+            "'id', id".to_string(),
+            if pg {
+                "'created', (extract(epoch FROM created) * 1000000)::bigint, \
+                 'created_day', to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+                    .to_string()
+            } else {
+                "'created', TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created), \
+                 'created_day', DATE_FORMAT(created, '%Y-%m-%d')"
+                    .to_string()
+            },
+            "'qty', qty".to_string(),
+            if pg {
+                "'price', price::text".to_string()
+            } else {
+                "'price', CAST(price AS CHAR)".to_string()
+            },
+        ];
+        for c in self.columns() {
+            if !["created", "qty", "price"].contains(&c) {
+                pairs.push(format!("'{c}', {c}"));
+            }
+        }
+        if pg {
+            format!("json_build_object({})::text", pairs.join(", "))
+        } else {
+            format!("JSON_OBJECT({})", pairs.join(", "))
+        }
+    }
+}
+
+/// One random statement on the DDL test table `q` in its current shape,
+/// applied to the model: its SQL and how many rows it changes.
+fn ddl_statement(q: &str, shape: DdlShape, m: &mut Model, rng: &mut Rng) -> (String, u64) {
+    let max = if rng.chance(5) { 200 } else { 20 };
+    let n = 1 + rng.below(max) as usize;
+    let roll = rng.below(100);
+    let insert = roll < 35 || m.live.len() < 50;
+    let ids: Vec<i64> = if insert {
+        (0..n)
+            .map(|_| {
+                if rng.chance(10) && !m.deleted.is_empty() {
+                    let i = rng.below(m.deleted.len() as u64) as usize;
+                    m.deleted.swap_remove(i)
+                } else {
+                    m.next += 1;
+                    m.next
+                }
+            })
+            .collect()
+    } else {
+        // Every tenth row stays as inserted: it carries its values through
+        // the later steps (and keeps its dropped column's value).
+        m.sample(rng, n).into_iter().filter(|id| id % 10 != 0).collect()
+    };
+    if ids.is_empty() {
+        return (format!("SELECT 1 FROM {q} WHERE false"), 0);
+    }
+    if !insert && roll >= 85 {
+        for id in &ids {
+            m.remove(*id);
+            m.deleted.push(*id);
+        }
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        return (
+            format!("DELETE FROM {q} WHERE id IN ({})", list.join(", ")),
+            ids.len() as u64,
+        );
+    }
+    if insert {
+        for id in &ids {
+            m.add(*id);
+        }
+    }
+    // A partial update sets the quantity and moves the row to another day
+    // (Postgres sends the long body as unchanged TOAST).
+    let columns: Vec<&str> = if !insert && roll >= 60 {
+        vec!["created", "qty"]
+    } else {
+        shape.columns()
+    };
+    let rows: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let values: Vec<String> = std::iter::once(id.to_string())
+                .chain(columns.iter().map(|c| shape.value(rng, c)))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect();
+    let set: Vec<String> = columns
+        .iter()
+        .map(|c| match shape.dialect {
+            Dialect::Postgres => format!("{c} = EXCLUDED.{c}"),
+            Dialect::MariaDb => format!("{c} = VALUES({c})"),
+        })
+        .collect();
+    let conflict = match shape.dialect {
+        Dialect::Postgres => " ON CONFLICT (id) DO UPDATE SET ",
+        Dialect::MariaDb => " ON DUPLICATE KEY UPDATE ",
+    };
+    (
+        format!(
+            "INSERT INTO {q} (id, {}) VALUES {}{conflict}{}",
+            columns.join(", "),
+            rows.join(", "),
+            set.join(", ")
+        ),
+        ids.len() as u64,
+    )
+}
+
+/// Writes transactions of 1–3 statements on `q` until `quota` changes are
+/// made, at its share of `DDL_RATE`; each transaction runs under a read
+/// lock of the schema step, so a step never cuts one short.
+async fn ddl_writer(
+    dialect: Dialect,
+    q: String,
+    step: Arc<tokio::sync::RwLock<usize>>,
+    mut rng: Rng,
+    quota: u64,
+    progress: Arc<Progress>,
+) -> Model {
+    let mut conn = Conn::open(dialect).await;
+    let mut m = Model::default();
+    let mut truncated = false;
+    let started = Instant::now();
+    let rate = DDL_RATE / 2;
+    let mut written = 0;
+    while written < quota {
+        let guard = step.read().await;
+        let shape = DdlShape {
+            dialect,
+            step: *guard,
+        };
+        if shape.step >= 2 && !truncated {
+            // The table was emptied: every row is gone.
+            for id in std::mem::take(&mut m.live) {
+                m.deleted.push(id);
+            }
+            m.at.clear();
+            truncated = true;
+        }
+        let mut statements = Vec::new();
+        let mut changed = 0;
+        for _ in 0..1 + rng.below(3) {
+            let (sql, n) = ddl_statement(&q, shape, &mut m, &mut rng);
+            statements.push(sql);
+            changed += n;
+        }
+        conn.transaction(&statements).await;
+        drop(guard);
+        written += changed;
+        progress.done.fetch_add(changed, Ordering::SeqCst);
+        let due = Duration::from_secs_f64(written as f64 / rate as f64);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(ahead).await;
+        }
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_reach_the_lake() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let seed = Rng::seed_from_env();
+    println!("seed {seed} (TIDEWATER_SEED={seed} replays it)");
+    let name = common::unique_name("ddl").to_lowercase();
+    let mut pg = Conn::open(Dialect::Postgres).await;
+    let mut my = Conn::open(Dialect::MariaDb).await;
+    my.exec("SET time_zone = '+00:00'").await;
+    pg.exec(&format!("CREATE SCHEMA \"{name}\"")).await;
+    my.exec(&format!("CREATE DATABASE `{name}`")).await;
+    let pg_q = format!("\"{name}\".items_pg");
+    let my_q = format!("`{name}`.items_my");
+    pg.exec(&format!(
+        "CREATE TABLE {pg_q} (id bigint PRIMARY KEY, created timestamptz NOT NULL, qty integer, \
+         price numeric(10,2), title text, old_note text, body text); \
+         ALTER TABLE {pg_q} ALTER COLUMN body SET STORAGE EXTERNAL"
+    ))
+    .await;
+    my.exec(&format!(
+        "CREATE TABLE {my_q} (id BIGINT PRIMARY KEY, created DATETIME(6) NOT NULL, qty INT, \
+         price DECIMAL(10,2), status ENUM('new','paid','shipped'), title VARCHAR(100), \
+         old_note VARCHAR(100), body MEDIUMTEXT)"
+    ))
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let files = pipeline_files(
+        dir.path(),
+        &name,
+        &lake,
+        &[
+            (Dialect::Postgres, "items_pg", Some("created")),
+            (Dialect::MariaDb, "items_my", Some("created")),
+        ],
+    );
+    let admin = common::free_addr();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
+    wait_running(&admin, &mut daemon.0, &log);
+
+    let step = Arc::new(tokio::sync::RwLock::new(0usize));
+    let progress = Arc::new(Progress::default());
+    let writers: Vec<_> = [(Dialect::Postgres, &pg_q), (Dialect::MariaDb, &my_q)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (dialect, q))| {
+            tokio::spawn(ddl_writer(
+                dialect,
+                q.clone(),
+                step.clone(),
+                Rng::new(seed ^ (0xdd1 + i as u64)),
+                DDL_CHANGES / 2,
+                progress.clone(),
+            ))
+        })
+        .collect();
+    // Step k at k/7 of the workload, on both sources at once; the daemon
+    // killed right after the rename and started again.
+    let mut ids_at_drop = (0, 0);
+    for k in 1..=DDL_STEPS.len() {
+        let at = DDL_CHANGES * k as u64 / (DDL_STEPS.len() as u64 + 2);
+        while progress.done.load(Ordering::SeqCst) < at {
+            assert!(
+                !writers.iter().all(|w| w.is_finished()),
+                "the writers ended early"
+            );
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                panic!("the daemon exited ({status})\n{}", log_tail(&log));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut guard = step.write().await;
+        pg.exec(&DdlShape::ddl(Dialect::Postgres, k, &pg_q)).await;
+        my.exec(&DdlShape::ddl(Dialect::MariaDb, k, &my_q)).await;
+        *guard = k;
+        drop(guard);
+        println!(
+            "step {k} ({}) after {} changes",
+            DDL_STEPS[k - 1],
+            progress.done.load(Ordering::SeqCst)
+        );
+        if DDL_STEPS[k - 1] == "drop" {
+            ids_at_drop = (
+                max_id(&mut pg, &pg_q).await,
+                max_id(&mut my, &my_q).await,
+            );
+        }
+        if DDL_STEPS[k - 1] == "rename" {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            daemon.0.kill().unwrap();
+            daemon.0.wait().unwrap();
+            println!("SIGKILL after the rename");
+            daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    println!(
+        "{} changes written",
+        progress.done.load(Ordering::SeqCst)
+    );
+
+    // The lake catches up: each table equals its source on every source
+    // column; the dropped column stays in the lake.
+    let last = DDL_STEPS.len();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    for (dialect, table, q, at_drop) in [
+        (Dialect::Postgres, "items_pg", &pg_q, ids_at_drop.0),
+        (Dialect::MariaDb, "items_my", &my_q, ids_at_drop.1),
+    ] {
+        let shape = DdlShape {
+            dialect,
+            step: last,
+        };
+        let conn = if dialect == Dialect::Postgres {
+            &mut pg
+        } else {
+            &mut my
+        };
+        let rows = conn
+            .json_rows(&format!("SELECT {} FROM {q}", shape.oracle()))
+            .await;
+        let want = keyed(q, &["id"], rows.iter().map(|r| serde_json::from_str(r).unwrap()));
+        let dir = lake.join(format!("{name}_{table}"));
+        let mut kept_old_notes = 0;
+        loop {
+            let got = tokio::task::block_in_place(|| lake_rows_at(&dir, q, &["id"]));
+            let stripped = got.as_ref().map(|rows| {
+                rows.iter()
+                    .map(|(k, row)| {
+                        let mut row = row.clone();
+                        row.remove("old_note");
+                        (k.clone(), row)
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            });
+            if stripped.as_ref() == Some(&want) {
+                // Rows written after the drop have no old note; rows
+                // untouched since keep theirs.
+                for (k, row) in got.iter().flatten() {
+                    if !row["old_note"].is_null() {
+                        let id: i64 = k.parse().unwrap();
+                        assert!(id <= at_drop, "{q}: row {k} written after the drop has an old note");
+                        kept_old_notes += 1;
+                    }
+                }
+                assert!(kept_old_notes > 0, "{q}: no row kept its dropped column's value");
+                println!(
+                    "{q}: {} rows, content hash {} in the source and the lake; {kept_old_notes} keep their dropped column's value",
+                    want.len(),
+                    content_hash(&want)
+                );
+                break;
+            }
+            if let Ok(Some(status)) = daemon.0.try_wait() {
+                panic!("the daemon exited ({status})\n{}", log_tail(&log));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{q}: the lake did not catch up in 240 s ({} rows in the source, {:?} in the lake):\n{}\n{}",
+                want.len(),
+                stripped.as_ref().map(BTreeMap::len),
+                stripped.map(|g| differences(&want, &g)).unwrap_or_default(),
+                log_tail(&log)
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        // The schema change is visible to readers.
+        let uri = format!("file://{}", dir.display());
+        let schema = tokio::task::block_in_place(|| common::read_hudi(&["schema", &uri]));
+        let schema = &schema[0];
+        for (column, ty) in [
+            ("qty", "int64"),
+            ("price", "decimal128(14, 2)"),
+            ("headline", "string"),
+            ("extra", "string"),
+            ("old_note", "string"),
+        ] {
+            assert_eq!(schema[column], ty, "{q}: column {column} in {schema}");
+        }
+        assert!(schema.get("title").is_none(), "{q}: the old name is gone: {schema}");
+    }
+    wait_running(&admin, &mut daemon.0, &log);
+    tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
+    let slot = format!("tidewater_{name}_pg").replace('-', "_");
+    pg.exec(&format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'; \
+         DROP PUBLICATION IF EXISTS \"{slot}\"; DROP SCHEMA \"{name}\" CASCADE"
+    ))
+    .await;
+    my.exec(&format!("DROP DATABASE `{name}`")).await;
+}
+
+/// The largest key of table `q`.
+async fn max_id(conn: &mut Conn, q: &str) -> i64 {
+    let text = match conn {
+        Conn::Pg(_) => "text",
+        Conn::My(_) => "CHAR",
+    };
+    let rows = conn
+        .json_rows(&format!("SELECT CAST(COALESCE(MAX(id), 0) AS {text}) FROM {q}"))
+        .await;
+    rows[0].parse().unwrap()
 }

@@ -7,6 +7,7 @@ Usage:
   read_hudi.py as_of BASE_URI INSTANT
   read_hudi.py incremental BASE_URI START END
   read_hudi.py commits BASE_URI
+  read_hudi.py schema BASE_URI      (the table schema hudi-rs reads, name -> Arrow type)
   read_hudi.py files BASE_URI FILE...
 
 `files` reads base files (paths relative to the table) with pyarrow alone,
@@ -99,6 +100,9 @@ def main():
         read_files(uri, sys.argv[3:])
         return
     t = table(uri)
+    if mode == "schema":
+        print(json.dumps({f.name: str(f.type) for f in t.get_schema()}))
+        return
     if mode == "commits":
         for instant in t.get_timeline().get_completed_commits():
             print(json.dumps({"timestamp": str(instant.timestamp)}))
