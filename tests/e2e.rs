@@ -745,7 +745,11 @@ async fn source_rows(
     };
     let sql = format!("SELECT {object} FROM {}", qualified(schema, t));
     let rows = conn.json_rows(&sql).await;
-    keyed(t.name, t.key, rows.iter().map(|r| serde_json::from_str(r).unwrap()))
+    keyed(
+        t.name,
+        t.key,
+        rows.iter().map(|r| serde_json::from_str(r).unwrap()),
+    )
 }
 
 /// The lake table's rows by hudi-rs, or `None` before its first commit.
@@ -1165,9 +1169,13 @@ impl DdlShape {
                     Dialect::MariaDb => my_instant(micros),
                 }
             }
-            "qty" if self.wide() => rng.range_i64(-5_000_000_000_000, 5_000_000_000_000).to_string(),
+            "qty" if self.wide() => rng
+                .range_i64(-5_000_000_000_000, 5_000_000_000_000)
+                .to_string(),
             "qty" => rng.range_i64(-100_000, 100_000).to_string(),
-            "price" if self.wide() => decimal(rng.range_i64(-99_999_999_999_999, 99_999_999_999_999), 2),
+            "price" if self.wide() => {
+                decimal(rng.range_i64(-99_999_999_999_999, 99_999_999_999_999), 2)
+            }
             "price" => decimal(rng.range_i64(-9_999_999_999, 9_999_999_999), 2),
             "status" => {
                 let values: &[&str] = if self.wide() {
@@ -1265,7 +1273,10 @@ fn ddl_statement(q: &str, shape: DdlShape, m: &mut Model, rng: &mut Rng) -> (Str
     } else {
         // Every tenth row stays as inserted: it carries its values through
         // the later steps (and keeps its dropped column's value).
-        m.sample(rng, n).into_iter().filter(|id| id % 10 != 0).collect()
+        m.sample(rng, n)
+            .into_iter()
+            .filter(|id| id % 10 != 0)
+            .collect()
     };
     if ids.is_empty() {
         return (format!("SELECT 1 FROM {q} WHERE false"), 0);
@@ -1458,10 +1469,7 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
             progress.done.load(Ordering::SeqCst)
         );
         if DDL_STEPS[k - 1] == "drop" {
-            ids_at_drop = (
-                max_id(&mut pg, &pg_q).await,
-                max_id(&mut my, &my_q).await,
-            );
+            ids_at_drop = (max_id(&mut pg, &pg_q).await, max_id(&mut my, &my_q).await);
         }
         if DDL_STEPS[k - 1] == "rename" {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1474,10 +1482,7 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
     for w in writers {
         w.await.unwrap();
     }
-    println!(
-        "{} changes written",
-        progress.done.load(Ordering::SeqCst)
-    );
+    println!("{} changes written", progress.done.load(Ordering::SeqCst));
 
     // The lake catches up: each table equals its source on every source
     // column; the dropped column stays in the lake.
@@ -1499,7 +1504,11 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
         let rows = conn
             .json_rows(&format!("SELECT {} FROM {q}", shape.oracle()))
             .await;
-        let want = keyed(q, &["id"], rows.iter().map(|r| serde_json::from_str(r).unwrap()));
+        let want = keyed(
+            q,
+            &["id"],
+            rows.iter().map(|r| serde_json::from_str(r).unwrap()),
+        );
         let dir = lake.join(format!("{name}_{table}"));
         let mut kept_old_notes = 0;
         loop {
@@ -1519,11 +1528,17 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
                 for (k, row) in got.iter().flatten() {
                     if !row["old_note"].is_null() {
                         let id: i64 = k.parse().unwrap();
-                        assert!(id <= at_drop, "{q}: row {k} written after the drop has an old note");
+                        assert!(
+                            id <= at_drop,
+                            "{q}: row {k} written after the drop has an old note"
+                        );
                         kept_old_notes += 1;
                     }
                 }
-                assert!(kept_old_notes > 0, "{q}: no row kept its dropped column's value");
+                assert!(
+                    kept_old_notes > 0,
+                    "{q}: no row kept its dropped column's value"
+                );
                 println!(
                     "{q}: {} rows, content hash {} in the source and the lake; {kept_old_notes} keep their dropped column's value",
                     want.len(),
@@ -1557,7 +1572,10 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
         ] {
             assert_eq!(schema[column], ty, "{q}: column {column} in {schema}");
         }
-        assert!(schema.get("title").is_none(), "{q}: the old name is gone: {schema}");
+        assert!(
+            schema.get("title").is_none(),
+            "{q}: the old name is gone: {schema}"
+        );
     }
     wait_running(&admin, &mut daemon.0, &log);
     tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
@@ -1577,7 +1595,9 @@ async fn max_id(conn: &mut Conn, q: &str) -> i64 {
         Conn::My(_) => "CHAR",
     };
     let rows = conn
-        .json_rows(&format!("SELECT CAST(COALESCE(MAX(id), 0) AS {text}) FROM {q}"))
+        .json_rows(&format!(
+            "SELECT CAST(COALESCE(MAX(id), 0) AS {text}) FROM {q}"
+        ))
         .await;
     rows[0].parse().unwrap()
 }

@@ -59,3 +59,172 @@ impl TableSchema {
             .collect())
     }
 }
+
+/// The renames between two shapes of a table, as index pairs `(old, new)`,
+/// read from column names and types alone (neither source says "rename":
+/// Postgres sends a new Relation message, a MySQL table map has no ids).
+///
+/// A column gone from `old` and one new in `new` (its name not in `old`)
+/// are a rename when they have the same type and the same place: the
+/// same nearest column both shapes share before them and as many columns
+/// in between. Pairs by the column before are taken first; columns left
+/// are then paired by the shared column after them (a column added in
+/// the middle, as MySQL's `ADD ... AFTER` does, moves the columns before
+/// but not after). A pair is taken only when neither side has another
+/// candidate. So a rename is found together with adds and drops elsewhere
+/// and with other renames, as when two DDLs reach the reader as one change
+/// of shape. (A drop and an add of the same type at the same place, with
+/// no row in between, look the same; renames are far more common.)
+pub fn renamed_columns<'a>(
+    old: &[(&'a str, &ColumnType)],
+    new: &[(&'a str, &ColumnType)],
+) -> Vec<(usize, usize)> {
+    type Place<'a> = (Option<&'a str>, usize);
+    // For each column not in `other`: its place from the shared column
+    // before it and from the one after it.
+    fn places<'a>(
+        columns: &[(&'a str, &ColumnType)],
+        other: &[(&str, &ColumnType)],
+    ) -> Vec<(usize, Place<'a>, Place<'a>)> {
+        let shared = |name: &str| other.iter().any(|(n, _)| *n == name);
+        let mut out = Vec::new();
+        for (i, (name, _)) in columns.iter().enumerate() {
+            if shared(name) {
+                continue;
+            }
+            let before = columns
+                .iter()
+                .take(i)
+                .enumerate()
+                .rev()
+                .find(|(_, (n, _))| shared(n))
+                .map_or((None, i + 1), |(j, (n, _))| (Some(*n), i - j));
+            let after = columns
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .find(|(_, (n, _))| shared(n))
+                .map_or((None, columns.len() - i), |(j, (n, _))| (Some(*n), j - i));
+            out.push((i, before, after));
+        }
+        out
+    }
+    let gone = places(old, new);
+    let added = places(new, old);
+    let ty = |columns: &[(&str, &ColumnType)], i: usize| columns.get(i).map(|(_, t)| (*t).clone());
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for by_after in [false, true] {
+        let place = |p: &(usize, Place<'a>, Place<'a>)| if by_after { p.2 } else { p.1 };
+        let free_old = |i: usize, pairs: &[(usize, usize)]| !pairs.iter().any(|(o, _)| *o == i);
+        let free_new = |i: usize, pairs: &[(usize, usize)]| !pairs.iter().any(|(_, n)| *n == i);
+        let candidates =
+            |g: &(usize, Place<'a>, Place<'a>), pairs: &[(usize, usize)]| -> Vec<usize> {
+                added
+                    .iter()
+                    .filter(|a| {
+                        free_new(a.0, pairs) && place(a) == place(g) && ty(new, a.0) == ty(old, g.0)
+                    })
+                    .map(|a| a.0)
+                    .collect()
+            };
+        let mut found = Vec::new();
+        for g in gone.iter().filter(|g| free_old(g.0, &pairs)) {
+            let [n] = candidates(g, &pairs)[..] else {
+                continue;
+            };
+            // The new column's only candidate must be this one too.
+            let rivals = gone
+                .iter()
+                .filter(|o| {
+                    free_old(o.0, &pairs)
+                        && ty(old, o.0) == ty(new, n)
+                        && added.iter().any(|a| a.0 == n && place(a) == place(o))
+                })
+                .count();
+            if rivals == 1 {
+                found.push((g.0, n));
+            }
+        }
+        pairs.extend(found);
+    }
+    pairs.sort_unstable();
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols<'a>(spec: &[(&'a str, &'a ColumnType)]) -> Vec<(&'a str, &'a ColumnType)> {
+        spec.to_vec()
+    }
+
+    #[test]
+    fn renames_are_found_beside_adds_drops_moves_and_other_renames() {
+        let (i, t) = (
+            ColumnType::Int {
+                bits: 64,
+                signed: true,
+            },
+            ColumnType::Text,
+        );
+        let renames = |old: &[(&str, &ColumnType)], new: &[(&str, &ColumnType)]| {
+            renamed_columns(&cols(old), &cols(new))
+        };
+        // A plain rename, in the middle and at the end.
+        assert_eq!(
+            renames(
+                &[("id", &i), ("a", &t), ("x", &t)],
+                &[("id", &i), ("b", &t), ("x", &t)]
+            ),
+            vec![(1, 1)]
+        );
+        assert_eq!(
+            renames(&[("id", &i), ("a", &t)], &[("id", &i), ("b", &t)]),
+            vec![(1, 1)]
+        );
+        // A rename of the last column and an add after it, seen as one change.
+        assert_eq!(
+            renames(
+                &[("id", &i), ("a", &t)],
+                &[("id", &i), ("b", &t), ("c", &t)]
+            ),
+            vec![(1, 1)]
+        );
+        // Two renames at once; a rename beside a drop.
+        assert_eq!(
+            renames(
+                &[("id", &i), ("a", &t), ("b", &t)],
+                &[("id", &i), ("a2", &t), ("b2", &t)]
+            ),
+            vec![(1, 1), (2, 2)]
+        );
+        assert_eq!(
+            renames(
+                &[("id", &i), ("a", &t), ("b", &t), ("c", &t)],
+                &[("id", &i), ("a2", &t), ("c", &t)]
+            ),
+            vec![(1, 1)]
+        );
+        // A column added in the middle before the renamed one (MySQL's
+        // ADD ... AFTER): the shared column after it places the rename.
+        assert_eq!(
+            renames(
+                &[("id", &i), ("a", &t), ("b", &t), ("c", &t), ("x", &t)],
+                &[("id", &i), ("a", &t), ("x", &t), ("b2", &t), ("c", &t)]
+            ),
+            vec![(2, 3)]
+        );
+        // Not renames: another type; a drop in the middle and an add at
+        // the end; a column on the other side of the key.
+        assert!(renames(&[("id", &i), ("a", &t)], &[("id", &i), ("b", &i)]).is_empty());
+        assert!(
+            renames(
+                &[("id", &i), ("a", &t), ("b", &t)],
+                &[("id", &i), ("b", &t), ("d", &t)]
+            )
+            .is_empty()
+        );
+        assert!(renames(&[("a", &t), ("id", &i)], &[("id", &i), ("b", &t)]).is_empty());
+    }
+}

@@ -22,7 +22,7 @@ use serde_json::{Value as Json, json};
 
 use crate::config::model::Granularity;
 use crate::event::datum::{Datum, Row};
-use crate::event::schema::TableSchema;
+use crate::event::schema::{TableSchema, renamed_columns};
 use crate::event::time::{civil_from_days, date_text, time_text};
 use crate::event::types::ColumnType;
 use crate::kafka::avro::schema::avro_name;
@@ -249,7 +249,7 @@ impl LakeSchema {
         }
         let mut evolution = Evolution::default();
         let mut next = self.clone();
-        if let Some((old, new)) = self.rename_in(table) {
+        for (old, new) in self.renames_in(table) {
             // A dropped column of the new name goes: the renamed one takes
             // its place (its old values stay in the files, unread).
             next.columns.retain(|c| !(c.dropped && c.name == new));
@@ -312,28 +312,27 @@ impl LakeSchema {
         Ok(evolution)
     }
 
-    /// A rename in `table`, as `(old, new)` source names: exactly one live
-    /// column is gone and exactly one column that is not live appears,
-    /// of the same type and at the same place among the live columns. (A
-    /// drop of the last column and an add of one of the same type, with no
-    /// row change in between, look the same; renames are far more common.)
-    fn rename_in(&self, table: &TableSchema) -> Option<(String, String)> {
-        let live: Vec<&LakeColumn> = self.columns.iter().filter(|c| !c.dropped).collect();
-        let mut gone = live
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| table.column_index(&c.name).is_none());
-        // New: not a live column (a dropped one's name counts: ADD b,
-        // DROP a, RENAME b TO a is how a column's type is often changed).
-        let mut new = table
+    /// The renames in `table` ([`renamed_columns`]), as `(old, new)`
+    /// source names: between the live columns and the table's (a dropped
+    /// column's name counts as new: ADD b, DROP a, RENAME b TO a is how a
+    /// column's type is often changed).
+    fn renames_in(&self, table: &TableSchema) -> Vec<(String, String)> {
+        let live: Vec<(&str, ColumnType)> = self
             .columns
             .iter()
-            .enumerate()
-            .filter(|(_, c)| !live.iter().any(|l| l.name == c.name));
-        let ((at, old), (place, column)) = (gone.next()?, new.next()?);
-        let single = gone.next().is_none() && new.next().is_none();
-        (single && at == place && old.ty().as_ref() == Some(&column.ty))
-            .then(|| (old.name.clone(), column.name.clone()))
+            .filter(|c| !c.dropped)
+            .filter_map(|c| Some((c.name.as_str(), c.ty()?)))
+            .collect();
+        let old: Vec<(&str, &ColumnType)> = live.iter().map(|(n, t)| (*n, t)).collect();
+        let new: Vec<(&str, &ColumnType)> = table
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), &c.ty))
+            .collect();
+        renamed_columns(&old, &new)
+            .into_iter()
+            .filter_map(|(o, n)| Some((old.get(o)?.0.to_string(), new.get(n)?.0.to_string())))
+            .collect()
     }
 
     /// The positions of a source row's columns in this lake schema.
@@ -349,7 +348,9 @@ impl LakeSchema {
     /// Under an earlier name when the shape has one that no other column
     /// has taken since: the shape is from before the rename, and its column
     /// of the current name, if any, was another one (ADD b, DROP a, RENAME
-    /// b TO a). Otherwise under its own name, else any earlier one.
+    /// b TO a). Otherwise under its own name, unless the shape is from
+    /// before another column was renamed away from it; else any earlier
+    /// name.
     pub fn source_index(&self, column: &LakeColumn, shape: &TableSchema) -> Option<usize> {
         let taken = |name: &str| self.columns.iter().any(|c| !c.dropped && c.name == name);
         column
@@ -358,7 +359,17 @@ impl LakeSchema {
             .rev()
             .filter(|alias| !taken(alias))
             .find_map(|alias| shape.column_index(alias))
-            .or_else(|| shape.column_index(&column.name))
+            .or_else(|| {
+                // Not when the shape is from before another column was
+                // renamed away from this name (RENAME a TO b, ADD a): its
+                // column of this name is that other column's.
+                let earlier = self.columns.iter().any(|other| {
+                    other.name != column.name
+                        && other.aliases.contains(&column.name)
+                        && shape.column_index(&other.name).is_none()
+                });
+                shape.column_index(&column.name).filter(|_| !earlier)
+            })
             .or_else(|| {
                 column
                     .aliases
@@ -700,17 +711,26 @@ mod tests {
         let names =
             |l: &LakeSchema| -> Vec<String> { l.columns.iter().map(|c| c.name.clone()).collect() };
         assert_eq!(names(&lake), vec!["id", "b", "x"]);
-        // Not renames: the new column elsewhere, of another type, or two
-        // columns changing at once.
+        // Not renames: the new column elsewhere, or of another type.
         for other in [
             table(vec![id(), x(), text("c")]),
             table(vec![id(), Column::new("c", int(64), true), x()]),
-            table(vec![id(), text("c"), text("d")]),
         ] {
             let e = lake.clone().absorb(&other).unwrap();
             assert!(e.renamed.is_empty(), "{e:?}");
             assert!(e.dropped.contains(&"b".to_string()), "{e:?}");
         }
+        // A rename seen together with a drop and an add (DDLs with no row
+        // change in between reach the lake as one change of shape).
+        let e = lake
+            .clone()
+            .absorb(&table(vec![id(), text("c"), text("d")]))
+            .unwrap();
+        assert_eq!(e.renamed, vec![("b".to_string(), "c".to_string())]);
+        assert_eq!(
+            (e.dropped, e.added),
+            (vec!["x".to_string()], vec!["d".to_string()])
+        );
         // ADD b, DROP a, RENAME b TO a: a rename onto a dropped column.
         let mut swap = LakeSchema::from_table(&table(vec![id(), text("a"), x()])).unwrap();
         swap.absorb(&table(vec![id(), text("a"), x(), text("b")]))
@@ -752,6 +772,11 @@ mod tests {
         );
         let old = table(vec![id(), text("a"), x()]);
         assert_eq!(reuse.source_index(b_col, &old), Some(1), "the old name");
+        assert_eq!(
+            reuse.source_index(new_a, &old),
+            None,
+            "the old shape's `a` is `b`'s, not the new `a`'s"
+        );
         // Dropped, then added back: what files hold of it is stale.
         let e = lake.absorb(&table(vec![id(), x()])).unwrap();
         assert_eq!(e.dropped, vec!["b"]);
