@@ -221,11 +221,13 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         INSERT INTO "{s}"."Order Items.x" SELECT g, g * 10 FROM generate_series(1, 10) g;
         INSERT INTO "{s}".full_ident VALUES (1, repeat('y', 6000), 'n1'), (2, 'short', 'n2');
         INSERT INTO "{s}".nokey VALUES (1, 'one'), (2, 'two');
+        CREATE TABLE "{s}".rekeyed (id integer PRIMARY KEY, v text);
         "#
     ))
     .await
     .unwrap();
     let tables = json!([
+        {"name": format!("\"{s}\".rekeyed")},
         {"name": format!("\"{s}\".types")},
         {"name": format!("\"{s}\".\"Order Items.x\"")},
         {"name": format!("\"{s}\".full_ident")},
@@ -284,6 +286,7 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
             ("full_ident".to_string(), (2, true)),
             ("nokey".to_string(), (2, true)),
             ("parted".to_string(), (2, true)),
+            ("rekeyed".to_string(), (0, true)),
             ("types".to_string(), (4, true)),
         ])
     );
@@ -313,7 +316,46 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         .unwrap()
         .unwrap();
 
+    // While the capture is down, a key column is renamed between two rows:
+    // the first row's Relation message, replayed, names the old key, which
+    // the catalog no longer has.
+    pg.batch_execute(&format!(
+        r#"
+        INSERT INTO "{s}".rekeyed VALUES (1, 'before');
+        ALTER TABLE "{s}".rekeyed RENAME COLUMN id TO rid;
+        INSERT INTO "{s}".rekeyed VALUES (2, 'after');
+        "#
+    ))
+    .await
+    .unwrap();
+    let end = current_lsn(&pg).await;
+    let (stats, stop_tx, task) = start_capture(&cfg).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.confirmed_lsn.load(Ordering::SeqCst) < end {
+        if task.is_finished() {
+            panic!("the capture ended: {:?}", task.await);
+        }
+        assert!(Instant::now() < deadline, "capture did not confirm {end:X}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("capture stops on request")
+        .unwrap()
+        .unwrap();
+
     let kafka = cfg.kafka.clone();
+    let rekeyed = events_of(&kafka, &name, &TableId::new(&s, "rekeyed")).await;
+    let keys: Vec<Vec<&str>> = rekeyed
+        .iter()
+        .map(|e| e.table.key_columns().map(|c| c.name.as_str()).collect())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![vec!["id"], vec!["rid"]],
+        "each row with its time's key"
+    );
     // types: every value as Postgres computes it.
     let types_id = TableId::new(&s, "types");
     let events = events_of(&kafka, &name, &types_id).await;

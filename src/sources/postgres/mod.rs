@@ -765,11 +765,22 @@ impl Session {
                 not_null: now.is_some_and(|n| n.not_null),
             });
         }
-        let pk = table
+        let identity = char::from(rel.replica_identity);
+        let mut pk = table
             .as_ref()
             .map(|t| t.primary_key.clone())
             .unwrap_or_default();
-        let identity = char::from(rel.replica_identity);
+        // A Relation from before a key column was renamed or dropped (a
+        // replay after a restart): with the default replica identity the
+        // message's key flags are that time's primary key.
+        if identity == 'd' && pk.iter().any(|k| !rel.columns.iter().any(|c| c.name == *k)) {
+            pk = rel
+                .columns
+                .iter()
+                .filter(|c| c.key)
+                .map(|c| c.name.clone())
+                .collect();
+        }
         build_shape(&id, &self.params.database, &columns, &pk, identity, cfg)
     }
 
