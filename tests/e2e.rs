@@ -18,6 +18,13 @@
 //! TIMESTAMP(3) written in a +05:00 session, DATE, jsonb and JSON, bytea and
 //! BLOB, uuid, ENUM, SET, BIGINT UNSIGNED keys above 2^63, TINYINT UNSIGNED,
 //! doubles, utf8mb4 text with quotes and emoji.
+//!
+//! The second test is RELIABILITY's F8, DDL under load: a Postgres and a
+//! MariaDB table take ADD COLUMN, TRUNCATE, DROP COLUMN, RENAME COLUMN (the
+//! daemon killed right after it) and type widenings (and on MariaDB an
+//! ENUM reorder) between transactions of a seeded workload, while the daemon
+//! runs; afterwards each lake table equals its source on every source
+//! column and hudi-rs reads the new schema.
 
 #![allow(
     clippy::unwrap_used,
