@@ -256,6 +256,11 @@ fn run_json(cmd: &mut Command) -> Json {
 }
 
 fn main() {
+    // The allocator's options as the daemon runs with them (see
+    // `tidewater::alloc`); the children inherit them.
+    if let Some(reason) = tidewater::alloc::reexec_with_allocator_options() {
+        eprintln!("running with the allocator's default options: {reason}");
+    }
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench" || a == "--child") {
         // `cargo test --all-targets` runs bench binaries without `--bench`:

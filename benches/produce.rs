@@ -150,6 +150,11 @@ async fn run_ours(kafka: &KafkaConfig, prefix: &str, table: &Arc<TableSchema>, e
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // The allocator's options as the daemon runs with them (see
+    // `tidewater::alloc`).
+    if let Some(reason) = tidewater::alloc::reexec_with_allocator_options() {
+        eprintln!("running with the allocator's default options: {reason}");
+    }
     if !std::env::args().any(|a| a == "--bench") {
         // `cargo test --all-targets` runs bench binaries without `--bench`:
         // a benchmark is not a test, so it does nothing there.

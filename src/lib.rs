@@ -10,6 +10,7 @@
 //! so that integration tests drive the same paths the daemon runs.
 
 pub mod admin;
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod event;

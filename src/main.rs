@@ -13,6 +13,8 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything else: the allocator's options (see `alloc`).
+    let reexec = tidewater::alloc::reexec_with_allocator_options();
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -21,6 +23,9 @@ fn main() -> ExitCode {
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let Some(reason) = reexec {
+        tracing::warn!(%reason, "running with the allocator's default options");
     }
     cli::run(cli)
 }

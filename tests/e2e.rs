@@ -957,6 +957,16 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
     // Killed on the way out if the test fails.
     let mut daemon = common::Reaped(spawn_daemon(&files, &admin, &log));
     wait_running(&admin, &mut daemon.0, &log);
+    // The daemon started itself again with its allocator's option, in the
+    // same process.
+    let environ = std::fs::read(format!("/proc/{}/environ", daemon.0.id())).unwrap();
+    let (var, value) = tidewater::alloc::ALLOCATOR_ENV;
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|entry| entry == format!("{var}={value}").as_bytes()),
+        "the daemon runs without {var}={value}"
+    );
 
     // The workload, Postgres and MariaDB at once (3/5 and 2/5 of it).
     let started = Instant::now();
