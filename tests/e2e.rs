@@ -531,20 +531,39 @@ fn upsert(
             format!("({})", literals.join(", "))
         })
         .collect();
-    let set: Vec<String> = columns
+    upsert_sql(
+        t.dialect,
+        &qualified(schema, t),
+        t.key,
+        &names,
+        &rows,
+        &columns,
+    )
+}
+
+/// `INSERT INTO q (names) VALUES rows` that sets the `set` columns of a
+/// row whose `key` exists already.
+fn upsert_sql(
+    dialect: Dialect,
+    q: &str,
+    key: &[&str],
+    names: &[&str],
+    rows: &[String],
+    set: &[&str],
+) -> String {
+    let set: Vec<String> = set
         .iter()
-        .map(|c| match t.dialect {
+        .map(|c| match dialect {
             Dialect::Postgres => format!("{c} = EXCLUDED.{c}"),
             Dialect::MariaDb => format!("{c} = VALUES({c})"),
         })
         .collect();
-    let conflict = match t.dialect {
-        Dialect::Postgres => format!(" ON CONFLICT ({}) DO UPDATE SET ", t.key.join(", ")),
+    let conflict = match dialect {
+        Dialect::Postgres => format!(" ON CONFLICT ({}) DO UPDATE SET ", key.join(", ")),
         Dialect::MariaDb => " ON DUPLICATE KEY UPDATE ".to_string(),
     };
     format!(
-        "INSERT INTO {} ({}) VALUES {}{conflict}{}",
-        qualified(schema, t),
+        "INSERT INTO {q} ({}) VALUES {}{conflict}{}",
         names.join(", "),
         rows.join(", "),
         set.join(", ")
@@ -1330,24 +1349,11 @@ fn ddl_statement(q: &str, shape: DdlShape, m: &mut Model, rng: &mut Rng) -> (Str
             format!("({})", values.join(", "))
         })
         .collect();
-    let set: Vec<String> = columns
-        .iter()
-        .map(|c| match shape.dialect {
-            Dialect::Postgres => format!("{c} = EXCLUDED.{c}"),
-            Dialect::MariaDb => format!("{c} = VALUES({c})"),
-        })
+    let names: Vec<&str> = std::iter::once("id")
+        .chain(columns.iter().copied())
         .collect();
-    let conflict = match shape.dialect {
-        Dialect::Postgres => " ON CONFLICT (id) DO UPDATE SET ",
-        Dialect::MariaDb => " ON DUPLICATE KEY UPDATE ",
-    };
     (
-        format!(
-            "INSERT INTO {q} (id, {}) VALUES {}{conflict}{}",
-            columns.join(", "),
-            rows.join(", "),
-            set.join(", ")
-        ),
+        upsert_sql(shape.dialect, q, &["id"], &names, &rows, &columns),
         ids.len() as u64,
     )
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::capture::{events_of, materialize, start_capture, wait_confirmed};
+use common::capture::{events_of, materialize, start_capture, stop_capture, wait_confirmed};
 use serde_json::{Value as Json, json};
 use tidewater::config::model::{KafkaConfig, PipelineConfig};
 use tidewater::event::change::{ChangeEvent, Op};
@@ -309,12 +309,7 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("capture stops on request")
-        .unwrap()
-        .unwrap();
+    stop_capture(stop_tx, task).await;
 
     // While the capture is down, a key column is renamed between two rows:
     // the first row's Relation message, replayed, names the old key, which
@@ -338,12 +333,7 @@ async fn snapshot_and_stream_equal_postgres_value_by_value() {
         assert!(Instant::now() < deadline, "capture did not confirm {end:X}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .expect("capture stops on request")
-        .unwrap()
-        .unwrap();
+    stop_capture(stop_tx, task).await;
 
     let kafka = cfg.kafka.clone();
     let rekeyed = events_of(&kafka, &name, &TableId::new(&s, "rekeyed")).await;

@@ -44,6 +44,20 @@ pub async fn start_capture(
     (stats, stop_tx, task)
 }
 
+/// Stops a capture started by [`start_capture`] and checks that it ends
+/// cleanly within 60 s.
+pub async fn stop_capture(
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), tidewater::sources::CaptureError>>,
+) {
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("capture stops on request")
+        .unwrap()
+        .unwrap();
+}
+
 /// Waits until the capture has confirmed `lsn` (all before it is in Kafka).
 pub async fn wait_confirmed(stats: &CaptureStats, lsn: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
