@@ -484,6 +484,21 @@ impl Model {
         }
     }
 
+    /// `n` keys for inserts: one in ten a deleted key again, the rest new.
+    fn new_ids(&mut self, rng: &mut Rng, n: usize) -> Vec<i64> {
+        (0..n)
+            .map(|_| {
+                if rng.chance(10) && !self.deleted.is_empty() {
+                    let i = rng.below(self.deleted.len() as u64) as usize;
+                    self.deleted.swap_remove(i)
+                } else {
+                    self.next += 1;
+                    self.next
+                }
+            })
+            .collect()
+    }
+
     /// Up to `n` distinct live rows.
     fn sample(&self, rng: &mut Rng, n: usize) -> Vec<i64> {
         let mut picked = BTreeSet::new();
@@ -595,17 +610,7 @@ fn statement(schema: &str, t: &Table, m: &mut Model, rng: &mut Rng, late: bool) 
     let n = 1 + rng.below(max) as usize;
     let roll = rng.below(100);
     if roll < 30 || m.live.len() < 100 {
-        let ids: Vec<i64> = (0..n)
-            .map(|_| {
-                if rng.chance(10) && !m.deleted.is_empty() {
-                    let i = rng.below(m.deleted.len() as u64) as usize;
-                    m.deleted.swap_remove(i)
-                } else {
-                    m.next += 1;
-                    m.next
-                }
-            })
-            .collect();
+        let ids = m.new_ids(rng, n);
         for id in &ids {
             m.add(*id);
         }
@@ -883,6 +888,27 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// Waits until the writers made `at` changes; fails when they all ended
+/// first or the daemon exited.
+async fn wait_progress<T>(
+    progress: &Progress,
+    at: u64,
+    writers: &[tokio::task::JoinHandle<T>],
+    daemon: &mut Child,
+    log: &Path,
+) {
+    while progress.done.load(Ordering::SeqCst) < at {
+        assert!(
+            !writers.iter().all(|w| w.is_finished()),
+            "the writers ended early"
+        );
+        if let Ok(Some(status)) = daemon.try_wait() {
+            panic!("the daemon exited ({status})\n{}", log_tail(log));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// SIGTERM, then the exit status within 30 s.
 fn terminate(child: &mut Child, log: &Path) -> Duration {
     let started = Instant::now();
@@ -1027,16 +1053,7 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
         (CHANGES / 2, Step::AddColumns),
         (CHANGES * 2 / 3, Step::Sigkill),
     ] {
-        while progress.done.load(Ordering::SeqCst) < at {
-            assert!(
-                !writers.iter().all(|w| w.is_finished()),
-                "the writers ended early"
-            );
-            if let Ok(Some(status)) = daemon.0.try_wait() {
-                panic!("the daemon exited ({status})\n{}", log_tail(&log));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_progress(&progress, at, &writers, &mut daemon.0, &log).await;
         let now = progress.done.load(Ordering::SeqCst);
         match step {
             Step::Sigterm => {
@@ -1136,13 +1153,7 @@ async fn postgres_and_mariadb_reach_the_lake_whole_through_a_sigterm_and_a_kill(
     );
 
     // Nothing left holding WAL or space.
-    let slot = format!("tidewater_{name}_pg").replace('-', "_");
-    pg.exec(&format!(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'; \
-         DROP PUBLICATION IF EXISTS \"{slot}\"; DROP SCHEMA \"{name}\" CASCADE"
-    ))
-    .await;
-    my.exec(&format!("DROP DATABASE `{name}`")).await;
+    drop_sources(&mut pg, &mut my, &name).await;
 }
 
 // ---- DDL under load (RELIABILITY F8) ----------------------------------------
@@ -1295,17 +1306,7 @@ fn ddl_statement(q: &str, shape: DdlShape, m: &mut Model, rng: &mut Rng) -> (Str
     let roll = rng.below(100);
     let insert = roll < 35 || m.live.len() < 50;
     let ids: Vec<i64> = if insert {
-        (0..n)
-            .map(|_| {
-                if rng.chance(10) && !m.deleted.is_empty() {
-                    let i = rng.below(m.deleted.len() as u64) as usize;
-                    m.deleted.swap_remove(i)
-                } else {
-                    m.next += 1;
-                    m.next
-                }
-            })
-            .collect()
+        m.new_ids(rng, n)
     } else {
         // Every tenth row stays as inserted: it carries its values through
         // the later steps (and keeps its dropped column's value).
@@ -1471,16 +1472,7 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
     let mut ids_at_drop = (0, 0);
     for k in 1..=DDL_STEPS.len() {
         let at = DDL_CHANGES * k as u64 / (DDL_STEPS.len() as u64 + 2);
-        while progress.done.load(Ordering::SeqCst) < at {
-            assert!(
-                !writers.iter().all(|w| w.is_finished()),
-                "the writers ended early"
-            );
-            if let Ok(Some(status)) = daemon.0.try_wait() {
-                panic!("the daemon exited ({status})\n{}", log_tail(&log));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_progress(&progress, at, &writers, &mut daemon.0, &log).await;
         let mut guard = step.write().await;
         pg.exec(&DdlShape::ddl(Dialect::Postgres, k, &pg_q)).await;
         my.exec(&DdlShape::ddl(Dialect::MariaDb, k, &my_q)).await;
@@ -1602,6 +1594,12 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
     }
     wait_running(&admin, &mut daemon.0, &log);
     tokio::task::block_in_place(|| terminate(&mut daemon.0, &log));
+    drop_sources(&mut pg, &mut my, &name).await;
+}
+
+/// Drops the slot, publication, schema and database of the daemon's two
+/// pipelines named after `name`: nothing left holding WAL or space.
+async fn drop_sources(pg: &mut Conn, my: &mut Conn, name: &str) {
     let slot = format!("tidewater_{name}_pg").replace('-', "_");
     pg.exec(&format!(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}'; \
