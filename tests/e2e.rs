@@ -1477,15 +1477,16 @@ async fn columns_added_dropped_renamed_and_widened_and_a_truncate_under_load_rea
         pg.exec(&DdlShape::ddl(Dialect::Postgres, k, &pg_q)).await;
         my.exec(&DdlShape::ddl(Dialect::MariaDb, k, &my_q)).await;
         *guard = k;
+        if DDL_STEPS[k - 1] == "drop" {
+            // Before any row is written after the drop.
+            ids_at_drop = (max_id(&mut pg, &pg_q).await, max_id(&mut my, &my_q).await);
+        }
         drop(guard);
         println!(
             "step {k} ({}) after {} changes",
             DDL_STEPS[k - 1],
             progress.done.load(Ordering::SeqCst)
         );
-        if DDL_STEPS[k - 1] == "drop" {
-            ids_at_drop = (max_id(&mut pg, &pg_q).await, max_id(&mut my, &my_q).await);
-        }
         if DDL_STEPS[k - 1] == "rename" {
             tokio::time::sleep(Duration::from_millis(300)).await;
             daemon.0.kill().unwrap();
