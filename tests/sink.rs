@@ -990,6 +990,29 @@ fn scored_customer(table: &Arc<TableSchema>, id: i64, commit: u64) -> ChangeEven
     )
 }
 
+/// The lake rows of customers `ids` in the scored shape; `phone` says
+/// which were written with the phone column set.
+fn scored_rows(
+    ids: std::ops::RangeInclusive<i64>,
+    phone: impl Fn(i64) -> bool,
+) -> BTreeMap<String, Json> {
+    ids.map(|id| {
+        let phone = phone(id).then(|| format!("p{id}"));
+        (
+            id.to_string(),
+            json!({"id": id, "email": format!("c{id}@example.com"), "score": id * 10, "phone": phone}),
+        )
+    })
+    .collect()
+}
+
+/// Stops the sink and checks that its log (at `log`) stopped no table.
+fn stop_with_no_table_stopped(sink: Child, log: &Path) {
+    stop_gracefully(sink);
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!text.contains("table stopped"), "no table stops: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_change_follows_source_positions_not_the_order_partitions_deliver_in() {
     let setup = Setup::with_tables("shapes", CUSTOMERS_TABLE, "");
@@ -1010,21 +1033,10 @@ async fn a_schema_change_follows_source_positions_not_the_order_partitions_deliv
     send_scored(&mut producer, &v1, 41..=45, 55_000).await;
     producer.flush().await.unwrap();
     setup.wait_table_caught_up("public_customers", &topic, Duration::from_secs(60));
-    stop_gracefully(sink);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains("table stopped"), "no table stops: {text}");
-    let expected: BTreeMap<String, Json> = (1..=45)
-        .map(|id: i64| {
-            let phone = (21..=40).contains(&id).then(|| format!("p{id}"));
-            (
-                id.to_string(),
-                json!({"id": id, "email": format!("c{id}@example.com"), "score": id * 10, "phone": phone}),
-            )
-        })
-        .collect();
+    stop_with_no_table_stopped(sink, &log);
     assert_same_rows(
         &setup.lake_rows_of("public_customers"),
-        &expected,
+        &scored_rows(1..=45, |id| (21..=40).contains(&id)),
         "rows of both shapes, in the latest shape",
     );
 }
@@ -1054,20 +1066,10 @@ async fn a_truncate_empties_the_table_whatever_shape_it_carries() {
     let log = setup.dir.path().join("sink.log");
     let sink = setup.spawn_logged(None, Some(&log));
     setup.wait_table_caught_up("public_customers", &topic, Duration::from_secs(60));
-    stop_gracefully(sink);
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains("table stopped"), "no table stops: {text}");
-    let expected: BTreeMap<String, Json> = (11..=15)
-        .map(|id: i64| {
-            (
-                id.to_string(),
-                json!({"id": id, "email": format!("c{id}@example.com"), "score": id * 10, "phone": format!("p{id}")}),
-            )
-        })
-        .collect();
+    stop_with_no_table_stopped(sink, &log);
     assert_same_rows(
         &setup.lake_rows_of("public_customers"),
-        &expected,
+        &scored_rows(11..=15, |_| true),
         "the rows after the truncate",
     );
 }

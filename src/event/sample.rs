@@ -155,22 +155,29 @@ pub fn all_types() -> Vec<ColumnType> {
 
 /// A table with an `id bigint` key and one nullable column per type.
 pub fn all_types_table(id: TableId) -> TableSchema {
-    let mut columns = vec![Column::new(
+    id_keyed_table(
+        id,
+        all_types().into_iter().enumerate().map(|(i, ty)| {
+            let name = format!("c{i}_{}", ty.name().replace(['(', ')', ',', '[', ']'], "_"));
+            Column::new(name, ty, true)
+        }),
+    )
+}
+
+/// A table of database `sample` keyed by `id bigint`, then `columns`.
+pub fn id_keyed_table(id: TableId, columns: impl IntoIterator<Item = Column>) -> TableSchema {
+    let key = Column::new(
         "id",
         ColumnType::Int {
             bits: 64,
             signed: true,
         },
         false,
-    )];
-    for (i, ty) in all_types().into_iter().enumerate() {
-        let name = format!("c{i}_{}", ty.name().replace(['(', ')', ',', '[', ']'], "_"));
-        columns.push(Column::new(name, ty, true));
-    }
+    );
     TableSchema {
         id,
         database: "sample".into(),
-        columns,
+        columns: std::iter::once(key).chain(columns).collect(),
         key: vec![0],
     }
 }

@@ -70,14 +70,13 @@ impl TableSchema {
 /// in between. Pairs by the column before are taken first; columns left
 /// are then paired by the shared column after them (a column added in
 /// the middle, as MySQL's `ADD ... AFTER` does, moves the columns before
-/// but not after). A pair is taken only when neither side has another
-/// candidate. So a rename is found together with adds and drops elsewhere
+/// but not after). So a rename is found together with adds and drops elsewhere
 /// and with other renames, as when two DDLs reach the reader as one change
 /// of shape. (A drop and an add of the same type at the same place, with
 /// no row in between, look the same; renames are far more common.)
 pub fn renamed_columns<'a>(
-    old: &[(&'a str, &ColumnType)],
-    new: &[(&'a str, &ColumnType)],
+    old: &[(&'a str, &'a ColumnType)],
+    new: &[(&'a str, &'a ColumnType)],
 ) -> Vec<(usize, usize)> {
     type Place<'a> = (Option<&'a str>, usize);
     // For each column not in `other`: its place from the shared column
@@ -111,41 +110,25 @@ pub fn renamed_columns<'a>(
     }
     let gone = places(old, new);
     let added = places(new, old);
-    let ty = |columns: &[(&str, &ColumnType)], i: usize| columns.get(i).map(|(_, t)| (*t).clone());
+    let ty = |columns: &[(&str, &'a ColumnType)], i: usize| columns.get(i).map(|(_, t)| *t);
+    // A place is unique among each side's unpaired columns, so a match by
+    // place is the only candidate on both sides.
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     for by_after in [false, true] {
         let place = |p: &(usize, Place<'a>, Place<'a>)| if by_after { p.2 } else { p.1 };
-        let free_old = |i: usize, pairs: &[(usize, usize)]| !pairs.iter().any(|(o, _)| *o == i);
-        let free_new = |i: usize, pairs: &[(usize, usize)]| !pairs.iter().any(|(_, n)| *n == i);
-        let candidates =
-            |g: &(usize, Place<'a>, Place<'a>), pairs: &[(usize, usize)]| -> Vec<usize> {
-                added
-                    .iter()
-                    .filter(|a| {
-                        free_new(a.0, pairs) && place(a) == place(g) && ty(new, a.0) == ty(old, g.0)
-                    })
-                    .map(|a| a.0)
-                    .collect()
-            };
-        let mut found = Vec::new();
-        for g in gone.iter().filter(|g| free_old(g.0, &pairs)) {
-            let [n] = candidates(g, &pairs)[..] else {
+        for g in &gone {
+            if pairs.iter().any(|(o, _)| *o == g.0) {
                 continue;
-            };
-            // The new column's only candidate must be this one too.
-            let rivals = gone
-                .iter()
-                .filter(|o| {
-                    free_old(o.0, &pairs)
-                        && ty(old, o.0) == ty(new, n)
-                        && added.iter().any(|a| a.0 == n && place(a) == place(o))
-                })
-                .count();
-            if rivals == 1 {
-                found.push((g.0, n));
+            }
+            let found = added.iter().find(|a| {
+                place(a) == place(g)
+                    && ty(new, a.0) == ty(old, g.0)
+                    && !pairs.iter().any(|(_, n)| *n == a.0)
+            });
+            if let Some(a) = found {
+                pairs.push((g.0, a.0));
             }
         }
-        pairs.extend(found);
     }
     pairs.sort_unstable();
     pairs

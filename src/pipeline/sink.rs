@@ -959,25 +959,12 @@ mod tests {
     use crate::event::types::ColumnType;
 
     fn shape(extra: &[&str]) -> Arc<TableSchema> {
-        let mut columns = vec![Column::new(
-            "id",
-            ColumnType::Int {
-                bits: 64,
-                signed: true,
-            },
-            false,
-        )];
-        columns.extend(
+        Arc::new(crate::event::sample::id_keyed_table(
+            TableId::new("public", "t"),
             extra
                 .iter()
                 .map(|name| Column::new(*name, ColumnType::Text, true)),
-        );
-        Arc::new(TableSchema {
-            id: TableId::new("public", "t"),
-            database: "d".into(),
-            columns,
-            key: vec![0],
-        })
+        ))
     }
 
     fn names(shapes: &[Arc<TableSchema>]) -> Vec<usize> {
