@@ -895,6 +895,11 @@ s3_start() {
   done
   # Note: weed also creates /tmp/seaweedfs-{master,volume,filer,s3}-grpc-<port>.sock
   # (not configurable); they are named after our ports.
+  # Volumes: a fixed count (they are not preallocated) and an absolute free-space
+  # floor. By default weed derives both from the disk: the count from the free
+  # space, and read-only mode below 1% free, which on a large, nearly full disk
+  # (a build machine) turned every volume read-only mid-suite: all puts then
+  # failed with 500 "No writable volumes and no free volumes left".
   run_daemon "$(log_file s3)" "$S3_PID" "$S3_DIR" \
     "$WEED_BIN" -logtostderr -config_dir="$S3_DIR" \
     server \
@@ -904,7 +909,7 @@ s3_start() {
     -master.port="$WEED_MASTER_PORT" -master.port.grpc="$WEED_MASTER_GRPC_PORT" \
     -master.telemetry=false -master.volumeSizeLimitMB=1024 -master.electionTimeout=1s \
     -volume.port="$WEED_VOLUME_PORT" -volume.port.grpc="$WEED_VOLUME_GRPC_PORT" \
-    -volume.max=0 -volume.preStopSeconds=0 \
+    -volume.max=64 -volume.minFreeSpace=256MiB -volume.preStopSeconds=0 \
     -filer -filer.port="$WEED_FILER_PORT" -filer.port.grpc="$WEED_FILER_GRPC_PORT" \
     -filer.localSocket="$RUN_DIR/weed-filer.sock" \
     -s3 -s3.port="$S3_PORT" -s3.port.grpc="$WEED_S3_GRPC_PORT" -s3.config="$S3_CONFIG" -s3.iam=false \

@@ -11,6 +11,26 @@ cd "$(dirname "$0")/.."
 step() { printf '\n[test] %s\n' "$*"; }
 started=$SECONDS
 
+# What a failure needs to be understood from CI output alone: free disk (a full
+# disk turns the services read-only) and the services' own error lines.
+disk() { df -h . "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}" 2>/dev/null | uniq; }
+on_failure() {
+  local rc=$?
+  printf '\n[test] FAILED (exit %s) after %s s; free disk:\n' "$rc" "$((SECONDS - started))"
+  disk
+  local log
+  for log in "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}"/logs/*.log; do
+    [[ -s $log ]] || continue
+    printf '\n[test] last error lines of %s:\n' "$log"
+    grep -a -i -E '(^|[^a-z])(error|fatal|panic)' "$log" | tail -n 5 || true
+  done
+  exit "$rc"
+}
+trap on_failure ERR
+
+step "free disk"
+disk
+
 step "services: install if missing and start"
 scripts/services.sh up
 eval "$(scripts/services.sh env)"
