@@ -172,7 +172,7 @@ for _ in $(seq 1 90); do
   kill -0 "$daemon" 2>/dev/null || { tail -20 "$log" >&2; fail "tidewater exited"; }
   sleep 2
 done
-[[ $caught_up == 1 ]] || { tail -20 "$log" >&2; fail "the lake did not catch up: postgres '$w', lake '$g'; mariadb '$wm', lake '$gm'"; }
+[[ $caught_up == 1 ]] || { grep -a ERROR "$log" | tail -8 >&2; tail -5 "$log" >&2; fail "the lake did not catch up: postgres '$w', lake '$g'; mariadb '$wm', lake '$gm'"; }
 echo "orders in Postgres and in the lake: $w (count, fingerprint)"
 echo "orders in MariaDB and in the lake:  $wm (count, fingerprint)"
 
