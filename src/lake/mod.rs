@@ -1,7 +1,7 @@
 //! The lake: Apache Hudi copy-on-write tables (table version 6, timeline
 //! layout 1) on object storage, written natively.
 //!
-//! - [`store`]: the object store a `lake.uri` names;
+//! - [`store`]: the object store a `lake.uri` names ([`local`] for a directory);
 //! - [`properties`], [`timeline`], [`metadata`]: Hudi's on-disk metadata;
 //! - [`layout`], [`batch`], [`files`]: columns, Arrow batches, base files;
 //! - [`log`]: the commit log that fences concurrent writers;
@@ -15,6 +15,7 @@ pub mod ddl;
 pub mod files;
 pub mod index;
 pub mod layout;
+pub mod local;
 pub mod log;
 pub mod metadata;
 pub mod properties;

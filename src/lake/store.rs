@@ -1,6 +1,7 @@
 //! The object store a lake lives in, built from the pipeline's `lake` section.
 //!
-//! `file:///dir` maps to the local file system (the embedded default) and
+//! `file:///dir` maps to the local file system (the embedded default; see
+//! [`super::local`]) and
 //! `s3://bucket/prefix` to S3 or an S3-compatible server. Either way the
 //! result is an [`ObjectStore`] rooted at the lake URI, so table code never
 //! sees where it runs. Commits rely on `PutMode::Create` (put-if-absent): on
@@ -11,7 +12,6 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
-use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 
 use crate::config::model::LakeConfig;
@@ -44,7 +44,8 @@ pub fn open(lake: &LakeConfig) -> Result<Arc<dyn ObjectStore>, StoreError> {
                 path: path.clone(),
                 source,
             })?;
-            let fs = LocalFileSystem::new_with_prefix(&path).map_err(StoreError::Open)?;
+            let fs = super::local::LocalLake::new(std::path::Path::new(&path))
+                .map_err(StoreError::Open)?;
             Ok(Arc::new(fs))
         }
         "s3" => {
