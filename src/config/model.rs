@@ -435,7 +435,10 @@ pub enum SaslMechanism {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LakeConfig {
-    /// `file:///absolute/dir` or `s3://bucket/prefix`.
+    /// `file:///absolute/dir` or `s3://bucket/prefix`. In a local directory,
+    /// base files of 1 MiB or more are written past the page cache
+    /// (`O_DIRECT`) where the file system allows it, through a staging file
+    /// renamed into place.
     pub uri: String,
     /// Options for `s3://` URIs. Credentials default to the usual AWS
     /// environment variables and instance metadata.
