@@ -98,10 +98,12 @@ async fn write_whole(
     payload: PutPayload,
     direct: bool,
 ) -> object_store::Result<PutResult> {
-    let meta = tokio::task::spawn_blocking(move || write_file(&target, &payload, direct))
-        .await
-        .map_err(|e| generic(e.into()))?
-        .map_err(|e| generic(e.into()))?;
+    let meta = tokio::task::spawn_blocking(move || {
+        write_file(&target, &payload, direct)
+            .map_err(|e| generic(format!("cannot write {}: {e}", target.display()).into()))
+    })
+    .await
+    .map_err(|e| generic(e.into()))??;
     Ok(PutResult {
         e_tag: Some(e_tag(&meta)),
         version: None,
@@ -154,6 +156,7 @@ fn write_file(
 fn create_staging(target: &std::path::Path, direct: bool) -> io::Result<(File, PathBuf, bool)> {
     let mut attempt = 1u32;
     let mut direct = direct;
+    let mut made_parent = false;
     loop {
         let mut staging = target.as_os_str().to_owned();
         staging.push(format!("#{attempt}"));
@@ -167,8 +170,11 @@ fn create_staging(target: &std::path::Path, direct: bool) -> io::Result<(File, P
             Ok(file) => return Ok((file, staging, direct)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => attempt += 1,
             Err(e) if e.kind() == ErrorKind::InvalidInput && direct => direct = false,
-            Err(e) if e.kind() == ErrorKind::NotFound => match target.parent() {
-                Some(dir) => std::fs::create_dir_all(dir)?,
+            Err(e) if e.kind() == ErrorKind::NotFound && !made_parent => match target.parent() {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir)?;
+                    made_parent = true;
+                }
                 None => return Err(e),
             },
             Err(e) => return Err(e),
@@ -439,6 +445,23 @@ mod tests {
             store.put(&location, body).await.unwrap();
             assert_eq!(read_back(dir.path(), &location).await, shorter);
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_names_the_file_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalLake::new(dir.path()).unwrap();
+        // A file where the parent directory should be.
+        std::fs::write(dir.path().join("p=1"), b"not a directory").unwrap();
+        let location = Path::from("p=1/big.parquet");
+        let (_, body) = payload(DIRECT_MIN_BYTES, 1);
+        let err = store.put(&location, body).await.unwrap_err().to_string();
+        let file = dir.path().canonicalize().unwrap().join("p=1/big.parquet");
+        assert!(
+            err.contains(&format!("cannot write {}", file.display())),
+            "{err}"
+        );
+        assert_eq!(files(dir.path()), vec!["p=1".to_string()]);
     }
 
     #[tokio::test]
