@@ -329,6 +329,9 @@ fn run_daemon(
         return EXIT_FAILED;
     };
     runtime.block_on(async move {
+        // Caught from here on, before the admin endpoint answers: whoever
+        // waits for it and then sends SIGTERM gets a graceful stop.
+        let mut signals = Signals::catch();
         let listener = match tokio::net::TcpListener::bind(admin).await {
             Ok(l) => l,
             Err(e) => {
@@ -345,10 +348,10 @@ fn run_daemon(
         tokio::spawn(crate::admin::serve(listener, registry.clone(), admin_token));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.next().await;
             tracing::info!("stopping: flushing and committing (a second signal exits at once)");
             let _ = stop_tx.send(true);
-            wait_for_signal().await;
+            signals.next().await;
             tracing::warn!("second signal: exiting without flushing");
             std::process::exit(130);
         });
@@ -532,18 +535,37 @@ fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM and SIGINT, caught from [`Signals::catch`] on.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime). A signal that cannot be
+    /// caught keeps its default action.
+    fn catch() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.term) => {}
+            () = recv(&mut self.int) => {}
+        }
     }
 }
 

@@ -365,7 +365,21 @@ lake:
                 .stderr(std::fs::File::create(path).unwrap()),
             None => cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
         };
-        cmd.spawn().unwrap()
+        let mut child = cmd.spawn().unwrap();
+        // The daemon catches SIGTERM before its admin endpoint listens: from
+        // then on a stop is graceful (before, SIGTERM's default action kills it).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&self.admin).is_err()
+            && child.try_wait().unwrap().is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the sink's admin endpoint {} never listened",
+                self.admin
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
     }
 
     /// Reads the latest completed commit's checkpoint straight from the
@@ -601,6 +615,11 @@ async fn the_sink_keeps_the_lake_equal_to_the_events_and_stops_cleanly() {
     setup.wait_caught_up(Duration::from_secs(120));
     let took = stop_gracefully(sink);
     assert!(took < Duration::from_secs(30), "SIGTERM exit took {took:?}");
+    // Stopped the moment its admin endpoint listens (a supervisor's
+    // readiness check), the sink still stops gracefully.
+    for _ in 0..10 {
+        stop_gracefully(setup.spawn(None));
+    }
     let lake = setup.lake_rows();
     let expected = w.expected();
     assert_same_rows(&lake, &expected, &format!("seed {seed}"));
