@@ -748,7 +748,10 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     sampler.await.unwrap();
 
     // A last run to the end, stopped with SIGTERM.
+    let log = dir.path().join("capture.log");
+    let before = common::listening_count(&log);
     let mut child = spawn();
+    common::wait_listening(&log, before, &mut child);
     let end = current_lsn(&pg).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

@@ -399,6 +399,32 @@ pub fn spawn_run(
         .unwrap()
 }
 
+/// How many daemons logging to `log` got their admin endpoint listening.
+pub fn listening_count(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("admin endpoint listening")
+        .count()
+}
+
+/// Waits until the daemon `child`, started when `log` held `before`
+/// listening lines, logs its own: it catches SIGTERM from then on (before,
+/// the signal's default action kills it).
+pub fn wait_listening(log: &std::path::Path, before: usize, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while listening_count(log) <= before {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon exited before it listened"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon's admin endpoint never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Sends SIGTERM (a graceful stop: flush, commit, exit).
 pub fn send_sigterm(child: &std::process::Child) {
     std::process::Command::new("kill")
