@@ -13,7 +13,7 @@ started=$SECONDS
 
 # What a failure needs to be understood from CI output alone: free disk (a full
 # disk turns the services read-only) and the services' own error lines.
-disk() { df -h . "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}" 2>/dev/null | uniq; }
+disk() { df -h . "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}" 2>/dev/null | uniq || true; }
 on_failure() {
   local rc=$?
   printf '\n[test] FAILED (exit %s) after %s s; free disk:\n' "$rc" "$((SECONDS - started))"

@@ -750,8 +750,8 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     // A last run to the end, stopped with SIGTERM.
     let log = dir.path().join("capture.log");
     let before = common::listening_count(&log);
-    let mut child = spawn();
-    common::wait_listening(&log, before, &mut child);
+    let mut child = common::Reaped(spawn());
+    common::wait_listening(&log, before, &mut child.0);
     let end = current_lsn(&pg).await;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -761,7 +761,7 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
         assert!(Instant::now() < deadline, "the last run did not catch up");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let status = common::sigterm(&mut child);
+    let status = common::sigterm(&mut child.0);
     assert!(status.success(), "SIGTERM exits 0: {status}");
 
     // Every committed row reached Kafka.

@@ -135,11 +135,14 @@ fn write_file(
     };
     if direct && matches!(&written, Err(e) if e.kind() == ErrorKind::InvalidInput) {
         // The file system took the O_DIRECT open but not the write.
-        file = OpenOptions::new()
+        written = OpenOptions::new()
             .write(true)
             .truncate(true)
-            .open(&staging)?;
-        written = write_buffered(&mut file, payload);
+            .open(&staging)
+            .and_then(|buffered| {
+                file = buffered;
+                write_buffered(&mut file, payload)
+            });
     }
     let published = written.and_then(|()| file.metadata()).and_then(|meta| {
         drop(file);
@@ -169,7 +172,13 @@ fn create_staging(target: &std::path::Path, direct: bool) -> io::Result<(File, P
         match options.open(&staging) {
             Ok(file) => return Ok((file, staging, direct)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => attempt += 1,
-            Err(e) if e.kind() == ErrorKind::InvalidInput && direct => direct = false,
+            Err(e) if e.kind() == ErrorKind::InvalidInput && direct => {
+                // Linux creates the file before it finds the file system
+                // cannot do direct I/O: that file is ours, take it away and
+                // retry the same name buffered.
+                let _ = std::fs::remove_file(&staging);
+                direct = false;
+            }
             Err(e) if e.kind() == ErrorKind::NotFound && !made_parent => match target.parent() {
                 Some(dir) => {
                     std::fs::create_dir_all(dir)?;
@@ -236,24 +245,45 @@ fn write_direct(file: &mut File, payload: &PutPayload) -> io::Result<()> {
 #[derive(Debug)]
 struct WholeUpload {
     target: PathBuf,
-    parts: Vec<Bytes>,
+    /// `None` once completed or aborted.
+    parts: Option<Vec<Bytes>>,
     direct: bool,
+}
+
+impl WholeUpload {
+    /// A part or completion after the upload completed or was aborted.
+    fn ended(&self) -> object_store::Error {
+        generic(
+            format!(
+                "the upload to {} was already completed or aborted",
+                self.target.display()
+            )
+            .into(),
+        )
+    }
 }
 
 #[async_trait]
 impl MultipartUpload for WholeUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.parts.extend(data.iter().cloned());
-        Box::pin(futures::future::ready(Ok(())))
+        let added = match &mut self.parts {
+            Some(parts) => {
+                parts.extend(data.iter().cloned());
+                Ok(())
+            }
+            None => Err(self.ended()),
+        };
+        Box::pin(futures::future::ready(added))
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let payload: PutPayload = std::mem::take(&mut self.parts).into_iter().collect();
+        let parts = self.parts.take().ok_or_else(|| self.ended())?;
+        let payload: PutPayload = parts.into_iter().collect();
         write_whole(self.target.clone(), payload, self.direct).await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
-        self.parts.clear();
+        self.parts = None;
         Ok(())
     }
 }
@@ -286,7 +316,7 @@ impl ObjectStore for LocalLake {
         {
             Some(target) => Ok(Box::new(WholeUpload {
                 target,
-                parts: Vec::new(),
+                parts: Some(Vec::new()),
                 direct: self.direct,
             })),
             None => self.fs.put_multipart_opts(location, opts).await,
@@ -480,6 +510,29 @@ mod tests {
         writer.finish().await.unwrap();
         assert_eq!(read_back(dir.path(), &location).await, bytes);
         assert_eq!(files(dir.path()), vec![location.to_string()]);
+
+        // Nothing more after completion: not a part, not an empty object.
+        let mut upload = store
+            .put_multipart(&Path::from("p=1/twice.parquet"))
+            .await
+            .unwrap();
+        upload
+            .put_part(PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        upload.complete().await.unwrap();
+        assert!(
+            upload
+                .put_part(PutPayload::from_static(b"y"))
+                .await
+                .is_err()
+        );
+        assert!(upload.complete().await.is_err());
+        assert_eq!(
+            read_back(dir.path(), &Path::from("p=1/twice.parquet")).await,
+            b"x"
+        );
+        std::fs::remove_file(dir.path().join("p=1/twice.parquet")).unwrap();
 
         let aborted = Path::from("p=1/aborted.parquet");
         let upload = store.put_multipart(&aborted).await.unwrap();
