@@ -2,7 +2,9 @@
 //! updates spread over 90 daily partitions, 30% inserts, 10% deletes) to a
 //! 10M-row table, side by side with `deltalake` (delta-rs) `merge` of the same
 //! changes into the same data, and DuckDB rewriting the affected partitions
-//! (the lower bound on work), all in one run on the same files.
+//! (the lower bound on work), all in one run on the same files. It also
+//! measures the floor of any copy-on-write rewrite with this Parquet writer:
+//! decoding and encoding every base file again with nothing merged.
 //!
 //!   cargo bench --bench lake
 //!   BENCH_ROWS=1000000 BENCH_CHANGES=100000 cargo bench --bench lake   # smaller
@@ -32,6 +34,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arrow_array::{Array, RecordBatch, StringArray};
@@ -90,17 +93,14 @@ fn read_changes(files: &[PathBuf], table: &Arc<TableSchema>, base: bool) -> Vec<
     for (f, file) in files.iter().enumerate() {
         let bytes = bytes::Bytes::from(std::fs::read(file).unwrap());
         let batch: RecordBatch = tidewater::lake::files::decode(bytes).unwrap();
+        out.reserve(batch.num_rows());
         let column = |name: &str| batch.column_by_name(name).unwrap().clone();
         let cols: Vec<_> = table.columns.iter().map(|c| column(&c.name)).collect();
         let ops = (!base).then(|| column("op"));
         let positions = (!base).then(|| column("position"));
         for r in 0..batch.num_rows() {
-            let op = ops.as_ref().map_or("c".to_string(), |o| {
-                o.as_any()
-                    .downcast_ref::<StringArray>()
-                    .unwrap()
-                    .value(r)
-                    .to_string()
+            let op = ops.as_ref().map_or("c", |o| {
+                o.as_any().downcast_ref::<StringArray>().unwrap().value(r)
             });
             let values: Vec<Datum> = table
                 .columns
@@ -178,6 +178,58 @@ async fn child_load(data: &Path, out: &Path) {
     );
 }
 
+/// Child: the floor of a rewrite. Every base file of the table (as loaded,
+/// before the apply) is read, decoded and encoded again with the same
+/// writer and settings as a commit, on one thread per core, with no change
+/// merged in and nothing written. A copy-on-write apply that rewrites every
+/// file group cannot take less than this.
+fn child_floor(out: &Path) {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.is_dir() && !dir.ends_with(".hoodie") {
+            files.extend(files_in(&dir));
+        }
+    }
+    let first = bytes::Bytes::from(std::fs::read(&files[0]).unwrap());
+    let schema = tidewater::lake::files::decode(first).unwrap().schema();
+    let views = tidewater::lake::batch::view_schema(&schema);
+    let cpu0 = proc::cpu_seconds(None);
+    let start = Instant::now();
+    let next = AtomicUsize::new(0);
+    let written = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let bytes = bytes::Bytes::from(std::fs::read(file).unwrap());
+                    let (batch, bloom) = tidewater::lake::files::decode_base_file(bytes).unwrap();
+                    let batch = batch.with_schema(views.clone()).unwrap();
+                    let encoded = tidewater::lake::files::encode(
+                        &schema,
+                        &[batch],
+                        options().compression,
+                        bloom,
+                    )
+                    .unwrap();
+                    written.fetch_add(encoded.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    println!(
+        "{}",
+        json!({
+            "seconds": start.elapsed().as_secs_f64(),
+            "cpu_seconds": proc::cpu_seconds(None) - cpu0,
+            "files": files.len(),
+            "bytes": written.into_inner(),
+            "peak_rss_mb": proc::peak_rss_mb(None),
+        })
+    );
+}
+
 /// Child: apply changes/ in one commit (the timed part).
 async fn child_apply(data: &Path, out: &Path) {
     let table_schema = orders::orders(TableId::new("public", "orders"), "bench");
@@ -199,10 +251,12 @@ async fn child_apply(data: &Path, out: &Path) {
             .chunks(chunk)
             .map(|part| scope.spawn(|| read_changes(part, &table_schema, false)))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+        let parts: Vec<Vec<Change>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let mut all = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            all.extend(part);
+        }
+        all
     });
     let read_seconds = start.elapsed().as_secs_f64();
     eprintln!(
@@ -282,6 +336,7 @@ fn main() {
         match what.as_str() {
             "load" => runtime.block_on(child_load(&data, &out)),
             "apply" => runtime.block_on(child_apply(&data, &out)),
+            "floor" => child_floor(&out),
             other => panic!("unknown child {other}"),
         }
         return;
@@ -331,6 +386,13 @@ fn main() {
     let load = run_json(Command::new(&me).args([
         "--child",
         "load",
+        data.to_str().unwrap(),
+        hudi.to_str().unwrap(),
+    ]));
+    eprintln!("the floor: decoding and encoding every base file again, no merge");
+    let floor = run_json(Command::new(&me).args([
+        "--child",
+        "floor",
         data.to_str().unwrap(),
         hudi.to_str().unwrap(),
     ]));
@@ -438,6 +500,13 @@ fn main() {
         "speed-up over delta-rs merge: {:.2}x; over the DuckDB bound: {:.2}x",
         delta["seconds"].as_f64().unwrap() / ours["seconds"].as_f64().unwrap(),
         duck["seconds"].as_f64().unwrap() / ours["seconds"].as_f64().unwrap()
+    );
+    println!(
+        "floor (decode + encode every base file again, no merge, {} files): {:.2} s, {:.1} CPU seconds; tidewater's apply is {:.2}x the floor",
+        floor["files"],
+        floor["seconds"].as_f64().unwrap(),
+        floor["cpu_seconds"].as_f64().unwrap(),
+        ours["seconds"].as_f64().unwrap() / floor["seconds"].as_f64().unwrap()
     );
     println!(
         "tidewater: {:.2} s reading the change files, {:.1} CPU seconds; base load (untimed) {:.1} s, peak RSS {:.0} MB",

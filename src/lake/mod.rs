@@ -4,6 +4,7 @@
 //! - [`store`]: the object store a `lake.uri` names ([`local`] for a directory);
 //! - [`properties`], [`timeline`], [`metadata`]: Hudi's on-disk metadata;
 //! - [`layout`], [`batch`], [`files`]: columns, Arrow batches, base files;
+//! - [`cpu`]: the threads that decode, merge and encode them;
 //! - [`log`]: the commit log that fences concurrent writers;
 //! - [`table`]: loading, recovery and the upsert commit.
 
@@ -11,6 +12,7 @@ pub mod actions;
 pub mod batch;
 pub mod bloom;
 pub mod commit;
+pub mod cpu;
 pub mod ddl;
 pub mod files;
 pub mod index;

@@ -46,7 +46,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::{Restate, project_restated, view_schema};
-use super::commit::{MergeCounts, Merged, WriteContext, build_rows, merge_group, partition_of};
+use super::commit::{MergeCounts, Merged, Partitioner, WriteContext, build_rows, merge_group};
 use super::files::{
     FileError, base_file_name, decode_base_file, decode_keys, encode, new_file_id,
     parse_base_file_name, write_token,
@@ -596,7 +596,7 @@ impl Table {
                 let store = store.clone();
                 async move {
                     let bytes = store.get(&path).await?.bytes().await?;
-                    let keys = tokio::task::spawn_blocking(move || decode_keys(bytes))
+                    let keys = super::cpu::run(move || decode_keys(bytes))
                         .await
                         .map_err(|e| LakeError::Corrupt {
                             table: String::new(),
@@ -980,15 +980,19 @@ impl Table {
         let mut appended: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut new_groups: Vec<(String, Vec<usize>)> = Vec::new();
         let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut partitioner = Partitioner::new(&self.options.layout);
         for ci in &inserts {
             let Some(change) = changes.get(*ci) else {
                 continue;
             };
             let Some(row) = &change.row else { continue };
-            by_partition
-                .entry(partition_of(&self.options.layout, change, row).map_err(schema_err)?)
-                .or_default()
-                .push(*ci);
+            let path = partitioner.path(change, row).map_err(schema_err)?;
+            match by_partition.get_mut(path) {
+                Some(list) => list.push(*ci),
+                None => {
+                    by_partition.insert(path.to_string(), vec![*ci]);
+                }
+            }
         }
         for (partition, list) in by_partition {
             self.place_inserts(
@@ -1059,7 +1063,7 @@ impl Table {
         self.write_markers(&instant, &token, 0, &jobs).await?;
         crate::failpoint::hit("lake.before_data_files");
 
-        // 6. The first wave: rewritten and new file groups, two at a time.
+        // 6. The first wave: rewritten and new file groups.
         let mut written: Vec<Written> = Vec::new();
         let mut elsewhere: Vec<Change> = Vec::new();
         for partition in jobs
@@ -1084,12 +1088,16 @@ impl Table {
         if !elsewhere.is_empty() {
             let extra = Arc::new(elsewhere);
             let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            let mut partitioner = Partitioner::new(&self.options.layout);
             for (i, change) in extra.iter().enumerate() {
                 let Some(row) = &change.row else { continue };
-                by_partition
-                    .entry(partition_of(&self.options.layout, change, row).map_err(schema_err)?)
-                    .or_default()
-                    .push(i);
+                let path = partitioner.path(change, row).map_err(schema_err)?;
+                match by_partition.get_mut(path) {
+                    Some(list) => list.push(i),
+                    None => {
+                        by_partition.insert(path.to_string(), vec![i]);
+                    }
+                }
             }
             let ctx2 = Arc::new(WriteContext {
                 instant: instant.clone(),
@@ -1317,8 +1325,11 @@ impl Table {
         Ok(())
     }
 
-    /// Runs file jobs, two at a time (decode, merge and encode on blocking
-    /// threads; reads and writes on the runtime).
+    /// Runs file jobs: decode, merge and encode on the [`super::cpu`] pool,
+    /// reads and writes on the runtime. One job more than the pool has
+    /// threads is under way, so a job's read or write overlaps the others'
+    /// CPU work (measured: the first wave of the lake benchmark took 4.9 s
+    /// instead of 5.3 s with only as many jobs as threads).
     async fn run_jobs(
         &self,
         ctx: &Arc<WriteContext>,
@@ -1331,7 +1342,7 @@ impl Table {
                 let (store, ctx, table) = (store.clone(), ctx.clone(), table.clone());
                 async move { run_job(store, ctx, job, n, &table).await }
             })
-            .buffer_unordered(2);
+            .buffer_unordered(super::cpu::threads() + 1);
         let mut out = Vec::new();
         while let Some(result) = results.next().await {
             out.push(result?);
@@ -1603,9 +1614,9 @@ async fn run_job(
     let worker_file = file.clone();
     // Stored slices are read with strings as views (see `files`).
     let stored_schema = view_schema(&ctx.arrow_schema);
-    let (merged, encoded) =
-        tokio::task::spawn_blocking(move || -> Result<(Merged, Vec<u8>), LakeError> {
-            let (merged, carried) = match (&worker_job, stored) {
+    let (merged, encoded) = super::cpu::run(move || -> Result<(Merged, Vec<u8>), LakeError> {
+        let (merged, carried) =
+            match (&worker_job, stored) {
                 (
                     FileJob::Existing {
                         routed,
@@ -1675,6 +1686,7 @@ async fn run_job(
                         removed: Vec::new(),
                         elsewhere: Vec::new(),
                         counts,
+                        rows: 0,
                     };
                     (merged, None)
                 }
@@ -1685,27 +1697,31 @@ async fn run_job(
                     });
                 }
             };
-            let encoded = encode(
-                &worker_ctx.arrow_schema,
-                &merged.batches,
-                compression,
-                carried,
-            )
-            .map_err(|source| LakeError::File {
-                path: worker_file.clone(),
-                source,
-            })?;
-            Ok((merged, encoded))
-        })
-        .await
-        .map_err(|e| corrupt(e.to_string()))?
-        .map_err(|e| match e {
-            LakeError::Schema { message, .. } => schema_err(message),
-            other => other,
+        let encoded = encode(
+            &worker_ctx.arrow_schema,
+            &merged.batches,
+            compression,
+            carried,
+        )
+        .map_err(|source| LakeError::File {
+            path: worker_file.clone(),
+            source,
         })?;
+        // The rows are freed here, on the thread that decoded them.
+        let mut merged = merged;
+        merged.rows = merged.num_rows();
+        merged.batches = Vec::new();
+        Ok((merged, encoded))
+    })
+    .await
+    .map_err(|e| corrupt(e.to_string()))?
+    .map_err(|e| match e {
+        LakeError::Schema { message, .. } => schema_err(message),
+        other => other,
+    })?;
     let bytes = encoded.len() as u64;
     write_bytes(store.as_ref(), &path, encoded).await?;
-    let rows = merged.num_rows() as u64;
+    let rows = merged.rows as u64;
     let (group, prev_commit, num_deletes, num_updates) = match &job {
         FileJob::Existing { group, prev, .. } => (
             Some(*group),
