@@ -1,7 +1,7 @@
 //! The CPU side of a commit: merging a batch of changes into one file group's
 //! stored rows, and building the rows of new file groups. Everything here is
-//! pure (no I/O) so the writer can run several file groups at once on
-//! blocking threads.
+//! pure (no I/O) so the writer can run several file groups at once on the
+//! [`super::cpu`] pool.
 //!
 //! A merge reads the stored slice once. For each change routed to the group
 //! it finds the stored row by exact key, then:
