@@ -382,27 +382,20 @@ fn main() {
     let me = std::env::current_exe().unwrap();
     let hudi = data.join("hudi");
 
+    let child = |what: &str| {
+        run_json(Command::new(&me).args([
+            "--child",
+            what,
+            data.to_str().unwrap(),
+            hudi.to_str().unwrap(),
+        ]))
+    };
     eprintln!("loading the base table into a Hudi table (not timed)");
-    let load = run_json(Command::new(&me).args([
-        "--child",
-        "load",
-        data.to_str().unwrap(),
-        hudi.to_str().unwrap(),
-    ]));
+    let load = child("load");
     eprintln!("the floor: decoding and encoding every base file again, no merge");
-    let floor = run_json(Command::new(&me).args([
-        "--child",
-        "floor",
-        data.to_str().unwrap(),
-        hudi.to_str().unwrap(),
-    ]));
+    let floor = child("floor");
     eprintln!("tidewater: applying the changes");
-    let ours = run_json(Command::new(&me).args([
-        "--child",
-        "apply",
-        data.to_str().unwrap(),
-        hudi.to_str().unwrap(),
-    ]));
+    let ours = child("apply");
     let list = data.join("hudi-latest-files.txt");
     let files: Vec<String> = ours["latest_files"]
         .as_array()
