@@ -88,9 +88,10 @@ impl Merged {
     }
 }
 
-/// Partition paths of rows (`""` when unpartitioned), remembering the last one it formatted: the
-/// rows of a batch come in runs of one partition, and formatting a date
-/// for each of a million rows took a tenth of a second.
+/// Partition paths of rows (`""` when unpartitioned), remembering the
+/// last one it formatted: the rows of a file job are nearly all of one
+/// partition, and formatting a date for each of a million rows took a
+/// tenth of a second.
 pub struct Partitioner<'a> {
     layout: &'a TableLayout,
     /// The day number and the path of the last dated row.
@@ -422,4 +423,84 @@ pub fn merge_group(
         counts,
         rows: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Granularity;
+    use crate::event::schema::Column;
+    use crate::event::table_id::TableId;
+    use crate::event::types::ColumnType;
+    use crate::lake::layout::PartitionSpec;
+
+    fn change(schema: &Arc<TableSchema>, at: Datum) -> Change {
+        Change {
+            key: "1".into(),
+            position: Position::new(1, 0),
+            row: Some(Row(vec![Datum::Int(1), at])),
+            schema: schema.clone(),
+        }
+    }
+
+    #[test]
+    fn the_partitioner_gives_each_row_its_own_day_however_rows_alternate() {
+        let schema = Arc::new(TableSchema {
+            id: TableId::new("public", "t"),
+            database: "db".into(),
+            columns: vec![
+                Column::new(
+                    "id",
+                    ColumnType::Int {
+                        bits: 64,
+                        signed: true,
+                    },
+                    false,
+                ),
+                Column::new("at", ColumnType::TimestampTz, true),
+            ],
+            key: vec![0],
+        });
+        let layout = |granularity| TableLayout {
+            name: "t".into(),
+            database: "db".into(),
+            partition: Some(PartitionSpec {
+                column: "at".into(),
+                granularity,
+            }),
+        };
+        const DAY: i64 = 86_400_000_000;
+        // 2024-01-01 is day 19723; the last microsecond of a day, the
+        // first of the next, a day before the epoch, NULL, and back.
+        let cases = [
+            (Datum::Micros(19_723 * DAY), "at_day=2024-01-01"),
+            (Datum::Micros(19_724 * DAY - 1), "at_day=2024-01-01"),
+            (Datum::Micros(19_724 * DAY), "at_day=2024-01-02"),
+            (Datum::Micros(-1), "at_day=1969-12-31"),
+            (Datum::Null, "at_day=__HIVE_DEFAULT_PARTITION__"),
+            (Datum::Micros(19_723 * DAY + 5), "at_day=2024-01-01"),
+            (Datum::Date(19_724), "at_day=2024-01-02"),
+        ];
+        let day = layout(Granularity::Day);
+        let mut p = Partitioner::new(&day);
+        for (at, want) in &cases {
+            let c = change(&schema, at.clone());
+            let row = c.row.clone().unwrap();
+            assert_eq!(p.path(&c, &row).unwrap(), *want, "{at:?}");
+        }
+        let month = layout(Granularity::Month);
+        let mut p = Partitioner::new(&month);
+        let c = change(&schema, Datum::Micros(19_723 * DAY));
+        let row = c.row.clone().unwrap();
+        assert_eq!(p.path(&c, &row).unwrap(), "at_month=2024-01");
+        let bad = change(&schema, Datum::Text("x".into()));
+        let row = bad.row.clone().unwrap();
+        let err = p.path(&bad, &row).unwrap_err();
+        assert!(err.contains("partition column `at`"), "{err}");
+        let flat = TableLayout {
+            partition: None,
+            ..layout(Granularity::Day)
+        };
+        assert_eq!(Partitioner::new(&flat).path(&c, &row).unwrap(), "");
+    }
 }

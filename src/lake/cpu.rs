@@ -1,5 +1,5 @@
-//! The threads that decode, merge and encode base files: one per core,
-//! started once and shared by every table of the process.
+//! The threads that decode, merge and encode base files: one per core (up
+//! to four), started once and shared by every table of the process.
 //!
 //! Why not tokio's blocking pool: that pool also runs the local file
 //! system's reads and writes, and starts a new thread whenever none is idle,
@@ -14,6 +14,11 @@
 //! A fixed pool also bounds the CPU work of all tables together: a sink
 //! committing many tables at once queues their file jobs instead of running
 //! them all at once.
+//!
+//! Memory: a file job holds its stored file, its decoded rows and its
+//! encoded file, so the pool has at most [`MAX_THREADS`] threads (and a
+//! table at most one job more under way) whatever the core count: on a
+//! large machine, one job per core would multiply a commit's memory.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,14 +26,20 @@ use std::sync::{Arc, Mutex, OnceLock};
 type Task = Box<dyn FnOnce() + Send + 'static>;
 
 /// The pool's queue (started on first use). It is unbounded: each table
-/// has at most two file jobs under way (see `Table::run_jobs`).
+/// has at most one file job more than the pool has threads under way (see
+/// `Table::run_jobs`).
 struct Pool {
     queue: Sender<Task>,
 }
 
-/// The pool's size: one thread per core.
+/// The most threads the pool starts.
+pub const MAX_THREADS: usize = 4;
+
+/// The pool's size: one thread per core, at most [`MAX_THREADS`].
 pub fn threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(MAX_THREADS)
 }
 
 fn pool() -> &'static Pool {
