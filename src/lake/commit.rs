@@ -21,7 +21,7 @@
 //! changes. Inserts assigned to the group (small-file bin-packing) are
 //! appended.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -78,8 +78,6 @@ pub struct Merged {
     /// group did not hold.
     pub elsewhere: Vec<Change>,
     pub counts: MergeCounts,
-    /// Rows written (kept once `batches` are encoded and freed).
-    pub rows: usize,
 }
 
 impl Merged {
@@ -139,6 +137,27 @@ impl<'a> Partitioner<'a> {
             }
         }
     }
+}
+
+/// The changes with a row (`(index, change)`), grouped by the partition
+/// path of their row.
+pub fn by_partition<'c>(
+    layout: &TableLayout,
+    changes: impl Iterator<Item = (usize, &'c Change)>,
+) -> Result<BTreeMap<String, Vec<usize>>, String> {
+    let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut partitioner = Partitioner::new(layout);
+    for (i, change) in changes {
+        let Some(row) = &change.row else { continue };
+        let path = partitioner.path(change, row)?;
+        match out.get_mut(path) {
+            Some(list) => list.push(i),
+            None => {
+                out.insert(path.to_string(), vec![i]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Replaces unchanged TOAST values of `row` (shaped by `shape`) with the
@@ -421,7 +440,6 @@ pub fn merge_group(
         removed,
         elsewhere,
         counts,
-        rows: 0,
     })
 }
 
@@ -430,9 +448,9 @@ mod tests {
     use super::*;
     use crate::config::model::Granularity;
     use crate::event::schema::Column;
-    use crate::event::table_id::TableId;
     use crate::event::types::ColumnType;
     use crate::lake::layout::PartitionSpec;
+    use crate::lake::layout::tests::{int, table};
 
     fn change(schema: &Arc<TableSchema>, at: Datum) -> Change {
         Change {
@@ -445,22 +463,10 @@ mod tests {
 
     #[test]
     fn the_partitioner_gives_each_row_its_own_day_however_rows_alternate() {
-        let schema = Arc::new(TableSchema {
-            id: TableId::new("public", "t"),
-            database: "db".into(),
-            columns: vec![
-                Column::new(
-                    "id",
-                    ColumnType::Int {
-                        bits: 64,
-                        signed: true,
-                    },
-                    false,
-                ),
-                Column::new("at", ColumnType::TimestampTz, true),
-            ],
-            key: vec![0],
-        });
+        let schema = Arc::new(table(vec![
+            Column::new("id", int(64), false),
+            Column::new("at", ColumnType::TimestampTz, true),
+        ]));
         let layout = |granularity| TableLayout {
             name: "t".into(),
             database: "db".into(),

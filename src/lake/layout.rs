@@ -649,12 +649,13 @@ pub fn parse_position(text: &str) -> Option<crate::event::change::Position> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::schema::Column;
     use crate::event::table_id::TableId;
 
-    fn table(columns: Vec<Column>) -> TableSchema {
+    /// A table `public.t` of database `db`, keyed by its first column.
+    pub(crate) fn table(columns: Vec<Column>) -> TableSchema {
         TableSchema {
             id: TableId::new("public", "t"),
             database: "db".into(),
@@ -663,7 +664,7 @@ mod tests {
         }
     }
 
-    fn int(bits: u8) -> ColumnType {
+    pub(crate) fn int(bits: u8) -> ColumnType {
         ColumnType::Int { bits, signed: true }
     }
 

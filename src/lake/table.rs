@@ -46,7 +46,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::{Restate, project_restated, view_schema};
-use super::commit::{MergeCounts, Merged, Partitioner, WriteContext, build_rows, merge_group};
+use super::commit::{MergeCounts, Merged, WriteContext, build_rows, by_partition, merge_group};
 use super::files::{
     FileError, base_file_name, decode_base_file, decode_keys, encode, new_file_id,
     parse_base_file_name, write_token,
@@ -979,22 +979,14 @@ impl Table {
         let avg_row_bytes = self.average_row_bytes(&ctx, &inserts);
         let mut appended: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut new_groups: Vec<(String, Vec<usize>)> = Vec::new();
-        let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        let mut partitioner = Partitioner::new(&self.options.layout);
-        for ci in &inserts {
-            let Some(change) = changes.get(*ci) else {
-                continue;
-            };
-            let Some(row) = &change.row else { continue };
-            let path = partitioner.path(change, row).map_err(schema_err)?;
-            match by_partition.get_mut(path) {
-                Some(list) => list.push(*ci),
-                None => {
-                    by_partition.insert(path.to_string(), vec![*ci]);
-                }
-            }
-        }
-        for (partition, list) in by_partition {
+        let inserts_by_partition = by_partition(
+            &self.options.layout,
+            inserts
+                .iter()
+                .filter_map(|ci| Some((*ci, changes.get(*ci)?))),
+        )
+        .map_err(schema_err)?;
+        for (partition, list) in inserts_by_partition {
             self.place_inserts(
                 &partition,
                 list,
@@ -1087,18 +1079,8 @@ impl Table {
         // new file groups of their partitions.
         if !elsewhere.is_empty() {
             let extra = Arc::new(elsewhere);
-            let mut by_partition: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            let mut partitioner = Partitioner::new(&self.options.layout);
-            for (i, change) in extra.iter().enumerate() {
-                let Some(row) = &change.row else { continue };
-                let path = partitioner.path(change, row).map_err(schema_err)?;
-                match by_partition.get_mut(path) {
-                    Some(list) => list.push(i),
-                    None => {
-                        by_partition.insert(path.to_string(), vec![i]);
-                    }
-                }
-            }
+            let moved_by_partition =
+                by_partition(&self.options.layout, extra.iter().enumerate()).map_err(schema_err)?;
             let ctx2 = Arc::new(WriteContext {
                 instant: instant.clone(),
                 token: token.clone(),
@@ -1113,7 +1095,7 @@ impl Table {
             let target_rows =
                 (self.options.target_file_bytes / avg_row_bytes.max(1)).max(1) as usize;
             let mut second = Vec::new();
-            for (partition, list) in by_partition {
+            for (partition, list) in moved_by_partition {
                 for chunk in list.chunks(target_rows) {
                     second.push(FileJob::New {
                         file_id: new_file_id(),
@@ -1614,9 +1596,9 @@ async fn run_job(
     let worker_file = file.clone();
     // Stored slices are read with strings as views (see `files`).
     let stored_schema = view_schema(&ctx.arrow_schema);
-    let (merged, encoded) = super::cpu::run(move || -> Result<(Merged, Vec<u8>), LakeError> {
-        let (merged, carried) =
-            match (&worker_job, stored) {
+    let (merged, encoded, rows) =
+        super::cpu::run(move || -> Result<(Merged, Vec<u8>, usize), LakeError> {
+            let (merged, carried) = match (&worker_job, stored) {
                 (
                     FileJob::Existing {
                         routed,
@@ -1686,7 +1668,6 @@ async fn run_job(
                         removed: Vec::new(),
                         elsewhere: Vec::new(),
                         counts,
-                        rows: 0,
                     };
                     (merged, None)
                 }
@@ -1697,31 +1678,31 @@ async fn run_job(
                     });
                 }
             };
-        let encoded = encode(
-            &worker_ctx.arrow_schema,
-            &merged.batches,
-            compression,
-            carried,
-        )
-        .map_err(|source| LakeError::File {
-            path: worker_file.clone(),
-            source,
+            let encoded = encode(
+                &worker_ctx.arrow_schema,
+                &merged.batches,
+                compression,
+                carried,
+            )
+            .map_err(|source| LakeError::File {
+                path: worker_file.clone(),
+                source,
+            })?;
+            // The rows are freed here, on the thread that decoded them.
+            let rows = merged.num_rows();
+            let mut merged = merged;
+            drop(std::mem::take(&mut merged.batches));
+            Ok((merged, encoded, rows))
+        })
+        .await
+        .map_err(|e| corrupt(e.to_string()))?
+        .map_err(|e| match e {
+            LakeError::Schema { message, .. } => schema_err(message),
+            other => other,
         })?;
-        // The rows are freed here, on the thread that decoded them.
-        let mut merged = merged;
-        merged.rows = merged.num_rows();
-        merged.batches = Vec::new();
-        Ok((merged, encoded))
-    })
-    .await
-    .map_err(|e| corrupt(e.to_string()))?
-    .map_err(|e| match e {
-        LakeError::Schema { message, .. } => schema_err(message),
-        other => other,
-    })?;
     let bytes = encoded.len() as u64;
     write_bytes(store.as_ref(), &path, encoded).await?;
-    let rows = merged.rows as u64;
+    let rows = rows as u64;
     let (group, prev_commit, num_deletes, num_updates) = match &job {
         FileJob::Existing { group, prev, .. } => (
             Some(*group),
