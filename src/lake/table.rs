@@ -946,15 +946,25 @@ impl Table {
 
         // 3. Route changes: existing keys to their file groups, new keys to inserts.
         let changes = Arc::new(batch.changes);
-        let mut routed: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut per_group: Vec<Vec<usize>> = vec![Vec::new(); self.groups.len()];
         let mut inserts: Vec<usize> = Vec::new();
         for (i, (change, group)) in changes.iter().zip(self.locate(&changes)).enumerate() {
             match group {
-                Some(g) => routed.entry(g as usize).or_default().push(i),
+                // The index names only groups of the table.
+                Some(g) => {
+                    if let Some(list) = per_group.get_mut(g as usize) {
+                        list.push(i);
+                    }
+                }
                 None if change.row.is_some() => inserts.push(i),
                 None => {}
             }
         }
+        let mut routed: BTreeMap<usize, Vec<usize>> = per_group
+            .into_iter()
+            .enumerate()
+            .filter(|(_, list)| !list.is_empty())
+            .collect();
         if rewrite_all {
             for (g, group) in self.groups.iter().enumerate() {
                 if group.latest().is_some() {
@@ -1018,8 +1028,8 @@ impl Table {
                 partition: group.partition.clone(),
                 prev: latest.clone(),
                 source: group.path_of(latest),
-                routed: routed.get(&g).cloned().unwrap_or_default(),
-                appended: appended.get(&g).cloned().unwrap_or_default(),
+                routed: routed.remove(&g).unwrap_or_default(),
+                appended: appended.remove(&g).unwrap_or_default(),
             });
         }
         for (partition, list) in new_groups {
@@ -1070,7 +1080,8 @@ impl Table {
             inserted: inserts.len() as u64,
             ..Default::default()
         };
-        let first = self.run_jobs(&ctx, jobs).await?;
+        let first_wave = jobs.len();
+        let first = self.run_jobs(&ctx, jobs, 0).await?;
         for w in first {
             elsewhere.extend(w.elsewhere.iter().cloned());
             written.push(w);
@@ -1106,7 +1117,7 @@ impl Table {
                 self.ensure_partition_metadata(&partition, &instant).await?;
             }
             self.write_markers(&instant, &token, 1, &second).await?;
-            written.extend(self.run_jobs(&ctx2, second).await?);
+            written.extend(self.run_jobs(&ctx2, second, first_wave).await?);
         }
         crate::failpoint::hit("lake.after_data_files");
 
@@ -1312,14 +1323,18 @@ impl Table {
     /// threads is under way, so a job's read or write overlaps the others'
     /// CPU work (measured: the first wave of the lake benchmark took 4.9 s
     /// instead of 5.3 s with only as many jobs as threads).
+    ///
+    /// Jobs are numbered from `first_task` on: a job's number is its task
+    /// in `_hoodie_commit_seqno`, unique in the commit across both waves.
     async fn run_jobs(
         &self,
         ctx: &Arc<WriteContext>,
         jobs: Vec<FileJob>,
+        first_task: usize,
     ) -> Result<Vec<Written>, LakeError> {
         let store = self.store.clone();
         let table = self.name().to_string();
-        let mut results = futures::stream::iter(jobs.into_iter().enumerate())
+        let mut results = futures::stream::iter((first_task..).zip(jobs))
             .map(|(n, job)| {
                 let (store, ctx, table) = (store.clone(), ctx.clone(), table.clone());
                 async move { run_job(store, ctx, job, n, &table).await }
@@ -1605,7 +1620,6 @@ async fn run_job(
                         appended,
                         partition,
                         prev,
-                        group,
                         ..
                     },
                     Some(bytes),
@@ -1627,7 +1641,7 @@ async fn run_job(
                         appended,
                         partition,
                         &worker_file,
-                        *group,
+                        n,
                     )
                     .map_err(|message| LakeError::Schema {
                         table: String::new(),
@@ -1646,17 +1660,11 @@ async fn run_job(
                         .iter()
                         .filter_map(|i| worker_ctx.changes.get(*i))
                         .collect();
-                    let batch = build_rows(
-                        &worker_ctx,
-                        &refs,
-                        &worker_file,
-                        partition,
-                        usize::MAX / 2 + n,
-                    )
-                    .map_err(|message| LakeError::Schema {
-                        table: String::new(),
-                        message,
-                    })?;
+                    let batch = build_rows(&worker_ctx, &refs, &worker_file, partition, n)
+                        .map_err(|message| LakeError::Schema {
+                            table: String::new(),
+                            message,
+                        })?;
                     let added = refs.iter().map(|c| c.key.clone()).collect();
                     let counts = MergeCounts {
                         appended: refs.len() as u64,

@@ -313,6 +313,26 @@ impl Workload {
                 "key {key} missing from the bloom filter of {file}"
             );
         }
+        // Sequence numbers as Hudi writes them, `<instant>_<task>_<row>`:
+        // the row's own commit time first, then small numbers, and no two
+        // rows alike.
+        let mut seqnos = std::collections::BTreeSet::new();
+        for row in &rows {
+            let seqno = row["_hoodie_commit_seqno"].as_str().unwrap();
+            let time = row["_hoodie_commit_time"].as_str().unwrap();
+            let rest = seqno
+                .strip_prefix(time)
+                .and_then(|r| r.strip_prefix('_'))
+                .unwrap_or_else(|| panic!("seqno {seqno} does not start with {time}_"));
+            let (task, n) = rest
+                .split_once('_')
+                .unwrap_or_else(|| panic!("seqno {seqno}: no task and row number"));
+            assert!(
+                task.parse::<u32>().is_ok() && n.parse::<u32>().is_ok(),
+                "seqno {seqno}: task and row number must be small numbers"
+            );
+            assert!(seqnos.insert(seqno.to_string()), "seqno {seqno} twice");
+        }
         let mut latest = self.model_rows(rows);
         // Files written before a column was added lack it: readers fill NULL.
         for (k, row) in latest.iter_mut() {
