@@ -184,12 +184,15 @@ pub fn by_partition<'c>(
         let Some(row) = &change.row else { continue };
         match partitioner.value(change, row)? {
             Some((_, Some(day))) => days.entry(day).or_insert((Vec::new(), change)).0.push(i),
-            _ => match out.get_mut(partitioner.path(change, row)?) {
-                Some(list) => list.push(i),
-                None => {
-                    out.insert(partitioner.path(change, row)?.to_string(), vec![i]);
+            _ => {
+                let path = partitioner.path(change, row)?;
+                match out.get_mut(path) {
+                    Some(list) => list.push(i),
+                    None => {
+                        out.insert(path.to_string(), vec![i]);
+                    }
                 }
-            },
+            }
         }
     }
     let mut merged = false;
