@@ -523,20 +523,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_partitioner_gives_each_row_its_own_day_however_rows_alternate() {
-        let schema = Arc::new(table(vec![
-            Column::new("id", int(64), false),
-            Column::new("at", ColumnType::TimestampTz, true),
-        ]));
-        let layout = |granularity| TableLayout {
+    /// A table partitioned by its column `at`.
+    fn layout(granularity: Granularity) -> TableLayout {
+        TableLayout {
             name: "t".into(),
             database: "db".into(),
             partition: Some(PartitionSpec {
                 column: "at".into(),
                 granularity,
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn the_partitioner_gives_each_row_its_own_day_however_rows_alternate() {
+        let schema = Arc::new(table(vec![
+            Column::new("id", int(64), false),
+            Column::new("at", ColumnType::TimestampTz, true),
+        ]));
         const DAY: i64 = 86_400_000_000;
         // 2024-01-01 is day 19723; the last microsecond of a day, the
         // first of the next, a day before the epoch, NULL, and back.
@@ -604,14 +608,6 @@ mod tests {
             row: None,
             ..change(&schema, jan(0))
         });
-        let layout = |granularity| TableLayout {
-            name: "t".into(),
-            database: "db".into(),
-            partition: Some(PartitionSpec {
-                column: "at".into(),
-                granularity,
-            }),
-        };
         let group = |granularity| {
             by_partition(&layout(granularity), changes.iter().enumerate())
                 .unwrap()
