@@ -180,8 +180,8 @@ async fn child_load(data: &Path, out: &Path) {
 
 /// Child: the floor of a rewrite. Every base file of the table (as loaded,
 /// before the apply) is read, decoded and encoded again with the same
-/// writer and settings as a commit, on one thread per core, with no change
-/// merged in and nothing written. A copy-on-write apply that rewrites every
+/// writer and settings as a commit, on as many threads as its file jobs
+/// get, with no change merged in and nothing written. A copy-on-write apply that rewrites every
 /// file group cannot take less than this.
 fn child_floor(out: &Path) {
     let mut files: Vec<PathBuf> = Vec::new();
@@ -198,9 +198,9 @@ fn child_floor(out: &Path) {
     let start = Instant::now();
     let next = AtomicUsize::new(0);
     let written = AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // As many threads as a commit's file jobs get.
     std::thread::scope(|scope| {
-        for _ in 0..threads {
+        for _ in 0..tidewater::lake::cpu::threads() {
             scope.spawn(|| {
                 while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let bytes = bytes::Bytes::from(std::fs::read(file).unwrap());

@@ -32,7 +32,8 @@ use arrow_schema::SchemaRef;
 
 use super::batch::{Strings, array_of, datum_at, repeated_string, repeated_view};
 use super::layout::{
-    FILE_NAME, LakeSchema, POSITION, RECORD_KEY, TableLayout, parse_position, write_position,
+    FILE_NAME, LakeSchema, POSITION, PartitionSpec, RECORD_KEY, TableLayout, parse_position,
+    write_position,
 };
 use super::table::Change;
 use crate::event::change::Position;
@@ -86,6 +87,15 @@ impl Merged {
     }
 }
 
+/// A row's partition value under its table's partitioning.
+struct PartitionValue<'a, 'r> {
+    spec: &'a PartitionSpec,
+    datum: &'r Datum,
+    /// When the value is a date or a timestamp: its day
+    /// ([`PartitionSpec::day`]), of which the path is a function.
+    day: Option<i64>,
+}
+
 /// Partition paths of rows (`""` when unpartitioned), remembering the
 /// last one it formatted: the rows of a file job are nearly all of one
 /// partition, and formatting a date for each of a million rows took a
@@ -109,15 +119,15 @@ impl<'a> Partitioner<'a> {
         }
     }
 
-    /// The row's partition value and, when it is a date or a timestamp,
-    /// its day number: the path is a function of the day, whatever the
-    /// granularity. `None` when the table is not partitioned.
+    /// The row's partition value (`None` when the table is not
+    /// partitioned).
     fn value<'r>(
         &mut self,
         change: &Change,
         row: &'r Row,
-    ) -> Result<Option<(&'r Datum, Option<i64>)>, String> {
-        let Some(spec) = &self.layout.partition else {
+    ) -> Result<Option<PartitionValue<'a, 'r>>, String> {
+        let layout: &'a TableLayout = self.layout;
+        let Some(spec) = &layout.partition else {
             return Ok(None);
         };
         let index = match &self.column {
@@ -131,35 +141,30 @@ impl<'a> Partitioner<'a> {
             }
         };
         let datum = row.get(index).unwrap_or(&Datum::Null);
-        let day = match datum {
-            Datum::Date(d) => Some(i64::from(*d)),
-            Datum::Micros(m) => Some(m.div_euclid(86_400_000_000)),
-            _ => None,
-        };
-        Ok(Some((datum, day)))
+        Ok(Some(PartitionValue {
+            spec,
+            datum,
+            day: PartitionSpec::day(datum),
+        }))
     }
 
     pub fn path(&mut self, change: &Change, row: &Row) -> Result<&str, String> {
-        let Some((datum, day)) = self.value(change, row)? else {
+        let Some(PartitionValue { spec, datum, day }) = self.value(change, row)? else {
             return Ok("");
         };
-        let layout = self.layout;
-        let path = |datum: &Datum| -> Result<String, String> {
-            let spec = layout
-                .partition
-                .as_ref()
-                .ok_or("the table is not partitioned")?;
-            Ok(layout.partition_path(Some(&spec.value(datum)?)))
+        let path = || -> Result<String, String> {
+            Ok(self.layout.partition_path(Some(&spec.value(datum)?)))
         };
         match day {
             Some(day) => {
                 if self.last.as_ref().is_none_or(|(d, _)| *d != day) {
-                    self.last = Some((day, path(datum)?));
+                    let formatted = path()?;
+                    self.last = Some((day, formatted));
                 }
                 Ok(self.last.as_ref().map_or("", |(_, p)| p.as_str()))
             }
             None => {
-                self.other = path(datum)?;
+                self.other = path()?;
                 Ok(&self.other)
             }
         }
@@ -183,7 +188,9 @@ pub fn by_partition<'c>(
     for (i, change) in changes {
         let Some(row) = &change.row else { continue };
         match partitioner.value(change, row)? {
-            Some((_, Some(day))) => days.entry(day).or_insert((Vec::new(), change)).0.push(i),
+            Some(PartitionValue { day: Some(day), .. }) => {
+                days.entry(day).or_insert((Vec::new(), change)).0.push(i)
+            }
             _ => {
                 let path = partitioner.path(change, row)?;
                 match out.get_mut(path) {

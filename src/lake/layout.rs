@@ -100,13 +100,22 @@ impl PartitionSpec {
         format!("{}_{g}", avro_name(&self.column))
     }
 
+    /// The day (since the epoch) of a date or timestamp datum: every
+    /// granularity's partition value is a function of it.
+    pub fn day(datum: &Datum) -> Option<i64> {
+        match datum {
+            Datum::Date(d) => Some(i64::from(*d)),
+            Datum::Micros(m) => Some(m.div_euclid(86_400_000_000)),
+            _ => None,
+        }
+    }
+
     /// The partition value of a date or timestamp datum.
     pub fn value(&self, datum: &Datum) -> Result<String, String> {
-        let days = match datum {
-            Datum::Null | Datum::Unchanged => return Ok(DEFAULT_PARTITION.into()),
-            Datum::Date(d) => i64::from(*d),
-            Datum::Micros(m) => m.div_euclid(86_400_000_000),
-            other => {
+        let days = match (datum, Self::day(datum)) {
+            (Datum::Null | Datum::Unchanged, _) => return Ok(DEFAULT_PARTITION.into()),
+            (_, Some(days)) => days,
+            (other, None) => {
                 return Err(format!(
                     "partition column `{}` must be a date or timestamp, found {other:?}",
                     self.column

@@ -1,10 +1,9 @@
 //! The object store a lake lives in, built from the pipeline's `lake` section.
 //!
 //! `file:///dir` maps to the local file system (the embedded default; see
-//! [`super::local`]) and
-//! `s3://bucket/prefix` to S3 or an S3-compatible server. Either way the
-//! result is an [`ObjectStore`] rooted at the lake URI, so table code never
-//! sees where it runs. Commits rely on `PutMode::Create` (put-if-absent): on
+//! [`super::local`]) and `s3://bucket/prefix` to S3 or an S3-compatible
+//! server. Either way the result is an [`ObjectStore`] rooted at the lake
+//! URI, so table code never sees where it runs. Commits rely on `PutMode::Create` (put-if-absent): on
 //! S3 that is a conditional PUT with `If-None-Match: *`, which AWS S3 and the
 //! servers the project tests against honour.
 

@@ -1613,7 +1613,7 @@ async fn run_job(
     let stored_schema = view_schema(&ctx.arrow_schema);
     let (merged, encoded, rows) =
         super::cpu::run(move || -> Result<(Merged, Vec<u8>, usize), LakeError> {
-            let (merged, carried) = match (&worker_job, stored) {
+            let (mut merged, carried) = match (&worker_job, stored) {
                 (
                     FileJob::Existing {
                         routed,
@@ -1698,8 +1698,7 @@ async fn run_job(
             })?;
             // The rows are freed here, on the thread that decoded them.
             let rows = merged.num_rows();
-            let mut merged = merged;
-            drop(std::mem::take(&mut merged.batches));
+            merged.batches.clear();
             Ok((merged, encoded, rows))
         })
         .await
