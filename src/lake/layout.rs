@@ -634,8 +634,18 @@ pub fn event_record_key(table: &TableSchema, key: &Row) -> String {
 }
 
 /// `_tidewater_position`: sortable text of a source position.
+///
+/// Each of the two numbers (commit, ordinal) is written as its count of hex
+/// digits in one character (`1`–`9`, then `a`–`g` for 10–16) followed by
+/// those digits, without leading zeros; a `-` separates them
+/// (`Position::new(0x16b3748, 2)` → `716b3748-12`). Byte order is then
+/// numeric order: a longer number has a greater count character, and two
+/// numbers of the same length compare digit by digit. The text is 5 to 35
+/// bytes, typically 10–20, where a fixed-width form takes 33: every base
+/// file stores one per row, and every rewrite compresses and decompresses
+/// them again.
 pub fn position_text(position: crate::event::change::Position) -> String {
-    let mut text = String::with_capacity(33);
+    let mut text = String::with_capacity(20);
     let _ = write_position(&mut text, position);
     text
 }
@@ -645,16 +655,43 @@ pub fn write_position(
     out: &mut impl std::fmt::Write,
     position: crate::event::change::Position,
 ) -> std::fmt::Result {
-    write!(out, "{:016x}.{:016x}", position.commit, position.ordinal)
+    write_counted_hex(out, position.commit)?;
+    out.write_char('-')?;
+    write_counted_hex(out, position.ordinal)
 }
 
-/// Parses [`position_text`].
+/// Hex digits of `n` (at least one), preceded by their count in one
+/// sortable character.
+fn write_counted_hex(out: &mut impl std::fmt::Write, n: u64) -> std::fmt::Result {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    let count = char::from_digit(digits, 17).unwrap_or('g');
+    write!(out, "{count}{n:x}")
+}
+
+/// Parses [`position_text`], and the fixed-width form earlier versions
+/// wrote (`{commit:016x}.{ordinal:016x}`, always with a `.`).
 pub fn parse_position(text: &str) -> Option<crate::event::change::Position> {
-    let (c, o) = text.split_once('.')?;
-    Some(crate::event::change::Position::new(
-        u64::from_str_radix(c, 16).ok()?,
-        u64::from_str_radix(o, 16).ok()?,
-    ))
+    use crate::event::change::Position;
+    if let Some((c, o)) = text.split_once('.') {
+        let fixed = |h: &str| (h.len() == 16).then(|| u64::from_str_radix(h, 16).ok())?;
+        return Some(Position::new(fixed(c)?, fixed(o)?));
+    }
+    let (c, o) = text.split_once('-')?;
+    Some(Position::new(parse_counted_hex(c)?, parse_counted_hex(o)?))
+}
+
+fn parse_counted_hex(text: &str) -> Option<u64> {
+    let mut chars = text.chars();
+    let count = chars.next()?.to_digit(17)?;
+    let digits = chars.as_str();
+    let canonical = digits.len() == count as usize
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && (count == 1 || !digits.starts_with('0'));
+    canonical
+        .then(|| u64::from_str_radix(digits, 16).ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -826,11 +863,49 @@ pub(crate) mod tests {
             record_key(&two, &Row(vec![Datum::Int(1), Datum::Text("x".into())])),
             "a:1,b:x"
         );
-        let p = crate::event::change::Position::new(0x1234, 7);
-        assert_eq!(parse_position(&position_text(p)), Some(p));
-        assert!(
-            position_text(crate::event::change::Position::new(2, 0))
-                > position_text(crate::event::change::Position::new(1, 99))
+    }
+
+    #[test]
+    fn position_text_round_trips_and_sorts_as_the_positions() {
+        use crate::event::change::Position;
+        assert_eq!(position_text(Position::new(0x16b3748, 2)), "716b3748-12");
+        assert_eq!(position_text(Position::new(0, 0)), "10-10");
+        assert_eq!(
+            position_text(Position::new(u64::MAX, 1 << 60)),
+            "gffffffffffffffff-g1000000000000000"
         );
+        let mut numbers = vec![0, 1, 9, 15, 16, 17, 255, 256, 4095, 4096, 1 << 32];
+        numbers.extend([(1 << 32) - 1, u64::MAX / 3, u64::MAX - 1, u64::MAX]);
+        let mut positions: Vec<Position> = numbers
+            .iter()
+            .flat_map(|&c| numbers.iter().map(move |&o| Position::new(c, o)))
+            .collect();
+        for p in &positions {
+            assert_eq!(parse_position(&position_text(*p)), Some(*p), "{p:?}");
+        }
+        // Sorted by text is sorted by position.
+        positions.sort_by_key(|p| position_text(*p));
+        assert!(positions.windows(2).all(|w| w[0] < w[1]));
+        // What earlier versions wrote still reads.
+        assert_eq!(
+            parse_position("0000000000001234.0000000000000007"),
+            Some(Position::new(0x1234, 7))
+        );
+        for bad in [
+            "",
+            "-",
+            "1-1",
+            "10-",
+            "12-1x",
+            "201-10",
+            "10-10-10",
+            "h0-10",
+            "10.10",
+            "11-2a",
+            "11-1F",
+            "0000000000001234.000000000000007",
+        ] {
+            assert_eq!(parse_position(bad), None, "{bad}");
+        }
     }
 }
