@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::batch::{Strings, view_schema};
 use super::bloom::DynamicBloom;
+use super::index::Slot;
 use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use bytes::Bytes;
@@ -274,43 +275,35 @@ fn decode_with(
     Ok((batch, filter))
 }
 
-/// The record keys and positions of a base file, in row order.
-pub fn decode_keys(bytes: Bytes) -> Result<(Vec<String>, Vec<String>), FileError> {
+/// The index slots of a base file's record keys, in row order (a NULL key
+/// reads as the empty key, as everywhere else). Only that column is
+/// decoded.
+pub fn decode_key_slots(bytes: Bytes) -> Result<Vec<Slot>, FileError> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(65_536);
     let schema = builder.parquet_schema();
     let indices: Vec<usize> = schema
         .columns()
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.name() == RECORD_KEY || c.name() == POSITION)
+        .filter(|(_, c)| c.name() == RECORD_KEY)
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::leaves(schema, indices);
     let reader = builder.with_projection(mask).build()?;
-    let mut keys = Vec::new();
-    let mut positions = Vec::new();
+    let mut slots = Vec::new();
     for batch in reader {
         let batch = batch?;
-        let column = |name: &str| -> Result<Arc<dyn Array>, FileError> {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| FileError::Layout(format!("no {name} column")))
-        };
-        let k = column(RECORD_KEY)?;
-        let p = column(POSITION)?;
-        let k = k
-            .as_any()
-            .downcast_ref::<StringArray>()
+        let keys = batch
+            .column_by_name(RECORD_KEY)
+            .ok_or_else(|| FileError::Layout(format!("no {RECORD_KEY} column")))?;
+        let keys = Strings::of(keys.as_ref())
             .ok_or_else(|| FileError::Layout("record keys are not strings".into()))?;
-        let p = p
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| FileError::Layout("positions are not strings".into()))?;
-        keys.extend(k.iter().map(|v| v.unwrap_or_default().to_string()));
-        positions.extend(p.iter().map(|v| v.unwrap_or_default().to_string()));
+        slots.reserve(keys.len());
+        slots.extend(
+            (0..keys.len()).map(|r| Slot::of(if keys.is_valid(r) { keys.value(r) } else { "" })),
+        );
     }
-    Ok((keys, positions))
+    Ok(slots)
 }
 
 #[cfg(test)]
@@ -521,6 +514,41 @@ mod tests {
         ] {
             assert!(seen.iter().any(|s| s == name), "{name} not written");
         }
+    }
+
+    #[test]
+    fn key_slots_are_read_from_the_key_column_alone_in_row_order() {
+        let keys: Vec<Option<String>> = (0..70_000)
+            .map(|r| match r % 3 {
+                _ if r == 5 => None,
+                0 => Some(r.to_string()),
+                1 => Some(format!("a:{r},b:x")),
+                _ => Some(format!("0{r}")),
+            })
+            .collect();
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new(RECORD_KEY, DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(StringArray::from(keys.clone())),
+                std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..70_000)),
+            ],
+        )
+        .unwrap();
+        let bytes =
+            Bytes::from(encode(&schema, &[batch], ParquetCompression::Snappy, None).unwrap());
+        let slots = decode_key_slots(bytes).unwrap();
+        let expected: Vec<Slot> = keys
+            .iter()
+            .map(|k| Slot::of(k.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(slots.len(), 70_000, "more than one batch of 65,536 rows");
+        assert_eq!(slots, expected);
+        assert_eq!(slots[3], Slot::Int(3));
+        assert!(matches!(slots[4], Slot::Hash(_)));
     }
 
     #[test]

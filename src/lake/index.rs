@@ -21,8 +21,11 @@ pub struct KeyIndex {
     hashed: Map<u128>,
 }
 
+/// What the index stores of a key: [`Slot::of`] is computed off the
+/// index's thread when a table is opened (on the CPU pool, with the file's
+/// decoding), so that building the index is only inserting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Slot {
+pub enum Slot {
     Int(i64),
     Hash(u128),
 }
@@ -49,10 +52,12 @@ fn hash128(key: &str) -> u128 {
     (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
-fn slot(key: &str) -> Slot {
-    match canonical_int(key) {
-        Some(i) => Slot::Int(i),
-        None => Slot::Hash(hash128(key)),
+impl Slot {
+    pub fn of(key: &str) -> Slot {
+        match canonical_int(key) {
+            Some(i) => Slot::Int(i),
+            None => Slot::Hash(hash128(key)),
+        }
     }
 }
 
@@ -70,14 +75,18 @@ impl KeyIndex {
     }
 
     pub fn get(&self, key: &str) -> Option<u32> {
-        match slot(key) {
+        match Slot::of(key) {
             Slot::Int(i) => self.ints.get(&i).copied(),
             Slot::Hash(h) => self.hashed.get(&h).copied(),
         }
     }
 
     pub fn insert(&mut self, key: &str, group: u32) {
-        match slot(key) {
+        self.insert_slot(Slot::of(key), group);
+    }
+
+    pub fn insert_slot(&mut self, slot: Slot, group: u32) {
+        match slot {
             Slot::Int(i) => {
                 self.ints.insert(i, group);
             }
@@ -90,7 +99,7 @@ impl KeyIndex {
     /// Removes `key` if the index places it in `group` (a key that moved to
     /// another group in the same commit stays where it went).
     pub fn remove_from(&mut self, key: &str, group: u32) {
-        match slot(key) {
+        match Slot::of(key) {
             Slot::Int(i) => {
                 if self.ints.get(&i) == Some(&group) {
                     self.ints.remove(&i);
@@ -122,7 +131,7 @@ mod tests {
         let mut ix = KeyIndex::default();
         ix.insert("7", 1);
         ix.insert("07", 2);
-        ix.insert("a:1,b:2", 3);
+        ix.insert_slot(Slot::of("a:1,b:2"), 3);
         assert_eq!(ix.get("7"), Some(1));
         assert_eq!(
             ix.get("07"),

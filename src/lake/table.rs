@@ -48,7 +48,7 @@ use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::{Restate, project_restated, view_schema};
 use super::commit::{MergeCounts, Merged, WriteContext, build_rows, by_partition, merge_group};
 use super::files::{
-    FileError, base_file_name, decode_base_file, decode_keys, encode, new_file_id,
+    FileError, base_file_name, decode_base_file, decode_key_slots, encode, new_file_id,
     parse_base_file_name, write_token,
 };
 use super::index::KeyIndex;
@@ -596,7 +596,7 @@ impl Table {
                 let store = store.clone();
                 async move {
                     let bytes = store.get(&path).await?.bytes().await?;
-                    let keys = super::cpu::run(move || decode_keys(bytes))
+                    let slots = super::cpu::run(move || decode_key_slots(bytes))
                         .await
                         .map_err(|e| LakeError::Corrupt {
                             table: String::new(),
@@ -606,23 +606,23 @@ impl Table {
                             path: path.to_string(),
                             source,
                         })?;
-                    Ok::<_, LakeError>((i, keys.0))
+                    Ok::<_, LakeError>((i, slots))
                 }
             })
             .buffer_unordered(4);
         while let Some(result) = results.next().await {
-            let (i, keys) = result?;
+            let (i, slots) = result?;
             if let Some(slice) = self.groups.get_mut(i).and_then(|g| g.slices.last_mut()) {
-                slice.rows = keys.len() as u64;
+                slice.rows = slots.len() as u64;
             }
             if self.index.is_empty() {
                 // Avoid growing the map ten times over: size it from the
                 // first file.
                 self.index
-                    .reserve(keys.len().saturating_mul(self.groups.len()) + keys.len());
+                    .reserve(slots.len().saturating_mul(self.groups.len()) + slots.len());
             }
-            for k in keys {
-                self.index.insert(&k, i as u32);
+            for slot in slots {
+                self.index.insert_slot(slot, i as u32);
             }
         }
         Ok(())

@@ -208,7 +208,8 @@ fn datum_bytes(d: &Datum) -> usize {
 }
 
 impl Pending {
-    fn add(&mut self, event: &ChangeEvent, key: String, origin: (i32, i64)) {
+    /// Takes the event: its row becomes the change's without a copy.
+    fn add(&mut self, event: ChangeEvent, key: String, origin: (i32, i64)) {
         if self.since.is_none() {
             self.since = Some(Clock::now());
         }
@@ -219,7 +220,7 @@ impl Pending {
         }
         let mut row = match event.op {
             Op::Delete => None,
-            _ => event.after.clone(),
+            _ => event.after,
         };
         if let Some(previous) = self.changes.get(&key) {
             if previous.position >= event.position {
@@ -713,7 +714,7 @@ impl SinkWorker {
                             sink.pending.truncate_at(&event);
                         } else if let Some(key) = event.key_row() {
                             let key = event_record_key(&event.table, &key);
-                            sink.pending.add(&event, key, (partition, offset));
+                            sink.pending.add(event, key, (partition, offset));
                         }
                     }
                     Ok(Decoded::Tombstone { .. }) => {}
@@ -1047,13 +1048,13 @@ mod tests {
         let (before, after) = (shape(&["a", "big"]), shape(&["a", "large"]));
         let mut pending = Pending::default();
         pending.add(
-            &update(&before, 10, vec![Datum::Int(1), text("x"), text("v1")]),
+            update(&before, 10, vec![Datum::Int(1), text("x"), text("v1")]),
             "1".into(),
             (0, 0),
         );
         // RENAME big TO large; the next update leaves it unchanged.
         pending.add(
-            &update(&after, 11, vec![Datum::Int(1), text("y"), Datum::Unchanged]),
+            update(&after, 11, vec![Datum::Int(1), text("y"), Datum::Unchanged]),
             "1".into(),
             (0, 1),
         );
