@@ -18,12 +18,10 @@
 //! values (ids, timestamps, JSON payloads) building one only to abandon it
 //! costs a third of the encoding time and makes the file larger.
 
-use std::sync::Arc;
-
 use super::batch::{Strings, view_schema};
 use super::bloom::DynamicBloom;
 use super::index::Slot;
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -312,6 +310,7 @@ mod tests {
     use crate::event::datum::Datum;
     use crate::event::sample::{self, Rng};
     use crate::lake::batch::{array_of, datum_at, project};
+    use arrow_array::StringArray;
     use arrow_schema::{Field, Schema};
 
     /// A file with every column type, the record key first, and its values.
