@@ -625,6 +625,13 @@ pub fn record_key(key_columns: &[(&str, &ColumnType)], key: &Row) -> String {
 
 /// The record key of an event's row under `table`'s key columns.
 pub fn event_record_key(table: &TableSchema, key: &Row) -> String {
+    // One key column: its value alone, with no names to build (every
+    // change of a sink goes through here).
+    if let ([index], [datum]) = (table.key.as_slice(), key.0.as_slice())
+        && let Some(column) = table.columns.get(*index)
+    {
+        return key_value_text(datum, &column.ty);
+    }
     let fields: Vec<(String, &ColumnType)> = table
         .key_columns()
         .map(|c| (avro_name(&c.name), &c.ty))
@@ -862,6 +869,16 @@ pub(crate) mod tests {
         assert_eq!(
             record_key(&two, &Row(vec![Datum::Int(1), Datum::Text("x".into())])),
             "a:1,b:x"
+        );
+        let mut t = table(vec![
+            Column::new("id", int(64), false),
+            Column::new("name x", ColumnType::Text, false),
+        ]);
+        assert_eq!(event_record_key(&t, &Row(vec![Datum::Int(-5)])), "-5");
+        t.key = vec![1, 0];
+        assert_eq!(
+            event_record_key(&t, &Row(vec![Datum::Text("y".into()), Datum::Int(2)])),
+            "name_x:y,id:2"
         );
     }
 
