@@ -149,7 +149,13 @@ impl<'a> Partitioner<'a> {
     }
 
     pub fn path(&mut self, change: &Change, row: &Row) -> Result<&str, String> {
-        let Some(PartitionValue { spec, datum, day }) = self.value(change, row)? else {
+        let value = self.value(change, row)?;
+        self.path_of(value)
+    }
+
+    /// The path of a value [`Partitioner::value`] gave.
+    fn path_of(&mut self, value: Option<PartitionValue<'_, '_>>) -> Result<&str, String> {
+        let Some(PartitionValue { spec, datum, day }) = value else {
             return Ok("");
         };
         let path = || -> Result<String, String> {
@@ -183,38 +189,42 @@ pub fn by_partition<'c>(
 ) -> Result<BTreeMap<String, Vec<usize>>, String> {
     let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut partitioner = Partitioner::new(layout);
-    let mut days: HashMap<i64, (Vec<usize>, &'c Change), foldhash::fast::RandomState> =
+    // Each day's changes and its value, of which the path is formatted once.
+    let mut days: HashMap<i64, (Vec<usize>, PartitionValue<'_, 'c>), foldhash::fast::RandomState> =
         HashMap::default();
+    // Appends `list` to the path's list; whether one was there already.
+    fn append(
+        out: &mut BTreeMap<String, Vec<usize>>,
+        path: &str,
+        list: impl IntoIterator<Item = usize>,
+    ) -> bool {
+        match out.get_mut(path) {
+            Some(existing) => {
+                existing.extend(list);
+                true
+            }
+            None => {
+                out.insert(path.to_string(), list.into_iter().collect());
+                false
+            }
+        }
+    }
     for (i, change) in changes {
         let Some(row) = &change.row else { continue };
         match partitioner.value(change, row)? {
-            Some(PartitionValue { day: Some(day), .. }) => {
-                days.entry(day).or_insert((Vec::new(), change)).0.push(i)
+            Some(value @ PartitionValue { day: Some(day), .. }) => {
+                days.entry(day).or_insert((Vec::new(), value)).0.push(i)
             }
-            _ => {
-                let path = partitioner.path(change, row)?;
-                match out.get_mut(path) {
-                    Some(list) => list.push(i),
-                    None => {
-                        out.insert(path.to_string(), vec![i]);
-                    }
-                }
+            other => {
+                let path = partitioner.path_of(other)?;
+                append(&mut out, path, [i]);
             }
         }
     }
     let mut merged = false;
-    for (list, first) in days.into_values() {
-        let Some(row) = &first.row else { continue };
-        let path = partitioner.path(first, row)?;
-        match out.get_mut(path) {
-            Some(existing) => {
-                existing.extend(list);
-                merged = true;
-            }
-            None => {
-                out.insert(path.to_string(), list);
-            }
-        }
+    for (list, value) in days.into_values() {
+        let path = partitioner.path_of(Some(value))?;
+        merged |= append(&mut out, path, list);
     }
     if merged {
         for list in out.values_mut() {
