@@ -216,7 +216,7 @@ async fn child_load(data: &Path, out: &Path) {
         table
             .commit(CommitBatch {
                 shapes: vec![table_schema.clone()],
-                changes,
+                changes: changes.into(),
                 truncate: None,
                 checkpoint: Checkpoint {
                     topic: "load".into(),
@@ -311,7 +311,7 @@ async fn child_apply(data: &Path, out: &Path) {
     let outcome = table
         .commit(CommitBatch {
             shapes: vec![table_schema.clone()],
-            changes,
+            changes: changes.into(),
             truncate: None,
             checkpoint: Checkpoint {
                 topic: "apply".into(),

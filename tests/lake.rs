@@ -319,7 +319,7 @@ async fn ddl_matches_the_parquet_files_on_disk() {
     lake_table
         .commit(CommitBatch {
             shapes: vec![table.clone()],
-            changes,
+            changes: changes.into(),
             truncate: None,
             checkpoint: Checkpoint {
                 topic: "t".into(),
@@ -542,7 +542,7 @@ async fn a_failed_attempt_is_rolled_back_before_the_writers_next_commit() {
     }
     let batch = || CommitBatch {
         shapes: vec![Arc::clone(&shape)],
-        changes: changes.clone(),
+        changes: changes.clone().into(),
         truncate: None,
         checkpoint: Checkpoint {
             topic: "shop.public.orders".into(),
@@ -934,7 +934,7 @@ fn batch_of(
     use tidewater::event::change::Position;
     tidewater::lake::table::CommitBatch {
         shapes: vec![table.clone()],
-        changes,
+        changes: changes.into(),
         truncate: None,
         checkpoint: tidewater::lake::metadata::Checkpoint {
             topic: "t".into(),

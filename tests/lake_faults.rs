@@ -119,7 +119,7 @@ async fn a_large_file_goes_up_in_parts_despite_a_503_on_completion() {
     table
         .commit(CommitBatch {
             shapes: vec![Arc::clone(&shape)],
-            changes,
+            changes: changes.into(),
             truncate: None,
             checkpoint: Checkpoint {
                 topic: "t".into(),

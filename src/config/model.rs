@@ -456,8 +456,9 @@ pub struct LakeConfig {
     #[serde(default = "default_max_changes_per_commit")]
     #[schemars(range(min = 1))]
     pub max_changes_per_commit: u32,
-    /// Memory the sink may use for buffered changes, across all tables of the
-    /// pipeline; reaching it commits early.
+    /// Memory the sink may use for buffered changes (each counted with its
+    /// row, key and bookkeeping), across all tables of the pipeline; reaching
+    /// it commits early.
     #[serde(default = "default_buffer_mb")]
     #[schemars(range(min = 16))]
     pub buffer_mb: u32,
@@ -626,7 +627,7 @@ fn default_max_changes_per_commit() -> u32 {
     1_000_000
 }
 fn default_buffer_mb() -> u32 {
-    512
+    384
 }
 fn default_target_file_size_mb() -> u32 {
     128

@@ -153,7 +153,8 @@ pub struct Change {
 pub struct CommitBatch {
     /// Source shapes seen in the batch, oldest first (for schema evolution).
     pub shapes: Vec<Arc<TableSchema>>,
-    pub changes: Vec<Change>,
+    /// Shared, so that a caller keeps them for a retry without a copy.
+    pub changes: Arc<Vec<Change>>,
     /// Rows stored with a position below this are removed (TRUNCATE).
     pub truncate: Option<Position>,
     pub checkpoint: Checkpoint,
@@ -945,7 +946,7 @@ impl Table {
         self.failed.push(instant.clone());
 
         // 3. Route changes: existing keys to their file groups, new keys to inserts.
-        let changes = Arc::new(batch.changes);
+        let changes = batch.changes;
         let mut per_group: Vec<Vec<usize>> = vec![Vec::new(); self.groups.len()];
         let mut inserts: Vec<usize> = Vec::new();
         for (i, (change, group)) in changes.iter().zip(self.locate(&changes)).enumerate() {

@@ -249,7 +249,7 @@ impl Workload {
             .table
             .commit(CommitBatch {
                 shapes: vec![table.clone()],
-                changes,
+                changes: changes.into(),
                 truncate: truncate_at,
                 checkpoint: checkpoint.clone(),
                 position: Some(Position::new(1_000 + self.commit, u64::MAX)),
