@@ -236,8 +236,8 @@ async fn child_load(data: &Path, out: &Path) {
 /// Child: the floor of a rewrite. Every base file of the table (as loaded,
 /// before the apply) is read, decoded and encoded again with the same
 /// writer and settings as a commit, on as many threads as its file jobs
-/// get, with no change merged in and nothing written. A copy-on-write apply that rewrites every
-/// file group cannot take less than this.
+/// get, with no change merged in and nothing written. A copy-on-write
+/// apply that rewrites every file group cannot take less than this.
 fn child_floor(out: &Path) {
     let mut files: Vec<PathBuf> = Vec::new();
     for entry in std::fs::read_dir(out).unwrap() {

@@ -296,7 +296,6 @@ pub fn decode_key_slots(bytes: Bytes) -> Result<Vec<Slot>, FileError> {
             .ok_or_else(|| FileError::Layout(format!("no {RECORD_KEY} column")))?;
         let keys = Strings::of(keys.as_ref())
             .ok_or_else(|| FileError::Layout("record keys are not strings".into()))?;
-        slots.reserve(keys.len());
         slots.extend(
             (0..keys.len()).map(|r| Slot::of(if keys.is_valid(r) { keys.value(r) } else { "" })),
         );

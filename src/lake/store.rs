@@ -3,9 +3,10 @@
 //! `file:///dir` maps to the local file system (the embedded default; see
 //! [`super::local`]) and `s3://bucket/prefix` to S3 or an S3-compatible
 //! server. Either way the result is an [`ObjectStore`] rooted at the lake
-//! URI, so table code never sees where it runs. Commits rely on `PutMode::Create` (put-if-absent): on
-//! S3 that is a conditional PUT with `If-None-Match: *`, which AWS S3 and the
-//! servers the project tests against honour.
+//! URI, so table code never sees where it runs. Commits rely on
+//! `PutMode::Create` (put-if-absent): on S3 that is a conditional PUT with
+//! `If-None-Match: *`, which AWS S3 and the servers the project tests
+//! against honour.
 
 use std::sync::Arc;
 

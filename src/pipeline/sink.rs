@@ -251,13 +251,20 @@ impl Pending {
         std::hash::BuildHasher::hash_one(&self.hasher, key)
     }
 
-    /// The buffered change of a key.
-    fn get(&self, key: &str) -> Option<&Change> {
+    /// Where the change of a key (of hash `hash`) is in `changes`.
+    fn find(&self, hash: u64, key: &str) -> Option<usize> {
         let changes = &self.changes;
-        let slot = self.slots.find(self.hash(key), |&i| {
+        let slot = self.slots.find(hash, |&i| {
             changes.get(i as usize).is_some_and(|b| b.change.key == key)
         })?;
-        changes.get(*slot as usize).map(|b| &b.change)
+        Some(*slot as usize)
+    }
+
+    /// The buffered change of a key.
+    #[cfg(test)]
+    fn get(&self, key: &str) -> Option<&Change> {
+        let at = self.find(self.hash(key), key)?;
+        self.changes.get(at).map(|b| &b.change)
     }
 
     /// Takes the event: its row becomes the change's without a copy.
@@ -274,7 +281,9 @@ impl Pending {
             Op::Delete => None,
             _ => event.after,
         };
-        if let Some(previous) = self.get(&key) {
+        let hash = self.hash(&key);
+        let at = self.find(hash, &key);
+        if let Some(previous) = at.and_then(|i| self.changes.get(i)).map(|b| &b.change) {
             if previous.position >= event.position {
                 return;
             }
@@ -311,43 +320,34 @@ impl Pending {
             schema: event.table.clone(),
         };
         self.bytes += buffered_bytes(&change);
-        self.put(Buffered { change, origin });
+        self.put(hash, at, Buffered { change, origin });
     }
 
-    /// Buffers a key's change in place of the one buffered before it.
-    fn put(&mut self, new: Buffered) {
-        let hash = self.hash(&new.change.key);
+    /// Buffers a key's change (of hash `hash`) in place of the one at `at`,
+    /// buffered before it, or as a new entry.
+    fn put(&mut self, hash: u64, at: Option<usize>, new: Buffered) {
+        if let Some(old) = at.and_then(|i| self.changes.get_mut(i)) {
+            self.bytes = self.bytes.saturating_sub(buffered_bytes(&old.change));
+            *old = new;
+            return;
+        }
+        let Ok(index) = u32::try_from(self.changes.len()) else {
+            // Unreachable: a commit is due long before (at
+            // `max_changes_per_commit`, a u32).
+            return;
+        };
+        self.changes.push(new);
         let Self {
             changes,
             slots,
             hasher,
-            bytes,
             ..
         } = self;
-        let found = slots.find(hash, |&i| {
-            changes
-                .get(i as usize)
-                .is_some_and(|b| b.change.key == new.change.key)
+        slots.insert_unique(hash, index, |&i| {
+            changes.get(i as usize).map_or(0, |b| {
+                std::hash::BuildHasher::hash_one(&*hasher, &b.change.key)
+            })
         });
-        match found.and_then(|&i| changes.get_mut(i as usize)) {
-            Some(old) => {
-                *bytes = bytes.saturating_sub(buffered_bytes(&old.change));
-                *old = new;
-            }
-            None => {
-                let Ok(at) = u32::try_from(changes.len()) else {
-                    // Unreachable: a commit is due long before (at
-                    // `max_changes_per_commit`, a u32).
-                    return;
-                };
-                changes.push(new);
-                slots.insert_unique(hash, at, |&i| {
-                    changes.get(i as usize).map_or(0, |b| {
-                        std::hash::BuildHasher::hash_one(&*hasher, &b.change.key)
-                    })
-                });
-            }
-        }
     }
 
     fn truncate_at(&mut self, event: &ChangeEvent) {
@@ -367,7 +367,8 @@ impl Pending {
         self.bytes = 0;
         for b in kept {
             self.bytes += buffered_bytes(&b.change);
-            self.put(b);
+            // Keys are unique in what was buffered.
+            self.put(self.hash(&b.change.key), None, b);
         }
     }
 
