@@ -68,11 +68,17 @@ pub struct MergeCounts {
 
 /// What merging one file group produced.
 pub struct Merged {
-    /// The file's rows, in batches written one after the other (carried
-    /// rows, then new ones: no copy into one batch).
-    pub batches: Vec<RecordBatch>,
-    /// Keys new in this group.
-    pub added: Vec<String>,
+    /// What survives of the stored slice (strings as views), with its
+    /// `_hoodie_file_name` set to the new file's; `None` for a new group.
+    pub carried: Option<RecordBatch>,
+    /// The rows written after the carried ones, in order: replaced rows, then
+    /// appended inserts. Built in chunks as the file is encoded.
+    pub fresh: Vec<Fresh>,
+    /// Copies of changes whose unchanged TOAST values were filled from the
+    /// stored row ([`Fresh::Filled`]).
+    pub filled: Vec<Change>,
+    /// Keys new in this group, as indices into the commit's changes.
+    pub added: Vec<usize>,
     /// Keys no longer in this group.
     pub removed: Vec<String>,
     /// Changes to insert elsewhere: moves (filled from storage) and keys the
@@ -81,10 +87,103 @@ pub struct Merged {
     pub counts: MergeCounts,
 }
 
+/// One fresh row of a file: a change of the commit, or a filled copy.
+#[derive(Debug, Clone, Copy)]
+pub enum Fresh {
+    Change(usize),
+    Filled(usize),
+}
+
 impl Merged {
-    pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
+    /// The merge of a new file group: nothing carried, `rows` (indices into
+    /// the commit's changes) appended.
+    pub fn new_group(rows: &[usize]) -> Merged {
+        Merged {
+            carried: None,
+            fresh: rows.iter().copied().map(Fresh::Change).collect(),
+            filled: Vec::new(),
+            added: rows.to_vec(),
+            removed: Vec::new(),
+            elsewhere: Vec::new(),
+            counts: MergeCounts {
+                appended: rows.len() as u64,
+                ..Default::default()
+            },
+        }
     }
+
+    pub fn num_rows(&self) -> usize {
+        self.carried.as_ref().map_or(0, RecordBatch::num_rows) + self.fresh.len()
+    }
+
+    /// The fresh rows' changes, in order.
+    fn fresh_changes<'a>(&'a self, ctx: &'a WriteContext) -> Vec<&'a Change> {
+        self.fresh
+            .iter()
+            .filter_map(|f| match f {
+                Fresh::Change(i) => ctx.changes.get(*i),
+                Fresh::Filled(i) => self.filled.get(*i),
+            })
+            .collect()
+    }
+
+    /// Encodes the file: the carried rows, then the fresh ones, built in
+    /// chunks of about [`CHUNK_BYTES`] so that a large file group never has
+    /// all its new rows in Arrow memory at once (a million inserts make four
+    /// new files of 250k rows, encoded two or three at a time). `filter` is
+    /// the stored slice's bloom filter. `task` as in [`build_rows`].
+    pub fn encode(
+        &self,
+        ctx: &WriteContext,
+        filter: Option<super::bloom::DynamicBloom>,
+        file: &str,
+        partition: &str,
+        task: usize,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let fresh = self.fresh_changes(ctx);
+        let keys: Vec<&str> = fresh.iter().map(|c| c.key.as_str()).collect();
+        let mut done = 0usize;
+        let mut per_row = 0usize;
+        let chunks = std::iter::from_fn(|| {
+            let rest = fresh.get(done..).filter(|r| !r.is_empty())?;
+            // The first chunk measures the rows' size for the others.
+            let rows = match per_row {
+                0 => FIRST_CHUNK_ROWS,
+                n => (CHUNK_BYTES / n).clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS),
+            };
+            let chunk = rest.get(..rows.min(rest.len()))?;
+            let batch = build_rows(ctx, chunk, file, partition, task, done);
+            if let Ok(b) = &batch {
+                per_row = (b.get_array_memory_size() / chunk.len()).max(1);
+            }
+            done += chunk.len();
+            Some(batch.map_err(EncodeError::Rows))
+        });
+        super::files::encode_rows(
+            &ctx.arrow_schema,
+            self.carried.as_ref(),
+            filter,
+            &keys,
+            chunks,
+            ctx.compression,
+        )
+    }
+}
+
+/// Arrow memory of one chunk of a file's fresh rows.
+const CHUNK_BYTES: usize = 16 << 20;
+const FIRST_CHUNK_ROWS: usize = 4096;
+const MIN_CHUNK_ROWS: usize = 1024;
+const MAX_CHUNK_ROWS: usize = 65_536;
+
+/// Why a file could not be encoded: its rows (a schema problem), or the
+/// Parquet writer.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{0}")]
+    Rows(String),
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
 }
 
 /// A row's partition value under its table's partitioning.
@@ -287,19 +386,21 @@ fn formatted(
 /// file job's number in the commit: the middle of `_hoodie_commit_seqno`
 /// (`<instant>_<task>_<row>`), where Hudi writes its task's partition id.
 /// Small numbers keep the column short; unique per job, so every seqno of
-/// the commit is unique.
+/// the commit is unique. `first` is the number of the first of `rows` among
+/// the file's fresh rows (they are built in chunks).
 pub fn build_rows(
     ctx: &WriteContext,
     rows: &[&Change],
     file: &str,
     partition: &str,
     task: usize,
+    first: usize,
 ) -> Result<RecordBatch, String> {
     let instant = &ctx.instant;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(ctx.arrow_schema.fields().len());
     columns.push(repeated_string(instant, rows.len()));
     columns.push(formatted(rows.len(), |n, out| {
-        write!(out, "{instant}_{task}_{n}")
+        write!(out, "{instant}_{task}_{}", first + n)
     }));
     columns.push(std::sync::Arc::new(StringArray::from_iter_values(
         rows.iter().map(|c| c.key.as_str()),
@@ -357,7 +458,6 @@ pub fn merge_group(
     appended: &[usize],
     partition: &str,
     file: &str,
-    task: usize,
 ) -> Result<Merged, String> {
     let string_column = |name: &str| -> Result<Strings<'_>, String> {
         stored
@@ -488,34 +588,30 @@ pub fn merge_group(
             filled.push(copy);
         }
     }
-    let mut filled_iter = filled.iter();
-    let mut fresh: Vec<&Change> = Vec::with_capacity(replace.len() + appended.len());
+    let mut fresh: Vec<Fresh> = Vec::with_capacity(replace.len() + appended.len());
+    let mut next_filled = 0..filled.len();
     for (_, ci) in &replace {
         let Some(change) = ctx.changes.get(*ci) else {
             continue;
         };
         if change.row.as_ref().is_some_and(has_unchanged) {
-            if let Some(f) = filled_iter.next() {
-                fresh.push(f);
+            if let Some(f) = next_filled.next() {
+                fresh.push(Fresh::Filled(f));
             }
         } else {
-            fresh.push(change);
+            fresh.push(Fresh::Change(*ci));
         }
     }
-    fresh.extend(appended.iter().filter_map(|ci| ctx.changes.get(*ci)));
+    fresh.extend(appended.iter().copied().map(Fresh::Change));
     counts.replaced = replace.len() as u64;
     counts.appended = appended.len() as u64;
-    // A replaced row's key is already indexed to this group: only the
-    // appended keys are new here.
-    let added: Vec<String> = appended
-        .iter()
-        .filter_map(|ci| ctx.changes.get(*ci))
-        .map(|c| c.key.clone())
-        .collect();
-    let new_rows = build_rows(ctx, &fresh, file, partition, task)?;
     Ok(Merged {
-        batches: vec![carried, new_rows],
-        added,
+        carried: Some(carried),
+        fresh,
+        filled,
+        // A replaced row's key is already indexed to this group: only the
+        // appended keys are new here.
+        added: appended.to_vec(),
         removed,
         elsewhere,
         counts,

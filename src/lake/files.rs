@@ -174,11 +174,9 @@ fn properties(
         .build()
 }
 
-/// Encodes one base file, with the record keys' bloom filter and key range
-/// in its footer. `carried` is the previous version's filter when the
-/// first batch holds that version's surviving rows: the keys of the other
-/// batches are added to it when [`DynamicBloom::can_extend`] allows,
-/// instead of hashing every key again.
+/// Encodes one base file from whole batches, with the record keys' bloom
+/// filter and key range in its footer: [`encode_rows`] with the first batch
+/// as the carried rows and the others as fresh ones.
 pub fn encode(
     schema: &arrow_schema::SchemaRef,
     batches: &[RecordBatch],
@@ -187,25 +185,69 @@ pub fn encode(
 ) -> Result<Vec<u8>, FileError> {
     let mut keys = Vec::with_capacity(batches.len());
     for batch in batches {
-        let column = batch
-            .column_by_name(RECORD_KEY)
-            .and_then(|c| Strings::of(c.as_ref()))
-            .ok_or_else(|| FileError::Layout("no record key column".into()))?;
-        keys.push(column);
+        keys.push(record_keys(batch)?);
     }
-    let count: usize = keys.iter().map(|k| k.len() - k.null_count()).sum();
-    let fresh_rows: usize = keys.iter().skip(1).map(|k| k.len()).sum();
-    let carried = carried
-        .filter(|f| f.can_extend(count, fresh_rows))
-        .map(|f| {
-            let fresh: Vec<&str> = keys.iter().skip(1).flat_map(|k| k.iter()).collect();
-            (f, fresh)
-        });
-    let footer = super::bloom::footer(count, keys.iter().flat_map(|k| k.iter()), carried);
-    // Sampled from the first batch with rows: the carried rows of a rewrite.
-    let no_dictionary: Vec<String> = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
+    let fresh_keys: Vec<&str> = keys.iter().skip(1).flat_map(|k| k.iter()).collect();
+    encode_rows(
+        schema,
+        batches.first(),
+        carried,
+        &fresh_keys,
+        batches.iter().skip(1).cloned().map(Ok::<_, FileError>),
+        compression,
+    )
+}
+
+fn record_keys(batch: &RecordBatch) -> Result<Strings<'_>, FileError> {
+    batch
+        .column_by_name(RECORD_KEY)
+        .and_then(|c| Strings::of(c.as_ref()))
+        .ok_or_else(|| FileError::Layout("no record key column".into()))
+}
+
+/// Encodes one base file: the `carried` rows (what survives of the stored
+/// slice, whose bloom filter is `filter`), then the `fresh` batches, built
+/// by the caller one after the other, so that only one of them is in
+/// memory at a time beside the encoded file. `fresh_keys` are the fresh
+/// rows' record keys, in order: the footer's bloom filter and key range are
+/// made before the first row is written. The previous version's `filter`
+/// is extended with the fresh keys when [`DynamicBloom::can_extend`]
+/// allows, instead of hashing every key again.
+pub fn encode_rows<E: From<FileError>>(
+    schema: &arrow_schema::SchemaRef,
+    carried: Option<&RecordBatch>,
+    filter: Option<DynamicBloom>,
+    fresh_keys: &[&str],
+    mut fresh: impl Iterator<Item = Result<RecordBatch, E>>,
+    compression: ParquetCompression,
+) -> Result<Vec<u8>, E> {
+    let carried_keys = carried.map(record_keys).transpose()?;
+    let carried_count = carried_keys
+        .as_ref()
+        .map_or(0, |k| k.len() - k.null_count());
+    let count = carried_count + fresh_keys.iter().filter(|k| !k.is_empty()).count();
+    let filter = filter
+        .filter(|f| f.can_extend(count, fresh_keys.len()))
+        .map(|f| (f, fresh_keys.to_vec()));
+    let footer = super::bloom::footer(
+        count,
+        carried_keys
+            .iter()
+            .flat_map(|k| k.iter())
+            .chain(fresh_keys.iter().copied()),
+        filter,
+    );
+    // The dictionaries are decided on a sample of the first rows: the
+    // carried ones of a rewrite, else the first fresh batch.
+    let mut first_fresh = None;
+    let sampled = match carried.filter(|b| b.num_rows() > 0) {
+        Some(batch) => Some(batch),
+        None => {
+            first_fresh = fresh.next().transpose()?;
+            first_fresh.as_ref()
+        }
+    };
+    let no_dictionary: Vec<String> = sampled
         .map(|batch| {
             schema
                 .fields()
@@ -216,17 +258,25 @@ pub fn encode(
                 .collect()
         })
         .unwrap_or_default();
-    let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-    let mut out = Vec::with_capacity(size / 3 + 1024);
+    // Parquet with compression takes about a third of Arrow's memory.
+    let carried_size = carried.map_or(0, RecordBatch::get_array_memory_size);
+    let fresh_size = first_fresh.as_ref().map_or(0, |b| {
+        b.get_array_memory_size() / b.num_rows().max(1) * fresh_keys.len()
+    });
+    let mut out = Vec::with_capacity((carried_size + fresh_size) / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
         &mut out,
         schema.clone(),
         Some(properties(compression, footer, no_dictionary)),
-    )?;
-    for batch in batches {
-        writer.write(batch)?;
+    )
+    .map_err(FileError::from)?;
+    if let Some(batch) = carried {
+        writer.write(batch).map_err(FileError::from)?;
     }
-    writer.close()?;
+    for batch in first_fresh.into_iter().map(Ok).chain(fresh) {
+        writer.write(&batch?).map_err(FileError::from)?;
+    }
+    writer.close().map_err(FileError::from)?;
     Ok(out)
 }
 

@@ -46,9 +46,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::{Restate, project_restated, view_schema};
-use super::commit::{MergeCounts, Merged, WriteContext, build_rows, by_partition, merge_group};
+use super::commit::{
+    EncodeError, MergeCounts, Merged, WriteContext, build_rows, by_partition, merge_group,
+};
 use super::files::{
-    FileError, base_file_name, decode_base_file, decode_key_slots, encode, new_file_id,
+    FileError, base_file_name, decode_base_file, decode_key_slots, new_file_id,
     parse_base_file_name, write_token,
 };
 use super::index::KeyIndex;
@@ -1191,8 +1193,8 @@ impl Table {
             if let Some(group) = self.groups.get_mut(g) {
                 group.slices.push(w.slice);
             }
-            for k in w.added {
-                self.index.insert(&k, g as u32);
+            for change in w.added.iter().filter_map(|i| w.changes.get(*i)) {
+                self.index.insert(&change.key, g as u32);
             }
         }
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
@@ -1368,7 +1370,7 @@ impl Table {
         if sample.is_empty() {
             return 1024;
         }
-        match build_rows(ctx, &sample, "x", "", 0) {
+        match build_rows(ctx, &sample, "x", "", 0, 0) {
             // Parquet with compression takes about a third of Arrow's memory.
             Ok(b) => ((b.get_array_memory_size() / 3) as u64 / sample.len() as u64).max(16),
             Err(_) => 1024,
@@ -1575,7 +1577,10 @@ struct Written {
     slice: Slice,
     bytes: u64,
     stat: WriteStat,
-    added: Vec<String>,
+    /// Keys new in the group: indices into `changes`, the changes of the
+    /// wave that wrote it.
+    added: Vec<usize>,
+    changes: Arc<Vec<Change>>,
     removed: Vec<String>,
     elsewhere: Vec<Change>,
     counts: MergeCounts,
@@ -1606,7 +1611,6 @@ async fn run_job(
         FileJob::Existing { source, .. } => Some(store.get(source).await?.bytes().await?),
         FileJob::New { .. } => None,
     };
-    let compression = ctx.compression;
     let worker_ctx = ctx.clone();
     let worker_job = job.clone();
     let worker_file = file.clone();
@@ -1614,7 +1618,11 @@ async fn run_job(
     let stored_schema = view_schema(&ctx.arrow_schema);
     let (merged, encoded, rows) =
         super::cpu::run(move || -> Result<(Merged, Vec<u8>, usize), LakeError> {
-            let (mut merged, carried) = match (&worker_job, stored) {
+            let schema_err = |message: String| LakeError::Schema {
+                table: String::new(),
+                message,
+            };
+            let (mut merged, filter) = match (&worker_job, stored) {
                 (
                     FileJob::Existing {
                         routed,
@@ -1631,10 +1639,7 @@ async fn run_job(
                             source,
                         })?;
                     let batch = project_restated(&batch, &stored_schema, &worker_ctx.restate)
-                        .map_err(|e| LakeError::Schema {
-                            table: String::new(),
-                            message: e.to_string(),
-                        })?;
+                        .map_err(|e| schema_err(e.to_string()))?;
                     let merged = merge_group(
                         &worker_ctx,
                         &batch,
@@ -1642,44 +1647,11 @@ async fn run_job(
                         appended,
                         partition,
                         &worker_file,
-                        n,
                     )
-                    .map_err(|message| LakeError::Schema {
-                        table: String::new(),
-                        message,
-                    })?;
-                    // The first batch is what survives of this file.
+                    .map_err(schema_err)?;
                     (merged, filter)
                 }
-                (
-                    FileJob::New {
-                        rows, partition, ..
-                    },
-                    _,
-                ) => {
-                    let refs: Vec<&Change> = rows
-                        .iter()
-                        .filter_map(|i| worker_ctx.changes.get(*i))
-                        .collect();
-                    let batch = build_rows(&worker_ctx, &refs, &worker_file, partition, n)
-                        .map_err(|message| LakeError::Schema {
-                            table: String::new(),
-                            message,
-                        })?;
-                    let added = refs.iter().map(|c| c.key.clone()).collect();
-                    let counts = MergeCounts {
-                        appended: refs.len() as u64,
-                        ..Default::default()
-                    };
-                    let merged = Merged {
-                        batches: vec![batch],
-                        added,
-                        removed: Vec::new(),
-                        elsewhere: Vec::new(),
-                        counts,
-                    };
-                    (merged, None)
-                }
+                (FileJob::New { rows, .. }, _) => (Merged::new_group(rows), None),
                 (FileJob::Existing { .. }, None) => {
                     return Err(LakeError::Corrupt {
                         table: String::new(),
@@ -1687,19 +1659,25 @@ async fn run_job(
                     });
                 }
             };
-            let encoded = encode(
-                &worker_ctx.arrow_schema,
-                &merged.batches,
-                compression,
-                carried,
-            )
-            .map_err(|source| LakeError::File {
-                path: worker_file.clone(),
-                source,
-            })?;
+            let encoded = merged
+                .encode(
+                    &worker_ctx,
+                    filter,
+                    &worker_file,
+                    worker_job.partition(),
+                    n,
+                )
+                .map_err(|e| match e {
+                    EncodeError::Rows(message) => schema_err(message),
+                    EncodeError::File(source) => LakeError::File {
+                        path: worker_file.clone(),
+                        source,
+                    },
+                })?;
             // The rows are freed here, on the thread that decoded them.
             let rows = merged.num_rows();
-            merged.batches.clear();
+            merged.carried = None;
+            merged.filled.clear();
             Ok((merged, encoded, rows))
         })
         .await
@@ -1748,6 +1726,7 @@ async fn run_job(
         bytes,
         stat,
         added: merged.added,
+        changes: ctx.changes.clone(),
         removed: merged.removed,
         elsewhere: merged.elsewhere,
         counts: merged.counts,
