@@ -206,11 +206,6 @@ mod sink {
 
     use super::{Decoded, EventDecoder, Undecodable};
 
-    /// What the sink's consumer may prefetch, unless `kafka.properties` sets
-    /// it: 16 MiB (librdkafka's default is 64).
-    const PREFETCH_PROPERTY: &str = "queued.max.messages.kbytes";
-    const SINK_PREFETCH_KBYTES: u32 = 16 * 1024;
-
     /// What [`SinkConsumer::next`] returns.
     #[derive(Debug)]
     pub enum Polled {
@@ -379,13 +374,6 @@ mod sink {
                 // shows as skipped offsets, checked in `next`.
                 .set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "false");
-            // librdkafka prefetches up to 64 MiB by default (and fetches as
-            // much at once), held beside the sink's own buffer while a
-            // commit runs. 16 MiB still holds about 50k events of 200-byte
-            // rows; `kafka.properties` can raise it.
-            if cc.get(PREFETCH_PROPERTY).is_none() {
-                cc.set(PREFETCH_PROPERTY, SINK_PREFETCH_KBYTES.to_string());
-            }
             match membership {
                 Membership::Group { group, instance } => {
                     cc.set("group.id", group);

@@ -1660,13 +1660,7 @@ async fn run_job(
                 }
             };
             let encoded = merged
-                .encode(
-                    &worker_ctx,
-                    filter,
-                    &worker_file,
-                    worker_job.partition(),
-                    n,
-                )
+                .encode(&worker_ctx, filter, &worker_file, worker_job.partition(), n)
                 .map_err(|e| match e {
                     EncodeError::Rows(message) => schema_err(message),
                     EncodeError::File(source) => LakeError::File {

@@ -880,7 +880,13 @@ impl SinkWorker {
         }
         let mut pending = std::mem::take(&mut sink.pending);
         let mut buffered = std::mem::take(&mut pending.changes);
-        buffered.sort_by_key(|b| b.change.position);
+        // Each key's entry is not needed any more: its memory goes to the
+        // commit's file jobs.
+        pending.slots = hashbrown::HashTable::new();
+        // In place (a stable sort would take a copy of half the buffer).
+        // One change per key: the order of two at one position, if there
+        // ever were two, would not matter.
+        buffered.sort_unstable_by_key(|b| b.change.position);
         let origins: Vec<(i32, i64)> = buffered.iter().map(|b| b.origin).collect();
         // In place: the changes take the buffer's memory.
         let changes: Arc<Vec<Change>> = Arc::new(buffered.into_iter().map(|b| b.change).collect());
