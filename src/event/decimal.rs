@@ -10,9 +10,34 @@
 use std::fmt;
 
 /// An unscaled integer in minimal big-endian two's complement.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct Decimal {
-    bytes: Vec<u8>,
+    stored: Stored,
+}
+
+/// Values of up to 22 bytes (52 digits: every `numeric` a schema usually
+/// declares) are kept inline, so that a decimal in a buffered row costs no
+/// allocation of its own; the enum is no larger than a `Vec`.
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Stored {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Decimal {}
+
+impl std::hash::Hash for Decimal {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,11 +53,18 @@ pub enum DecimalError {
 impl Decimal {
     /// From two's-complement bytes (any length, sign-extended as needed).
     pub fn from_twos_complement(bytes: &[u8]) -> Decimal {
-        let mut d = Decimal {
-            bytes: bytes.to_vec(),
+        let minimal = minimal(bytes);
+        let stored = match u8::try_from(minimal.len()) {
+            Ok(len) if minimal.len() <= INLINE => {
+                let mut inline = [0u8; INLINE];
+                if let Some(head) = inline.get_mut(..minimal.len()) {
+                    head.copy_from_slice(minimal);
+                }
+                Stored::Inline { len, bytes: inline }
+            }
+            _ => Stored::Heap(minimal.into()),
         };
-        d.minimize();
-        d
+        Decimal { stored }
     }
 
     pub fn from_i128(v: i128) -> Decimal {
@@ -47,53 +79,42 @@ impl Decimal {
 
     /// The minimal big-endian two's complement (what Avro `decimal` carries).
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        match &self.stored {
+            Stored::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(&[]),
+            Stored::Heap(bytes) => bytes,
+        }
+    }
+
+    /// The bytes it holds on the heap: none when kept inline.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.stored {
+            Stored::Inline { .. } => 0,
+            Stored::Heap(bytes) => bytes.len(),
+        }
     }
 
     /// Sign-extended to `width` bytes (Parquet FIXED_LEN_BYTE_ARRAY), or
     /// `None` when it does not fit.
     pub fn to_fixed(&self, width: usize) -> Option<Vec<u8>> {
-        if self.bytes.len() > width {
+        if self.as_bytes().len() > width {
             return None;
         }
         let fill = if self.is_negative() { 0xff } else { 0 };
-        let mut out = vec![fill; width - self.bytes.len()];
-        out.extend_from_slice(&self.bytes);
+        let mut out = vec![fill; width - self.as_bytes().len()];
+        out.extend_from_slice(self.as_bytes());
         Some(out)
     }
 
     pub fn to_i128(&self) -> Option<i128> {
         let fill = if self.is_negative() { 0xff } else { 0 };
         let mut arr = [fill; 16];
-        let start = 16usize.checked_sub(self.bytes.len())?;
-        arr.get_mut(start..)?.copy_from_slice(&self.bytes);
+        let start = 16usize.checked_sub(self.as_bytes().len())?;
+        arr.get_mut(start..)?.copy_from_slice(self.as_bytes());
         Some(i128::from_be_bytes(arr))
     }
 
     pub fn is_negative(&self) -> bool {
-        self.bytes.first().is_some_and(|b| b & 0x80 != 0)
-    }
-
-    fn minimize(&mut self) {
-        if self.bytes.is_empty() {
-            self.bytes.push(0);
-            return;
-        }
-        // Drop redundant sign bytes: 0x00 followed by a byte < 0x80, or 0xff
-        // followed by a byte >= 0x80.
-        let mut start = 0;
-        while start + 1 < self.bytes.len() {
-            let (b, next) = match (self.bytes.get(start), self.bytes.get(start + 1)) {
-                (Some(b), Some(n)) => (*b, *n),
-                _ => break,
-            };
-            if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
-                start += 1;
-            } else {
-                break;
-            }
-        }
-        self.bytes.drain(..start);
+        self.as_bytes().first().is_some_and(|b| b & 0x80 != 0)
     }
 
     /// Parses decimal text (`-12.5`, `1e3` is refused) at `scale`, checking
@@ -160,7 +181,7 @@ impl Decimal {
     /// The base-10 text at `scale`: `-12.50` for unscaled -1250 at scale 2.
     pub fn to_string_scaled(&self, scale: u16) -> String {
         let negative = self.is_negative();
-        let mut mag = self.bytes.clone();
+        let mut mag = self.as_bytes().to_vec();
         if negative {
             negate(&mut mag);
         }
@@ -191,6 +212,23 @@ impl Decimal {
             out.push_str(std::str::from_utf8(frac_part).unwrap_or("0"));
         }
         out
+    }
+}
+
+/// `bytes` without redundant sign bytes (0x00 followed by a byte < 0x80, or
+/// 0xff followed by a byte >= 0x80); a zero for no bytes.
+fn minimal(bytes: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while let (Some(b), Some(next)) = (bytes.get(start), bytes.get(start + 1)) {
+        if (*b == 0 && next & 0x80 == 0) || (*b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    match bytes.get(start..) {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => &[0],
     }
 }
 
@@ -274,6 +312,30 @@ mod tests {
             Decimal::parse("-5", 3, 0).unwrap().to_fixed(4).unwrap(),
             vec![0xff, 0xff, 0xff, 0xfb]
         );
+    }
+
+    #[test]
+    fn small_values_are_kept_inline_and_large_ones_on_the_heap_alike() {
+        use std::hash::BuildHasher;
+        assert!(std::mem::size_of::<Decimal>() <= std::mem::size_of::<Vec<u8>>());
+        let state = std::collections::hash_map::RandomState::new();
+        // 52 nines fit in 22 bytes, 53 do not.
+        let (inline, heap) = ("9".repeat(52), "-".to_string() + &"9".repeat(53));
+        for (text, heap_bytes) in [("-1250", 0), ("0", 0), (&inline[..], 0), (&heap[..], 23)] {
+            let d = Decimal::parse(text, 60, 0).unwrap();
+            assert_eq!(d.heap_bytes(), heap_bytes, "{text}");
+            assert_eq!(d.to_string_scaled(0), text);
+            // Sign-extended input is minimised the same way either side of
+            // the boundary; equal values are equal and hash alike.
+            let mut extended = vec![if d.is_negative() { 0xff } else { 0 }; 3];
+            extended.extend_from_slice(d.as_bytes());
+            let again = Decimal::from_twos_complement(&extended);
+            assert_eq!(again, d, "{text}");
+            assert_eq!(again.as_bytes(), d.as_bytes());
+            assert_eq!(state.hash_one(&again), state.hash_one(&d));
+        }
+        assert_eq!(Decimal::from_twos_complement(&[]).as_bytes(), &[0]);
+        assert_ne!(Decimal::from_i128(1), Decimal::from_i128(-1));
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn datum_heap(d: &Datum) -> usize {
     match d {
         Datum::Text(s) => allocation(s.capacity()),
         Datum::Bytes(b) => allocation(b.capacity()),
-        Datum::Decimal(v) => allocation(v.as_bytes().len()),
+        Datum::Decimal(v) => allocation(v.heap_bytes()),
         Datum::Array(items) => {
             allocation(items.capacity() * std::mem::size_of::<Datum>())
                 + items.iter().map(datum_heap).sum::<usize>()
