@@ -1281,8 +1281,8 @@ async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
 /// 1 GiB while it commits a backlog of a million changes of 200-byte rows.
 /// The commit interval is an hour, so that only the buffer's own limits
 /// cut commits: the budget of `buffer_mb` (384 MiB) comes first, at about
-/// 650k such changes. The peak resident memory is read once that commit is
-/// complete.
+/// 685k such changes. The peak resident memory is read once the sink counts
+/// that commit as done (its key index updated too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_a_million_200_byte_changes_commits_within_one_gib() {
     const N: i64 = 1_000_000;
