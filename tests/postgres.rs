@@ -746,13 +746,15 @@ async fn kill_dash_nine_at_twenty_seeded_moments_loses_nothing() {
     // On a loaded machine a sample (two round trips) can take a second:
     // one more capture runs, and is killed too, once the check below has
     // enough samples to mean something.
-    let mut extra = spawn();
+    let mut extra = common::Reaped(spawn());
     let enough = Instant::now() + Duration::from_secs(60);
     while samples.lock().unwrap().len() <= 20 && Instant::now() < enough {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(Some(status)) = extra.0.try_wait() {
+            panic!("the last capture exited early ({status})");
+        }
     }
-    extra.kill().unwrap();
-    extra.wait().unwrap();
+    drop(extra);
     writing.store(false, Ordering::SeqCst);
     writer.await.unwrap();
     sampler.await.unwrap();

@@ -146,7 +146,7 @@ impl Merged {
         let mut per_row = 0usize;
         let chunks = std::iter::from_fn(|| {
             let rest = fresh.get(done..).filter(|r| !r.is_empty())?;
-            // The first chunk measures the rows' size for the others.
+            // Each chunk's rows size the next; the first is a fixed count.
             let rows = match per_row {
                 0 => FIRST_CHUNK_ROWS,
                 n => (CHUNK_BYTES / n).clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS),
@@ -448,9 +448,9 @@ pub fn build_rows(
 
 /// Merges the changes routed to one file group (`routed`, indices into
 /// `ctx.changes`) and the inserts assigned to it (`appended`) into its stored
-/// rows (already projected onto the current schema, strings as views: the
-/// carried batch keeps them, the new rows' batch has plain strings). `task`
-/// as in [`build_rows`].
+/// rows (already projected onto the current schema, strings as views, which
+/// the carried batch keeps). The new rows are listed, not built:
+/// [`Merged::encode`] builds them in chunks, with plain strings.
 pub fn merge_group(
     ctx: &WriteContext,
     stored: &RecordBatch,

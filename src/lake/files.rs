@@ -225,7 +225,7 @@ pub fn encode_rows<E: From<FileError>>(
     let carried_count = carried_keys
         .as_ref()
         .map_or(0, |k| k.len() - k.null_count());
-    let count = carried_count + fresh_keys.iter().filter(|k| !k.is_empty()).count();
+    let count = carried_count + fresh_keys.len();
     let filter = filter
         .filter(|f| f.can_extend(count, fresh_keys.len()))
         .map(|f| (f, fresh_keys.to_vec()));
@@ -258,9 +258,10 @@ pub fn encode_rows<E: From<FileError>>(
                 .collect()
         })
         .unwrap_or_default();
-    // Parquet with compression takes about a third of Arrow's memory.
+    // Parquet with compression takes about a third of Arrow's memory; the
+    // fresh rows are taken to be as large as the rows sampled.
     let carried_size = carried.map_or(0, RecordBatch::get_array_memory_size);
-    let fresh_size = first_fresh.as_ref().map_or(0, |b| {
+    let fresh_size = sampled.map_or(0, |b| {
         b.get_array_memory_size() / b.num_rows().max(1) * fresh_keys.len()
     });
     let mut out = Vec::with_capacity((carried_size + fresh_size) / 3 + 1024);
