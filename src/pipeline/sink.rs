@@ -319,15 +319,15 @@ impl Pending {
             row,
             schema: event.table.clone(),
         };
-        self.bytes += buffered_bytes(&change);
         self.put(hash, at, Buffered { change, origin });
     }
 
     /// Buffers a key's change (of hash `hash`) in place of the one at `at`,
-    /// buffered before it, or as a new entry.
+    /// buffered before it, or as a new entry, and counts its bytes.
     fn put(&mut self, hash: u64, at: Option<usize>, new: Buffered) {
+        let bytes = buffered_bytes(&new.change);
         if let Some(old) = at.and_then(|i| self.changes.get_mut(i)) {
-            self.bytes = self.bytes.saturating_sub(buffered_bytes(&old.change));
+            self.bytes = (self.bytes + bytes).saturating_sub(buffered_bytes(&old.change));
             *old = new;
             return;
         }
@@ -336,6 +336,7 @@ impl Pending {
             // `max_changes_per_commit`, a u32).
             return;
         };
+        self.bytes += bytes;
         self.changes.push(new);
         let Self {
             changes,
@@ -366,7 +367,6 @@ impl Pending {
         self.slots.clear();
         self.bytes = 0;
         for b in kept {
-            self.bytes += buffered_bytes(&b.change);
             // Keys are unique in what was buffered.
             self.put(self.hash(&b.change.key), None, b);
         }
