@@ -145,7 +145,7 @@ fn each_change(
             Change {
                 key,
                 position,
-                row: (op != "d").then_some(row),
+                row: (op != "d").then(|| row.into()),
                 schema: table.clone(),
             },
         );

@@ -273,30 +273,33 @@ async fn ddl_matches_the_parquet_files_on_disk() {
         .map(|id: i64| Change {
             key: event_record_key(&table, &Row(vec![Datum::Int(id)])),
             position: Position::new(1, id as u64),
-            row: Some(Row(vec![
-                Datum::Int(id),
-                Datum::Bool(true),
-                Datum::Int(1),
-                Datum::Int(2),
-                Datum::Int(3),
-                Datum::UInt64(u64::MAX),
-                Datum::Float32(0.5),
-                Datum::Float64(0.25),
-                Datum::Decimal(Decimal::from_i128(12345)),
-                Datum::Text("n".into()),
-                Datum::Text("{}".into()),
-                Datum::Bytes(vec![0, 1]),
-                Datum::Date(19_000),
-                Datum::Micros(start),
-                Datum::Micros(start + id * day),
-                Datum::Interval {
-                    months: 1,
-                    days: 2,
-                    micros: 3,
-                },
-                Datum::Array(vec![Datum::Text("a".into())]),
-                Datum::Array(vec![Datum::Array(vec![Datum::Int(1), Datum::Null])]),
-            ])),
+            row: Some(
+                Row(vec![
+                    Datum::Int(id),
+                    Datum::Bool(true),
+                    Datum::Int(1),
+                    Datum::Int(2),
+                    Datum::Int(3),
+                    Datum::UInt64(u64::MAX),
+                    Datum::Float32(0.5),
+                    Datum::Float64(0.25),
+                    Datum::Decimal(Decimal::from_i128(12345)),
+                    Datum::Text("n".into()),
+                    Datum::Text("{}".into()),
+                    Datum::Bytes(vec![0, 1]),
+                    Datum::Date(19_000),
+                    Datum::Micros(start),
+                    Datum::Micros(start + id * day),
+                    Datum::Interval {
+                        months: 1,
+                        days: 2,
+                        micros: 3,
+                    },
+                    Datum::Array(vec![Datum::Text("a".into())]),
+                    Datum::Array(vec![Datum::Array(vec![Datum::Int(1), Datum::Null])]),
+                ])
+                .into(),
+            ),
             schema: table.clone(),
         })
         .collect();
@@ -536,7 +539,7 @@ async fn a_failed_attempt_is_rolled_back_before_the_writers_next_commit() {
         changes.push(Change {
             key: event_record_key(&shape, &Row(vec![Datum::Int(id)])),
             position: Position::new(5_000, ordinal as u64),
-            row: Some(row),
+            row: Some(row.into()),
             schema: shape.clone(),
         });
     }
@@ -919,7 +922,7 @@ fn row_change(
     tidewater::lake::table::Change {
         key: tidewater::lake::layout::event_record_key(table, &Row(vec![Datum::Int(id)])),
         position: tidewater::event::change::Position::new(commit, id as u64),
-        row: Some(Row(values)),
+        row: Some(Row(values).into()),
         schema: table.clone(),
     }
 }

@@ -107,7 +107,7 @@ async fn a_large_file_goes_up_in_parts_despite_a_503_on_completion() {
         changes.push(Change {
             key,
             position: Position::new(5, id as u64),
-            row: Some(row),
+            row: Some(row.into()),
             schema: shape.clone(),
         });
     }

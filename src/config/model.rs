@@ -627,7 +627,7 @@ fn default_max_changes_per_commit() -> u32 {
     1_000_000
 }
 fn default_buffer_mb() -> u32 {
-    384
+    448
 }
 fn default_target_file_size_mb() -> u32 {
     128

@@ -37,7 +37,8 @@ use super::layout::{
 };
 use super::table::Change;
 use crate::event::change::Position;
-use crate::event::datum::{Datum, Row};
+use crate::event::datum::Datum;
+use crate::event::packed::PackedRow;
 use crate::event::schema::TableSchema;
 
 /// What every file job of one commit shares.
@@ -187,9 +188,9 @@ pub enum EncodeError {
 }
 
 /// A row's partition value under its table's partitioning.
-struct PartitionValue<'a, 'r> {
+struct PartitionValue<'a> {
     spec: &'a PartitionSpec,
-    datum: &'r Datum,
+    datum: Datum,
     /// When the value is a date or a timestamp: its day
     /// ([`PartitionSpec::day`]), of which the path is a function.
     day: Option<i64>,
@@ -220,11 +221,11 @@ impl<'a> Partitioner<'a> {
 
     /// The row's partition value (`None` when the table is not
     /// partitioned).
-    fn value<'r>(
+    fn value(
         &mut self,
         change: &Change,
-        row: &'r Row,
-    ) -> Result<Option<PartitionValue<'a, 'r>>, String> {
+        row: &PackedRow,
+    ) -> Result<Option<PartitionValue<'a>>, String> {
         let layout: &'a TableLayout = self.layout;
         let Some(spec) = &layout.partition else {
             return Ok(None);
@@ -239,26 +240,29 @@ impl<'a> Partitioner<'a> {
                 index
             }
         };
-        let datum = row.get(index).unwrap_or(&Datum::Null);
+        let datum = row
+            .get(index)
+            .map_err(|e| format!("the row of key `{}`: {e}", change.key))?
+            .unwrap_or(Datum::Null);
         Ok(Some(PartitionValue {
             spec,
+            day: PartitionSpec::day(&datum),
             datum,
-            day: PartitionSpec::day(datum),
         }))
     }
 
-    pub fn path(&mut self, change: &Change, row: &Row) -> Result<&str, String> {
+    pub fn path(&mut self, change: &Change, row: &PackedRow) -> Result<&str, String> {
         let value = self.value(change, row)?;
         self.path_of(value)
     }
 
     /// The path of a value [`Partitioner::value`] gave.
-    fn path_of(&mut self, value: Option<PartitionValue<'_, '_>>) -> Result<&str, String> {
+    fn path_of(&mut self, value: Option<PartitionValue<'_>>) -> Result<&str, String> {
         let Some(PartitionValue { spec, datum, day }) = value else {
             return Ok("");
         };
         let path = || -> Result<String, String> {
-            Ok(self.layout.partition_path(Some(&spec.value(datum)?)))
+            Ok(self.layout.partition_path(Some(&spec.value(&datum)?)))
         };
         match day {
             Some(day) => {
@@ -289,7 +293,7 @@ pub fn by_partition<'c>(
     let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut partitioner = Partitioner::new(layout);
     // Each day's changes and its value, of which the path is formatted once.
-    let mut days: HashMap<i64, (Vec<usize>, PartitionValue<'_, 'c>), foldhash::fast::RandomState> =
+    let mut days: HashMap<i64, (Vec<usize>, PartitionValue<'_>), foldhash::fast::RandomState> =
         HashMap::default();
     // Appends `list` to the path's list; whether one was there already.
     fn append(
@@ -333,18 +337,19 @@ pub fn by_partition<'c>(
     Ok(out)
 }
 
-/// Replaces unchanged TOAST values of `row` (shaped by `shape`) with the
+/// Replaces unchanged TOAST values of `packed` (shaped by `shape`) with the
 /// stored values of row `stored_row` of `stored`.
 fn fill_unchanged(
     ctx: &WriteContext,
-    row: &mut Row,
+    packed: &mut PackedRow,
     shape: &TableSchema,
     stored: &RecordBatch,
     stored_row: usize,
-) {
-    if !has_unchanged(row) {
-        return;
+) -> Result<(), String> {
+    if !packed.has_unchanged() {
+        return Ok(());
     }
+    let mut row = packed.unpack().map_err(|e| e.to_string())?;
     let mapping = ctx.schema.mapping(shape);
     for (i, d) in row.0.iter_mut().enumerate() {
         if !matches!(d, Datum::Unchanged) {
@@ -360,10 +365,8 @@ fn fill_unchanged(
             });
         *d = value.unwrap_or(Datum::Null);
     }
-}
-
-fn has_unchanged(row: &Row) -> bool {
-    row.0.iter().any(|d| matches!(d, Datum::Unchanged))
+    *packed = PackedRow::pack(&row);
+    Ok(())
 }
 
 /// A string column of `len` values, each written by `value` straight into
@@ -407,14 +410,27 @@ pub fn build_rows(
     )));
     columns.push(repeated_string(partition, rows.len()));
     columns.push(repeated_string(file, rows.len()));
+    // Where each row's values start, found once per row: each column's
+    // value is then read in one step. Row `r`'s are `starts[first_of[r]..
+    // first_of[r + 1]]`.
+    let mut starts: Vec<u32> = Vec::new();
+    let mut first_of: Vec<usize> = Vec::with_capacity(rows.len() + 1);
+    for change in rows {
+        first_of.push(starts.len());
+        if let Some(row) = &change.row {
+            row.starts(&mut starts)
+                .map_err(|e| format!("the row of key `{}`: {e}", change.key))?;
+        }
+    }
+    first_of.push(starts.len());
     for column in &ctx.schema.columns {
         let ty = column
             .ty()
             .ok_or_else(|| format!("unknown type of `{}`", column.name))?;
         // Source shapes repeat: resolve the column's index once per shape.
         let mut index_cache: Vec<(*const TableSchema, Option<usize>)> = Vec::new();
-        let mut values: Vec<&Datum> = Vec::with_capacity(rows.len());
-        for change in rows {
+        let mut values: Vec<Datum> = Vec::with_capacity(rows.len());
+        for (r, change) in rows.iter().enumerate() {
             let shape: *const TableSchema = Arc::as_ptr(&change.schema);
             let index = match index_cache.iter().find(|(p, _)| *p == shape) {
                 Some((_, i)) => *i,
@@ -424,12 +440,21 @@ pub fn build_rows(
                     i
                 }
             };
-            let datum = match (&change.row, index) {
-                (Some(row), Some(i)) if !column.dropped => row.get(i).unwrap_or(&Datum::Null),
-                _ => &Datum::Null,
+            let start = match (index, first_of.get(r), first_of.get(r + 1)) {
+                (Some(i), Some(&from), Some(&to)) if !column.dropped && from + i < to => {
+                    starts.get(from + i).copied()
+                }
+                _ => None,
+            };
+            let datum = match (&change.row, start) {
+                (Some(row), Some(start)) => row
+                    .value_at(start)
+                    .map_err(|e| format!("the row of key `{}`: {e}", change.key))?,
+                _ => Datum::Null,
             };
             values.push(datum);
         }
+        let values: Vec<&Datum> = values.iter().collect();
         columns.push(array_of(&column.name, &ty, &values).map_err(|e| e.to_string())?);
     }
     columns.push(formatted(rows.len(), |n, out| match rows.get(n) {
@@ -543,7 +568,7 @@ pub fn merge_group(
                     }
                     let mut moved = change.clone();
                     if let Some(row) = moved.row.as_mut() {
-                        fill_unchanged(ctx, row, &change.schema, stored, r);
+                        fill_unchanged(ctx, row, &change.schema, stored, r)?;
                     }
                     elsewhere.push(moved);
                 }
@@ -579,11 +604,11 @@ pub fn merge_group(
     let mut filled: Vec<Change> = Vec::new();
     for (r, ci) in &replace {
         if let Some(change) = ctx.changes.get(*ci)
-            && change.row.as_ref().is_some_and(has_unchanged)
+            && change.row.as_ref().is_some_and(PackedRow::has_unchanged)
         {
             let mut copy = change.clone();
             if let Some(row) = copy.row.as_mut() {
-                fill_unchanged(ctx, row, &change.schema, stored, *r);
+                fill_unchanged(ctx, row, &change.schema, stored, *r)?;
             }
             filled.push(copy);
         }
@@ -594,7 +619,7 @@ pub fn merge_group(
         let Some(change) = ctx.changes.get(*ci) else {
             continue;
         };
-        if change.row.as_ref().is_some_and(has_unchanged) {
+        if change.row.as_ref().is_some_and(PackedRow::has_unchanged) {
             if let Some(f) = next_filled.next() {
                 fresh.push(Fresh::Filled(f));
             }
@@ -622,6 +647,7 @@ pub fn merge_group(
 mod tests {
     use super::*;
     use crate::config::model::Granularity;
+    use crate::event::datum::Row;
     use crate::event::schema::Column;
     use crate::event::types::ColumnType;
     use crate::lake::layout::PartitionSpec;
@@ -631,7 +657,7 @@ mod tests {
         Change {
             key: "1".into(),
             position: Position::new(1, 0),
-            row: Some(Row(vec![Datum::Int(1), at])),
+            row: Some(Row(vec![Datum::Int(1), at]).into()),
             schema: schema.clone(),
         }
     }
@@ -713,7 +739,7 @@ mod tests {
             change(&schema, Datum::Null),
         ];
         changes.push(Change {
-            row: Some(Row(vec![jan(3), Datum::Int(1)])),
+            row: Some(Row(vec![jan(3), Datum::Int(1)]).into()),
             schema: moved,
             ..change(&schema, Datum::Null)
         });

@@ -64,7 +64,7 @@ use super::properties::TableProperties;
 use super::timeline::{Action, Instant, State, Timeline, next_instant, now_millis};
 use crate::config::model::ParquetCompression;
 use crate::event::change::Position;
-use crate::event::datum::Row;
+use crate::event::packed::PackedRow;
 use crate::event::schema::TableSchema;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,8 @@ pub struct Change {
     pub key: String,
     pub position: Position,
     /// The new row (full, in `schema`'s column order), or `None` for a delete.
-    pub row: Option<Row>,
+    /// Packed: a commit holds every change of its batch at once.
+    pub row: Option<PackedRow>,
     /// The source shape of `row`.
     pub schema: Arc<TableSchema>,
 }

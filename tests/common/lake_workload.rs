@@ -157,7 +157,7 @@ impl Workload {
         Change {
             key: event_record_key(table, &key_row),
             position: Position::new(1_000 + self.commit, ordinal),
-            row,
+            row: row.map(Into::into),
             schema: table.clone(),
         }
     }
