@@ -125,6 +125,21 @@ impl PackedRow {
         .datum()
     }
 
+    /// The value that starts at `start` when it is text, borrowed from the
+    /// packed bytes; `Err` holds any other value, decoded.
+    pub fn text_at(&self, start: u32) -> Result<Result<&str, Datum>, Malformed> {
+        let mut reader = Reader {
+            bytes: &self.0,
+            at: start as usize,
+            left: 1,
+        };
+        if self.0.get(reader.at) != Some(&TEXT) {
+            return reader.datum().map(Err);
+        }
+        reader.at += 1;
+        reader.text().map(Ok)
+    }
+
     /// A reader at the first value, `left` holding the number of values.
     fn values(&self) -> Result<Reader<'_>, Malformed> {
         let mut reader = Reader {
@@ -347,6 +362,15 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A text value's length and bytes, checked to be UTF-8.
+    fn text(&mut self) -> Result<&'a str, Malformed> {
+        let at = self.at;
+        std::str::from_utf8(self.sized()?).map_err(|_| Malformed {
+            at,
+            len: self.bytes.len(),
+        })
+    }
+
     fn datum(&mut self) -> Result<Datum, Malformed> {
         let at = self.at;
         Ok(match self.byte()? {
@@ -359,14 +383,7 @@ impl<'a> Reader<'a> {
             FLOAT32 => Datum::Float32(f32::from_bits(u32::from_le_bytes(self.fixed()?))),
             FLOAT64 => Datum::Float64(f64::from_bits(u64::from_le_bytes(self.fixed()?))),
             DECIMAL => Datum::Decimal(Decimal::from_twos_complement(self.sized()?)),
-            TEXT => {
-                let bytes = self.sized()?;
-                let text = std::str::from_utf8(bytes).map_err(|_| Malformed {
-                    at,
-                    len: self.bytes.len(),
-                })?;
-                Datum::Text(text.to_owned())
-            }
+            TEXT => Datum::Text(self.text()?.to_owned()),
             BYTES => Datum::Bytes(self.sized()?.to_vec()),
             DATE => Datum::Date(self.int32()?),
             MICROS => Datum::Micros(self.signed()?),
@@ -511,6 +528,15 @@ mod tests {
             assert!(same(&Row(vec![d.clone()]), &Row(vec![by_start])), "{i}");
         }
         assert_eq!(packed.get(row.len()).unwrap(), None);
+        // Text is borrowed in place; anything else comes decoded.
+        for (i, d) in row.0.iter().enumerate() {
+            match (d, packed.text_at(starts[i]).unwrap()) {
+                (Datum::Text(want), Ok(got)) => assert_eq!(got, want),
+                (Datum::Text(_), Err(other)) => panic!("{i}: text read as {other:?}"),
+                (_, Ok(got)) => panic!("{i}: {d:?} read as text {got:?}"),
+                (_, Err(_)) => {}
+            }
+        }
         let empty = PackedRow::pack(&Row::default());
         assert!(empty.is_empty());
         assert_eq!(empty.unpack().unwrap(), Row::default());

@@ -39,6 +39,36 @@ fn err(column: &str, message: impl Into<String>) -> BatchError {
     }
 }
 
+/// Whether a column of type `ty` holds text ([`text_array`]).
+pub fn is_text(ty: &ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::NumericText | ColumnType::Text | ColumnType::Json | ColumnType::Uuid
+    )
+}
+
+/// A text column's array from borrowed text: each value is its text, or the
+/// value that stands there instead (NULL, unchanged, or a mismatch).
+pub fn text_array(
+    column: &str,
+    ty: &ColumnType,
+    values: &[Result<&str, Datum>],
+) -> Result<ArrayRef, BatchError> {
+    let bytes = values
+        .iter()
+        .map(|v| v.as_ref().map_or(0, |s| s.len()))
+        .sum();
+    let mut b = StringBuilder::with_capacity(values.len(), bytes);
+    for v in values {
+        match v {
+            Ok(s) => b.append_value(s),
+            Err(Datum::Null | Datum::Unchanged) => b.append_null(),
+            Err(other) => return Err(err(column, format!("a {other:?} value in a {ty} column"))),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 /// The Arrow array of one column's values.
 pub fn array_of(column: &str, ty: &ColumnType, values: &[&Datum]) -> Result<ArrayRef, BatchError> {
     let null = |d: &Datum| matches!(d, Datum::Null | Datum::Unchanged);
@@ -105,14 +135,14 @@ pub fn array_of(column: &str, ty: &ColumnType, values: &[&Datum]) -> Result<Arra
             build!(StringBuilder::with_capacity(values.len(), values.len() * 16), Datum::Decimal(d) => d.to_string_scaled(*scale))
         }
         ColumnType::NumericText | ColumnType::Text | ColumnType::Json | ColumnType::Uuid => {
-            let bytes = values
+            let texts: Vec<Result<&str, Datum>> = values
                 .iter()
                 .map(|d| match d {
-                    Datum::Text(s) => s.len(),
-                    _ => 0,
+                    Datum::Text(s) => Ok(s.as_str()),
+                    other => Err((*other).clone()),
                 })
-                .sum();
-            build!(StringBuilder::with_capacity(values.len(), bytes), Datum::Text(s) => s)
+                .collect();
+            text_array(column, ty, &texts)
         }
         ColumnType::Time => {
             build!(StringBuilder::with_capacity(values.len(), values.len() * 15), Datum::Micros(m) => time_text(*m))

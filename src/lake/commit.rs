@@ -30,7 +30,9 @@ use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 
-use super::batch::{Strings, array_of, datum_at, repeated_string, repeated_view};
+use super::batch::{
+    Strings, array_of, datum_at, is_text, repeated_string, repeated_view, text_array,
+};
 use super::layout::{
     FILE_NAME, LakeSchema, POSITION, PartitionSpec, RECORD_KEY, TableLayout, parse_position,
     write_position,
@@ -38,7 +40,7 @@ use super::layout::{
 use super::table::Change;
 use crate::event::change::Position;
 use crate::event::datum::Datum;
-use crate::event::packed::PackedRow;
+use crate::event::packed::{Malformed, PackedRow};
 use crate::event::schema::TableSchema;
 
 /// What every file job of one commit shares.
@@ -429,7 +431,8 @@ pub fn build_rows(
             .ok_or_else(|| format!("unknown type of `{}`", column.name))?;
         // Source shapes repeat: resolve the column's index once per shape.
         let mut index_cache: Vec<(*const TableSchema, Option<usize>)> = Vec::new();
-        let mut values: Vec<Datum> = Vec::with_capacity(rows.len());
+        // Each row's packed row and where this column's value starts in it.
+        let mut at: Vec<Option<(&PackedRow, u32)>> = Vec::with_capacity(rows.len());
         for (r, change) in rows.iter().enumerate() {
             let shape: *const TableSchema = Arc::as_ptr(&change.schema);
             let index = match index_cache.iter().find(|(p, _)| *p == shape) {
@@ -446,16 +449,32 @@ pub fn build_rows(
                 }
                 _ => None,
             };
-            let datum = match (&change.row, start) {
-                (Some(row), Some(start)) => row
-                    .value_at(start)
-                    .map_err(|e| format!("the row of key `{}`: {e}", change.key))?,
-                _ => Datum::Null,
-            };
-            values.push(datum);
+            at.push(change.row.as_ref().zip(start));
         }
-        let values: Vec<&Datum> = values.iter().collect();
-        columns.push(array_of(&column.name, &ty, &values).map_err(|e| e.to_string())?);
+        let malformed = |r: usize, e: Malformed| {
+            let key = rows.get(r).map_or("", |c| c.key.as_str());
+            format!("the row of key `{key}`: {e}")
+        };
+        // Text is read in place: no string of its own for each value.
+        let array = if is_text(&ty) {
+            let texts = (at.iter().enumerate())
+                .map(|(r, a)| match a {
+                    Some((row, start)) => row.text_at(*start).map_err(|e| malformed(r, e)),
+                    None => Ok(Err(Datum::Null)),
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            text_array(&column.name, &ty, &texts)
+        } else {
+            let values = (at.iter().enumerate())
+                .map(|(r, a)| match a {
+                    Some((row, start)) => row.value_at(*start).map_err(|e| malformed(r, e)),
+                    None => Ok(Datum::Null),
+                })
+                .collect::<Result<Vec<Datum>, String>>()?;
+            let values: Vec<&Datum> = values.iter().collect();
+            array_of(&column.name, &ty, &values)
+        };
+        columns.push(array.map_err(|e| e.to_string())?);
     }
     columns.push(formatted(rows.len(), |n, out| match rows.get(n) {
         Some(c) => write_position(out, c.position),
