@@ -1198,7 +1198,10 @@ mod tests {
         };
         let million = 1_000_000 * buffered_bytes(&change);
         let budget = (lake.buffer_mb as usize) << 20;
-        println!("a million such changes count {million} bytes of {budget}");
+        println!(
+            "a million such changes count {million} bytes of {budget}; a row packs into {}",
+            change.row.as_ref().map_or(0, PackedRow::heap_bytes)
+        );
         assert!(
             million < budget,
             "{million} bytes over a budget of {budget}"
