@@ -16,7 +16,7 @@ pub struct Decimal {
 }
 
 /// Values of up to 22 bytes (52 digits: every `numeric` a schema usually
-/// declares) are kept inline, so that a decimal in a buffered row costs no
+/// declares) are kept inline, so that decoding a decimal costs no
 /// allocation of its own; the enum is no larger than a `Vec`.
 const INLINE: usize = 22;
 
@@ -86,7 +86,8 @@ impl Decimal {
     }
 
     /// The bytes it holds on the heap: none when kept inline.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         match &self.stored {
             Stored::Inline { .. } => 0,
             Stored::Heap(bytes) => bytes.len(),

@@ -36,6 +36,10 @@ const MICROS: u8 = 12;
 const INTERVAL: u8 = 13;
 const ARRAY: u8 = 14;
 
+/// Arrays nest no deeper than this (Postgres allows 6 dimensions): a
+/// malformed row cannot make the reader recurse without end.
+const MAX_DEPTH: usize = 16;
+
 /// A row packed into one allocation (see the module doc). Two packed rows
 /// are equal when their bytes are.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,7 +55,8 @@ pub struct Malformed {
 impl PackedRow {
     /// Packs `row` into an allocation of exactly its packed size.
     pub fn pack(row: &Row) -> PackedRow {
-        let size = 1 + varint_len(row.0.len() as u64) + row.0.iter().map(size_of).sum::<usize>();
+        let size =
+            1 + varint_len(row.0.len() as u64) + row.0.iter().map(packed_size).sum::<usize>();
         let mut out = Vec::with_capacity(size);
         let unchanged = row.0.iter().any(|d| matches!(d, Datum::Unchanged));
         out.push(if unchanged { HAS_UNCHANGED } else { 0 });
@@ -66,25 +71,16 @@ impl PackedRow {
     pub fn unpack(&self) -> Result<Row, Malformed> {
         let mut reader = self.values()?;
         let mut values = Vec::with_capacity(reader.left);
-        while reader.left > 0 {
+        for _ in 0..reader.left {
             values.push(reader.datum()?);
-            reader.left -= 1;
         }
+        reader.end()?;
         Ok(Row(values))
     }
 
     /// Whether a value is [`Datum::Unchanged`] (read from the flags).
     pub fn has_unchanged(&self) -> bool {
         self.0.first().is_some_and(|f| f & HAS_UNCHANGED != 0)
-    }
-
-    /// The number of values.
-    pub fn len(&self) -> usize {
-        self.values().map_or(0, |r| r.left)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Its bytes on the heap.
@@ -112,7 +108,7 @@ impl PackedRow {
             out.push(u32::try_from(reader.at).map_err(|_| reader.malformed())?);
             reader.skip()?;
         }
-        Ok(())
+        reader.end()
     }
 
     /// The value that starts at `start` (one of [`PackedRow::starts`]).
@@ -121,6 +117,7 @@ impl PackedRow {
             bytes: &self.0,
             at: start as usize,
             left: 1,
+            depth: 0,
         }
         .datum()
     }
@@ -132,6 +129,7 @@ impl PackedRow {
             bytes: &self.0,
             at: start as usize,
             left: 1,
+            depth: 0,
         };
         if self.0.get(reader.at) != Some(&TEXT) {
             return reader.datum().map(Err);
@@ -146,6 +144,7 @@ impl PackedRow {
             bytes: &self.0,
             at: 1,
             left: 0,
+            depth: 0,
         };
         if self.0.is_empty() {
             return Err(reader.malformed());
@@ -207,7 +206,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The packed size of one value: its tag and its payload.
-fn size_of(d: &Datum) -> usize {
+fn packed_size(d: &Datum) -> usize {
     let bytes = |n: usize| varint_len(n as u64) + n;
     1 + match d {
         Datum::Null | Datum::Unchanged | Datum::Bool(_) => 0,
@@ -229,7 +228,7 @@ fn size_of(d: &Datum) -> usize {
                 + varint_len(zigzag(*micros))
         }
         Datum::Array(items) => {
-            varint_len(items.len() as u64) + items.iter().map(size_of).sum::<usize>()
+            varint_len(items.len() as u64) + items.iter().map(packed_size).sum::<usize>()
         }
     }
 }
@@ -299,8 +298,10 @@ fn put(out: &mut Vec<u8>, d: &Datum) {
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
-    /// Values left to read.
+    /// The number of values of the row.
     left: usize,
+    /// Arrays entered.
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -308,6 +309,15 @@ impl<'a> Reader<'a> {
         Malformed {
             at: self.at,
             len: self.bytes.len(),
+        }
+    }
+
+    /// Every byte read: anything after the last value is malformed.
+    fn end(&self) -> Result<(), Malformed> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.malformed())
         }
     }
 
@@ -331,6 +341,10 @@ impl<'a> Reader<'a> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
+            // The tenth byte holds the 64th bit alone.
+            if shift == 63 && b > 1 {
+                return Err(self.malformed());
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok(v);
@@ -371,6 +385,17 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Enters an array: its number of items.
+    fn array(&mut self) -> Result<usize, Malformed> {
+        let count = self.varint()?;
+        self.depth += 1;
+        usize::try_from(count)
+            .ok()
+            // Each item takes a byte at least.
+            .filter(|n| *n <= self.bytes.len() && self.depth <= MAX_DEPTH)
+            .ok_or_else(|| self.malformed())
+    }
+
     fn datum(&mut self) -> Result<Datum, Malformed> {
         let at = self.at;
         Ok(match self.byte()? {
@@ -393,15 +418,12 @@ impl<'a> Reader<'a> {
                 micros: self.signed()?,
             },
             ARRAY => {
-                let count = self.varint()?;
-                let count = usize::try_from(count)
-                    .ok()
-                    .filter(|n| *n <= self.bytes.len())
-                    .ok_or_else(|| self.malformed())?;
+                let count = self.array()?;
                 let mut items = Vec::with_capacity(count);
                 for _ in 0..count {
                     items.push(self.datum()?);
                 }
+                self.depth -= 1;
                 Datum::Array(items)
             }
             _ => {
@@ -435,10 +457,10 @@ impl<'a> Reader<'a> {
                 self.varint()?;
             }
             ARRAY => {
-                let count = self.varint()?;
-                for _ in 0..count {
+                for _ in 0..self.array()? {
                     self.skip()?;
                 }
+                self.depth -= 1;
             }
             _ => return Err(self.malformed()),
         }
@@ -460,21 +482,32 @@ mod tests {
             Datum::Int(-1),
             Datum::Int(i64::MIN),
             Datum::Int(i64::MAX),
+            Datum::UInt64(0),
             Datum::UInt64(u64::MAX),
             Datum::Float32(-0.5),
+            Datum::Float32(f32::NAN),
             Datum::Float64(f64::NAN),
             Datum::Float64(-0.0),
             Datum::Decimal(Decimal::from_i128(-12_345_678_901_234_567_890)),
             Datum::Decimal(Decimal::from_twos_complement(&[0x7f; 40])),
+            Datum::Decimal(Decimal::from_i128(0)),
+            Datum::Decimal(Decimal::from_i128(-1)),
             Datum::Text(String::new()),
             Datum::Text("naïve ☃ ".repeat(40)),
             Datum::Bytes(vec![0, 255, 128]),
             Datum::Date(-719_162),
+            Datum::Date(i32::MIN),
+            Datum::Date(i32::MAX),
             Datum::Micros(i64::MIN),
             Datum::Interval {
                 months: -14,
                 days: i32::MAX,
                 micros: -1,
+            },
+            Datum::Interval {
+                months: i32::MIN,
+                days: 0,
+                micros: i64::MAX,
             },
             Datum::Array(vec![
                 Datum::Array(vec![Datum::Int(1), Datum::Null]),
@@ -500,17 +533,13 @@ mod tests {
         let packed = PackedRow::pack(&row);
         let back = packed.unpack().unwrap();
         assert!(same(&row, &back), "{row:?}\n{back:?}");
-        assert_eq!(packed.len(), row.len());
         assert!(packed.has_unchanged());
-        // The size computed up front is the size written.
-        let mut written = Vec::new();
+        // The size computed up front is the size written, value by value.
         for d in &row.0 {
+            let mut written = Vec::new();
             put(&mut written, d);
+            assert_eq!(packed_size(d), written.len(), "{d:?}");
         }
-        assert_eq!(
-            packed.heap_bytes(),
-            1 + varint_len(row.len() as u64) + written.len()
-        );
         assert!(!PackedRow::pack(&Row(vec![Datum::Int(1)])).has_unchanged());
     }
 
@@ -538,7 +567,6 @@ mod tests {
             }
         }
         let empty = PackedRow::pack(&Row::default());
-        assert!(empty.is_empty());
         assert_eq!(empty.unpack().unwrap(), Row::default());
     }
 
@@ -561,6 +589,7 @@ mod tests {
                 bytes: &out,
                 at: 0,
                 left: 1,
+                depth: 0,
             };
             assert_eq!(r.varint().unwrap(), v);
         }
@@ -589,5 +618,32 @@ mod tests {
         // A count beyond the bytes.
         let huge = PackedRow(vec![0, 0xff, 0xff, 0x03].into_boxed_slice());
         assert!(huge.unpack().is_err());
+        // Bytes after the last value.
+        let mut long = packed.0.to_vec();
+        long.push(NULL);
+        let long = PackedRow(long.into_boxed_slice());
+        assert!(long.unpack().is_err());
+        assert!(long.starts(&mut Vec::new()).is_err());
+        // A varint past 64 bits.
+        let mut wide = vec![0, 1, INT];
+        wide.extend([0xff; 9]);
+        wide.push(0x02);
+        assert!(PackedRow(wide.into_boxed_slice()).unpack().is_err());
+        // Arrays nested without end: an error, not a stack overflow.
+        let mut deep = vec![0, 1];
+        for _ in 0..100_000 {
+            deep.extend([ARRAY, 1]);
+        }
+        deep.push(NULL);
+        let deep = PackedRow(deep.into_boxed_slice());
+        assert!(deep.unpack().is_err());
+        assert!(deep.starts(&mut Vec::new()).is_err());
+        // As deep as allowed is fine.
+        let mut nested = Datum::Null;
+        for _ in 0..MAX_DEPTH {
+            nested = Datum::Array(vec![nested]);
+        }
+        let row = Row(vec![nested]);
+        assert_eq!(PackedRow::pack(&row).unpack().unwrap(), row);
     }
 }

@@ -339,19 +339,21 @@ pub fn by_partition<'c>(
     Ok(out)
 }
 
-/// Replaces unchanged TOAST values of `packed` (shaped by `shape`) with the
-/// stored values of row `stored_row` of `stored`.
+/// Replaces the unchanged TOAST values of `change`'s row with the stored
+/// values of row `stored_row` of `stored`.
 fn fill_unchanged(
     ctx: &WriteContext,
-    packed: &mut PackedRow,
-    shape: &TableSchema,
+    change: &mut Change,
     stored: &RecordBatch,
     stored_row: usize,
 ) -> Result<(), String> {
-    if !packed.has_unchanged() {
+    let Some(packed) = change.row.as_mut().filter(|r| r.has_unchanged()) else {
         return Ok(());
-    }
-    let mut row = packed.unpack().map_err(|e| e.to_string())?;
+    };
+    let mut row = packed
+        .unpack()
+        .map_err(|e| format!("the row of key `{}`: {e}", change.key))?;
+    let shape = &change.schema;
     let mapping = ctx.schema.mapping(shape);
     for (i, d) in row.0.iter_mut().enumerate() {
         if !matches!(d, Datum::Unchanged) {
@@ -586,9 +588,7 @@ pub fn merge_group(
                         *d = true;
                     }
                     let mut moved = change.clone();
-                    if let Some(row) = moved.row.as_mut() {
-                        fill_unchanged(ctx, row, &change.schema, stored, r)?;
-                    }
+                    fill_unchanged(ctx, &mut moved, stored, r)?;
                     elsewhere.push(moved);
                 }
             }
@@ -626,9 +626,7 @@ pub fn merge_group(
             && change.row.as_ref().is_some_and(PackedRow::has_unchanged)
         {
             let mut copy = change.clone();
-            if let Some(row) = copy.row.as_mut() {
-                fill_unchanged(ctx, row, &change.schema, stored, *r)?;
-            }
+            fill_unchanged(ctx, &mut copy, stored, *r)?;
             filled.push(copy);
         }
     }

@@ -254,7 +254,8 @@ impl Pending {
         self.changes.get(at).map(|b| &b.change)
     }
 
-    /// Takes the event: its row becomes the change's without a copy.
+    /// Takes the event: its row is packed into the change (one allocation;
+    /// see [`PackedRow`]).
     fn add(&mut self, event: ChangeEvent, key: String, origin: (i32, i64)) {
         if self.since.is_none() {
             self.since = Some(Clock::now());
@@ -298,8 +299,9 @@ impl Pending {
                         Some(Ok(Some(v))) => *d = v,
                         Some(Ok(None)) | None => {}
                         // Only a bug could make a packed row unreadable:
-                        // the value stays unchanged, so the lake keeps its
-                        // stored value, and the bug is reported.
+                        // the value stays unchanged, to be filled from the
+                        // lake's stored row as if nothing were buffered,
+                        // and the bug is reported.
                         Some(Err(e)) => {
                             tracing::error!(key = %key, error = %e, "a buffered row cannot be read")
                         }
@@ -1254,7 +1256,12 @@ mod tests {
         assert_eq!(pending.changes.len(), 1000);
         assert_eq!(pending.bytes, counted(&pending));
         let one = buffered_bytes(&pending.get("7").unwrap().clone());
-        assert!(one > 100 + 2 * std::mem::size_of::<Datum>(), "{one}");
+        let packed = pending.get("7").unwrap().row.as_ref().unwrap().heap_bytes();
+        assert!(packed > 100, "{packed}");
+        assert!(
+            one >= std::mem::size_of::<Buffered>() + packed + "7".len(),
+            "{one}"
+        );
         // Newer changes of the same keys replace the buffered ones (a
         // delete frees its row); an older one is dropped.
         for id in 0..500 {
