@@ -13,6 +13,13 @@ pub fn write_long(out: &mut Vec<u8>, v: i64) {
     out.push(n as u8);
 }
 
+/// How many bytes [`write_long`] writes for `v`.
+#[inline]
+pub fn long_len(v: i64) -> usize {
+    let n = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 #[inline]
 pub fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_long(out, bytes.len() as i64);
@@ -62,6 +69,11 @@ impl<'a> Reader<'a> {
         Reader { data, pos: 0 }
     }
 
+    /// A reader at byte `pos` of `data`.
+    pub fn at(data: &'a [u8], pos: usize) -> Self {
+        Reader { data, pos }
+    }
+
     pub fn position(&self) -> usize {
         self.pos
     }
@@ -84,7 +96,8 @@ impl<'a> Reader<'a> {
         let mut shift = 0;
         loop {
             let b = self.byte()?;
-            if shift >= 64 {
+            // The tenth byte holds the 64th bit alone.
+            if shift >= 64 || (shift == 63 && b > 1) {
                 return Err(ReadError::Varint(start));
             }
             n |= u64::from(b & 0x7f) << shift;
@@ -196,10 +209,11 @@ mod tests {
             assert_eq!(out, bytes, "{v}");
             assert_eq!(Reader::new(&bytes).long().unwrap(), v);
         }
-        for v in [i64::MIN, i64::MAX, 123_456_789_012] {
+        for v in [i64::MIN, i64::MAX, 123_456_789_012, 63, 64, -65, 8191, 8192] {
             let mut out = Vec::new();
             write_long(&mut out, v);
             assert_eq!(Reader::new(&out).long().unwrap(), v);
+            assert_eq!(long_len(v), out.len(), "{v}");
         }
     }
 
@@ -210,6 +224,16 @@ mod tests {
             Reader::new(&[0xff; 11]).long(),
             Err(ReadError::Varint(0))
         ));
+        // Ten bytes, the last carrying more than the 64th bit.
+        let mut wide = vec![0xff; 9];
+        wide.push(0x02);
+        assert!(matches!(
+            Reader::new(&wide).long(),
+            Err(ReadError::Varint(0))
+        ));
+        let mut widest = vec![0xff; 9];
+        widest.push(0x01);
+        assert_eq!(Reader::new(&widest).long(), Ok(i64::MIN));
         // A string claiming 100 bytes with 2 present.
         let mut r = Reader::new(&[0xc8, 0x01, b'a', b'b']);
         assert!(matches!(r.string(), Err(ReadError::Eof(_))));
