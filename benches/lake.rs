@@ -249,6 +249,14 @@ fn child_floor(out: &Path) {
     let first = bytes::Bytes::from(std::fs::read(&files[0]).unwrap());
     let schema = tidewater::lake::files::decode(first).unwrap().schema();
     let views = tidewater::lake::batch::view_schema(&schema);
+    // As a commit encodes this table's files.
+    let table = orders::orders(TableId::new("public", "orders"), "bench");
+    let encoding = tidewater::lake::files::Encoding {
+        compression: options().compression,
+        unordered: tidewater::lake::layout::LakeSchema::from_table(&table)
+            .unwrap()
+            .json_fields(),
+    };
     let cpu0 = proc::cpu_seconds(None);
     let start = Instant::now();
     let next = AtomicUsize::new(0);
@@ -261,13 +269,9 @@ fn child_floor(out: &Path) {
                     let bytes = bytes::Bytes::from(std::fs::read(file).unwrap());
                     let (batch, bloom) = tidewater::lake::files::decode_base_file(bytes).unwrap();
                     let batch = batch.with_schema(views.clone()).unwrap();
-                    let encoded = tidewater::lake::files::encode(
-                        &schema,
-                        &[batch],
-                        options().compression,
-                        bloom,
-                    )
-                    .unwrap();
+                    let encoded =
+                        tidewater::lake::files::encode(&schema, &[batch], &encoding, bloom)
+                            .unwrap();
                     written.fetch_add(encoded.len(), Ordering::Relaxed);
                 }
             });

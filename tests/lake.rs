@@ -406,6 +406,26 @@ async fn ddl_matches_the_parquet_files_on_disk() {
         .map(|f| (f.name().to_string(), hive(f)))
         .collect();
     assert!(on_disk.len() > 20, "{on_disk:?}");
+    // Statistics as a commit writes them: none for the JSON column, whose
+    // byte order prunes nothing; min/max for the others.
+    let row_group = reader.metadata().row_group(0);
+    let stats = |name: &str| {
+        row_group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .statistics()
+            .cloned()
+    };
+    assert!(stats("doc").is_none(), "the JSON column has statistics");
+    for name in ["id", "name", "amount", "created_at", "_hoodie_record_key"] {
+        let s = stats(name).unwrap_or_else(|| panic!("{name} has no statistics"));
+        assert!(
+            s.min_bytes_opt().is_some() && s.max_bytes_opt().is_some(),
+            "{name} has no min/max"
+        );
+    }
 
     // sqlparser prints `STRUCT<months INT, ...>` for `struct<months:int,...>`.
     let normal = |s: String| s.to_lowercase().replace([' ', '"', '`', ':'], "");

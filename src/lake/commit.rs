@@ -53,7 +53,7 @@ pub struct WriteContext {
     pub layout: TableLayout,
     pub changes: Arc<Vec<Change>>,
     pub truncate: Option<Position>,
-    pub compression: crate::config::model::ParquetCompression,
+    pub encoding: super::files::Encoding,
     /// How stored slices read into this commit's schema.
     pub restate: super::batch::Restate,
 }
@@ -168,7 +168,7 @@ impl Merged {
             filter,
             &keys,
             chunks,
-            ctx.compression,
+            &ctx.encoding,
         )
     }
 }

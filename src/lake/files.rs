@@ -4,12 +4,19 @@
 //! Names are `<fileId>_<writeToken>_<instant>.parquet` with a `fileId` of
 //! `<uuid>-0` (no `_`: Hudi splits names on it). Footers carry
 //! `hoodie_min_record_key` / `hoodie_max_record_key`, so Java's BLOOM index
-//! range pruning works. Every column has chunk statistics but two:
-//! `_hoodie_commit_seqno` and `_tidewater_position`, unique per row and never
-//! a query's predicate (incremental reads filter on `_hoodie_commit_time`).
-//! Their min/max cost two string comparisons per row on every rewrite:
-//! without them decoding and encoding a base file again took 5% less time
-//! (12 files, best of 8, alternating in one process).
+//! range pruning works. Every column has chunk statistics but these:
+//! - `_hoodie_commit_seqno` and `_tidewater_position`, unique per row and
+//!   never a query's predicate (incremental reads filter on
+//!   `_hoodie_commit_time`). Their min/max cost two string comparisons per
+//!   row on every rewrite: without them decoding and encoding a base file
+//!   again took 5% less time (12 files, best of 8, alternating in one
+//!   process).
+//! - JSON columns ([`Encoding::unordered`]): the byte order of JSON
+//!   documents prunes no query a reader can write (`json_extract(..) = x`,
+//!   `LIKE`), and comparing documents that share their first keys is long:
+//!   the `orders` payload's min/max took 4% of the CPU time of rewriting
+//!   the benchmark's table (the floor of `cargo bench --bench lake`: 10.2
+//!   against 9.8 CPU seconds, means of six runs each, alternating).
 //!
 //! A rewrite reads the stored slice with strings and binaries as views into
 //! the decompressed pages ([`decode_base_file`]): carried values are never
@@ -36,6 +43,15 @@ use parquet::schema::types::ColumnPath;
 
 use super::layout::{COMMIT_SEQNO, POSITION, RECORD_KEY};
 use crate::config::model::ParquetCompression;
+
+/// How a table's base files are encoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoding {
+    pub compression: ParquetCompression,
+    /// Columns (lake field names) written without statistics: JSON
+    /// documents, see the module doc.
+    pub unordered: Vec<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -134,11 +150,11 @@ fn mostly_unique(array: &dyn Array) -> Option<bool> {
 }
 
 fn properties(
-    compression: ParquetCompression,
+    encoding: &Encoding,
     footer: Vec<(&'static str, String)>,
     no_dictionary: Vec<String>,
 ) -> WriterProperties {
-    let codec = match compression {
+    let codec = match encoding.compression {
         ParquetCompression::None => Compression::UNCOMPRESSED,
         ParquetCompression::Snappy => Compression::SNAPPY,
         ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
@@ -157,6 +173,9 @@ fn properties(
     let mut builder = WriterProperties::builder();
     for name in no_dictionary {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(vec![name]), false);
+    }
+    for name in &encoding.unordered {
+        builder = builder.set_column_statistics_enabled(unique(name), EnabledStatistics::None);
     }
     builder
         .set_compression(codec)
@@ -180,7 +199,7 @@ fn properties(
 pub fn encode(
     schema: &arrow_schema::SchemaRef,
     batches: &[RecordBatch],
-    compression: ParquetCompression,
+    encoding: &Encoding,
     carried: Option<DynamicBloom>,
 ) -> Result<Vec<u8>, FileError> {
     let mut keys = Vec::with_capacity(batches.len());
@@ -194,7 +213,7 @@ pub fn encode(
         carried,
         &fresh_keys,
         batches.iter().skip(1).cloned().map(Ok::<_, FileError>),
-        compression,
+        encoding,
     )
 }
 
@@ -219,7 +238,7 @@ pub fn encode_rows<E: From<FileError>>(
     filter: Option<DynamicBloom>,
     fresh_keys: &[&str],
     mut fresh: impl Iterator<Item = Result<RecordBatch, E>>,
-    compression: ParquetCompression,
+    encoding: &Encoding,
 ) -> Result<Vec<u8>, E> {
     let carried_keys = carried.map(record_keys).transpose()?;
     let carried_count = carried_keys
@@ -268,7 +287,7 @@ pub fn encode_rows<E: From<FileError>>(
     let mut writer = ArrowWriter::try_new(
         &mut out,
         schema.clone(),
-        Some(properties(compression, footer, no_dictionary)),
+        Some(properties(encoding, footer, no_dictionary)),
     )
     .map_err(FileError::from)?;
     if let Some(batch) = carried {
@@ -400,7 +419,7 @@ mod tests {
             encode(
                 &schema,
                 std::slice::from_ref(&batch),
-                ParquetCompression::Snappy,
+                &Encoding::default(),
                 None,
             )
             .unwrap(),
@@ -443,7 +462,7 @@ mod tests {
             encode(
                 &schema,
                 std::slice::from_ref(&views),
-                ParquetCompression::Snappy,
+                &Encoding::default(),
                 None,
             )
             .unwrap(),
@@ -454,7 +473,10 @@ mod tests {
                 encode(
                     &schema,
                     std::slice::from_ref(&batch),
-                    ParquetCompression::None,
+                    &Encoding {
+                        compression: ParquetCompression::None,
+                        ..Encoding::default()
+                    },
                     None
                 )
                 .unwrap()
@@ -508,8 +530,13 @@ mod tests {
     }
 
     #[test]
-    fn every_column_has_statistics_but_the_seqno_and_the_position() {
+    fn every_column_has_statistics_but_the_seqno_the_position_and_json() {
         let (batch, _) = every_type_file(200);
+        let json = sample::all_types()
+            .iter()
+            .position(|t| *t == crate::event::types::ColumnType::Json)
+            .map(|i| format!("c{i}"))
+            .unwrap();
         let text = |f: &dyn Fn(usize) -> String| -> arrow_array::ArrayRef {
             std::sync::Arc::new(StringArray::from_iter_values((0..200).map(f)))
         };
@@ -533,15 +560,18 @@ mod tests {
         }
         let schema = std::sync::Arc::new(Schema::new(fields));
         let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-        let bytes =
-            Bytes::from(encode(&schema, &[batch], ParquetCompression::Snappy, None).unwrap());
+        let encoding = Encoding {
+            unordered: vec![json.clone()],
+            ..Encoding::default()
+        };
+        let bytes = Bytes::from(encode(&schema, &[batch], &encoding, None).unwrap());
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         let row_group = reader.metadata().row_group(0);
         let mut seen = Vec::new();
         for column in row_group.columns() {
             let name = column.column_path().string();
             let stats = column.statistics();
-            if name == COMMIT_SEQNO || name == POSITION {
+            if name == COMMIT_SEQNO || name == POSITION || name == json {
                 assert!(stats.is_none(), "{name} has statistics");
             } else {
                 let stats = stats.unwrap_or_else(|| panic!("{name} has no statistics"));
@@ -560,6 +590,7 @@ mod tests {
             POSITION,
             super::super::layout::COMMIT_TIME,
             RECORD_KEY,
+            &json,
         ] {
             assert!(seen.iter().any(|s| s == name), "{name} not written");
         }
@@ -587,8 +618,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let bytes =
-            Bytes::from(encode(&schema, &[batch], ParquetCompression::Snappy, None).unwrap());
+        let bytes = Bytes::from(encode(&schema, &[batch], &Encoding::default(), None).unwrap());
         let slots = decode_key_slots(bytes).unwrap();
         let expected: Vec<Slot> = keys
             .iter()
@@ -633,8 +663,7 @@ mod tests {
             vec![std::sync::Arc::new(keys), unique, repeating, text, status],
         )
         .unwrap();
-        let bytes =
-            Bytes::from(encode(&schema, &[batch], ParquetCompression::Snappy, None).unwrap());
+        let bytes = Bytes::from(encode(&schema, &[batch], &Encoding::default(), None).unwrap());
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         let row_group = reader.metadata().row_group(0);
         let dictionary = |name: &str| {

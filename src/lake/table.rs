@@ -977,6 +977,10 @@ impl Table {
             }
         }
         let token = write_token();
+        let encoding = super::files::Encoding {
+            compression: self.options.compression,
+            unordered: schema.json_fields(),
+        };
         let ctx = Arc::new(WriteContext {
             instant: instant.clone(),
             token: token.clone(),
@@ -985,7 +989,7 @@ impl Table {
             layout: self.options.layout.clone(),
             changes: changes.clone(),
             truncate: batch.truncate,
-            compression: self.options.compression,
+            encoding: encoding.clone(),
             restate,
         });
 
@@ -1104,7 +1108,7 @@ impl Table {
                 layout: self.options.layout.clone(),
                 changes: extra.clone(),
                 truncate: None,
-                compression: self.options.compression,
+                encoding,
                 restate: Restate::default(),
             });
             let target_rows =
