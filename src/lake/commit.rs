@@ -77,6 +77,9 @@ pub struct Merged {
     /// The rows written after the carried ones, in order: replaced rows, then
     /// appended inserts. Built in chunks as the file is encoded.
     pub fresh: Vec<Fresh>,
+    /// How many of the first fresh rows are replaced rows, whose keys the
+    /// stored slice's bloom filter holds already.
+    pub replaced: usize,
     /// Copies of changes whose unchanged TOAST values were filled from the
     /// stored row ([`Fresh::Filled`]).
     pub filled: Vec<Change>,
@@ -104,6 +107,7 @@ impl Merged {
         Merged {
             carried: None,
             fresh: rows.iter().copied().map(Fresh::Change).collect(),
+            replaced: 0,
             filled: Vec::new(),
             added: rows.to_vec(),
             removed: Vec::new(),
@@ -167,6 +171,7 @@ impl Merged {
             self.carried.as_ref(),
             filter,
             &keys,
+            self.replaced,
             chunks,
             &ctx.encoding,
         )
@@ -644,12 +649,14 @@ pub fn merge_group(
             fresh.push(Fresh::Change(*ci));
         }
     }
+    let replaced = fresh.len();
     fresh.extend(appended.iter().copied().map(Fresh::Change));
     counts.replaced = replace.len() as u64;
     counts.appended = appended.len() as u64;
     Ok(Merged {
         carried: Some(carried),
         fresh,
+        replaced,
         filled,
         // A replaced row's key is already indexed to this group: only the
         // appended keys are new here.

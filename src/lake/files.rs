@@ -212,6 +212,7 @@ pub fn encode(
         batches.first(),
         carried,
         &fresh_keys,
+        0,
         batches.iter().skip(1).cloned().map(Ok::<_, FileError>),
         encoding,
     )
@@ -231,12 +232,15 @@ fn record_keys(batch: &RecordBatch) -> Result<Strings<'_>, FileError> {
 /// rows' record keys, in order: the footer's bloom filter and key range are
 /// made before the first row is written. The previous version's `filter`
 /// is extended with the fresh keys when [`DynamicBloom::can_extend`]
-/// allows, instead of hashing every key again.
+/// allows, instead of hashing every key again; the first `known` fresh
+/// keys (rows of the stored slice written anew, as updates are) are in it
+/// already and are not added twice.
 pub fn encode_rows<E: From<FileError>>(
     schema: &arrow_schema::SchemaRef,
     carried: Option<&RecordBatch>,
     filter: Option<DynamicBloom>,
     fresh_keys: &[&str],
+    known: usize,
     mut fresh: impl Iterator<Item = Result<RecordBatch, E>>,
     encoding: &Encoding,
 ) -> Result<Vec<u8>, E> {
@@ -245,9 +249,10 @@ pub fn encode_rows<E: From<FileError>>(
         .as_ref()
         .map_or(0, |k| k.len() - k.null_count());
     let count = carried_count + fresh_keys.len();
+    let adds = fresh_keys.get(known..).unwrap_or_default();
     let filter = filter
-        .filter(|f| f.can_extend(count, fresh_keys.len()))
-        .map(|f| (f, fresh_keys.to_vec()));
+        .filter(|f| f.can_extend(count, adds.len()))
+        .map(|f| (f, adds.to_vec()));
     let footer = super::bloom::footer(
         count,
         carried_keys
@@ -593,6 +598,51 @@ mod tests {
             &json,
         ] {
             assert!(seen.iter().any(|s| s == name), "{name} not written");
+        }
+    }
+
+    #[test]
+    fn a_rewrite_adds_only_keys_new_to_the_file_to_its_carried_filter() {
+        let schema = std::sync::Arc::new(Schema::new(vec![Field::new(
+            RECORD_KEY,
+            DataType::Utf8,
+            true,
+        )]));
+        let batch_of = |keys: &[String]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![std::sync::Arc::new(StringArray::from_iter_values(keys))],
+            )
+            .unwrap()
+        };
+        let stored: Vec<String> = (0..500).map(|k| k.to_string()).collect();
+        let first =
+            Bytes::from(encode(&schema, &[batch_of(&stored)], &Encoding::default(), None).unwrap());
+        let (views, filter) = decode_base_file(first).unwrap();
+        let filter = filter.unwrap();
+        assert_eq!(filter.count(), 500);
+        // Rows 0..100 are rewritten (updates), 400..500 deleted, and 50
+        // keys are new: the carried rows are 100..400.
+        let carried = views.slice(100, 300);
+        let mut fresh: Vec<String> = stored.get(..100).unwrap().to_vec();
+        fresh.extend((5000..5050).map(|k| k.to_string()));
+        let fresh_keys: Vec<&str> = fresh.iter().map(String::as_str).collect();
+        let second = encode_rows::<FileError>(
+            &schema,
+            Some(&carried),
+            Some(filter),
+            &fresh_keys,
+            100,
+            std::iter::once(Ok(batch_of(&fresh))),
+            &Encoding::default(),
+        )
+        .unwrap();
+        let (rows, filter) = decode_base_file(Bytes::from(second)).unwrap();
+        assert_eq!(rows.num_rows(), 450);
+        let filter = filter.expect("the carried filter is written");
+        assert_eq!(filter.count(), 550, "only the 50 new keys were added");
+        for key in stored.iter().take(400).chain(fresh.iter()) {
+            assert!(filter.might_contain(key.as_bytes()), "{key} missing");
         }
     }
 
