@@ -160,7 +160,8 @@ impl<'a> Reader<'a> {
     pub fn string(&mut self) -> Result<&'a str, ReadError> {
         let at = self.pos;
         let bytes = self.bytes()?;
-        std::str::from_utf8(bytes).map_err(|_| ReadError::Utf8(at))
+        // SIMD validation: several times std's speed on long text.
+        simdutf8::basic::from_utf8(bytes).map_err(|_| ReadError::Utf8(at))
     }
 
     /// The item count of the next array/map block; negative counts carry a
@@ -214,6 +215,36 @@ mod tests {
             write_long(&mut out, v);
             assert_eq!(Reader::new(&out).long().unwrap(), v);
             assert_eq!(long_len(v), out.len(), "{v}");
+        }
+    }
+
+    #[test]
+    fn strings_are_valid_utf8_or_an_error_naming_the_byte() {
+        let long_ascii = "a".repeat(200);
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            "plain".into(),
+            "é, 日本, 🦀".into(),
+            long_ascii.clone().into(),
+            format!("{long_ascii}🦀{long_ascii}").into(),
+            vec![0xff],
+            vec![0xc0, 0xaf],       // overlong '/'
+            vec![0xed, 0xa0, 0x80], // a UTF-16 surrogate
+            vec![0xe6, 0x97],       // cut short
+            vec![0x80],             // a lone continuation byte
+        ];
+        // Long text with one bad byte at its end, past the first SIMD blocks.
+        let mut bad_tail = long_ascii.clone().into_bytes();
+        bad_tail.push(0xfe);
+        cases.push(bad_tail);
+        for bytes in cases {
+            let mut framed = vec![0x00]; // a byte before: the error names 1
+            write_bytes(&mut framed, &bytes);
+            let mut r = Reader::at(&framed, 1);
+            match std::str::from_utf8(&bytes) {
+                Ok(s) => assert_eq!(r.string(), Ok(s)),
+                Err(_) => assert_eq!(r.string(), Err(ReadError::Utf8(1)), "{bytes:?}"),
+            }
         }
     }
 
