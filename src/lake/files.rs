@@ -169,25 +169,25 @@ fn properties(
             .into_iter()
             .map(|(k, v)| KeyValue::new(k.to_string(), v)),
     );
-    let unique = |name: &str| ColumnPath::from(vec![name.to_string()]);
+    let column = |name: &str| ColumnPath::from(vec![name.to_string()]);
     let mut builder = WriterProperties::builder();
     for name in no_dictionary {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(vec![name]), false);
+        builder = builder.set_column_dictionary_enabled(column(&name), false);
     }
     for name in &encoding.unordered {
-        builder = builder.set_column_statistics_enabled(unique(name), EnabledStatistics::None);
+        builder = builder.set_column_statistics_enabled(column(name), EnabledStatistics::None);
     }
     builder
         .set_compression(codec)
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_max_row_group_row_count(Some(250_000))
         // Values unique per row: a dictionary only costs time.
-        .set_column_dictionary_enabled(unique(COMMIT_SEQNO), false)
-        .set_column_dictionary_enabled(unique(RECORD_KEY), false)
-        .set_column_dictionary_enabled(unique(POSITION), false)
+        .set_column_dictionary_enabled(column(COMMIT_SEQNO), false)
+        .set_column_dictionary_enabled(column(RECORD_KEY), false)
+        .set_column_dictionary_enabled(column(POSITION), false)
         // Never a predicate: see the module doc.
-        .set_column_statistics_enabled(unique(COMMIT_SEQNO), EnabledStatistics::None)
-        .set_column_statistics_enabled(unique(POSITION), EnabledStatistics::None)
+        .set_column_statistics_enabled(column(COMMIT_SEQNO), EnabledStatistics::None)
+        .set_column_statistics_enabled(column(POSITION), EnabledStatistics::None)
         .set_created_by(concat!("tidewater ", env!("CARGO_PKG_VERSION")).to_string())
         .set_key_value_metadata(Some(kv))
         .build()
