@@ -251,12 +251,10 @@ fn child_floor(out: &Path) {
     let views = tidewater::lake::batch::view_schema(&schema);
     // As a commit encodes this table's files.
     let table = orders::orders(TableId::new("public", "orders"), "bench");
-    let encoding = tidewater::lake::files::Encoding {
-        compression: options().compression,
-        unordered: tidewater::lake::layout::LakeSchema::from_table(&table)
-            .unwrap()
-            .json_fields(),
-    };
+    let encoding = tidewater::lake::files::Encoding::of(
+        options().compression,
+        &tidewater::lake::layout::LakeSchema::from_table(&table).unwrap(),
+    );
     let cpu0 = proc::cpu_seconds(None);
     let start = Instant::now();
     let next = AtomicUsize::new(0);

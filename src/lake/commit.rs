@@ -194,6 +194,12 @@ pub enum EncodeError {
     File(#[from] super::files::FileError),
 }
 
+/// The error of a change whose packed row cannot be read (only a bug makes
+/// one), naming its key.
+fn unreadable(key: &str, e: Malformed) -> String {
+    format!("the row of key `{key}`: {e}")
+}
+
 /// A row's partition value under its table's partitioning.
 struct PartitionValue<'a> {
     spec: &'a PartitionSpec,
@@ -249,7 +255,7 @@ impl<'a> Partitioner<'a> {
         };
         let datum = row
             .get(index)
-            .map_err(|e| format!("the row of key `{}`: {e}", change.key))?
+            .map_err(|e| unreadable(&change.key, e))?
             .unwrap_or(Datum::Null);
         Ok(Some(PartitionValue {
             spec,
@@ -355,9 +361,7 @@ fn fill_unchanged(
     let Some(packed) = change.row.as_mut().filter(|r| r.has_unchanged()) else {
         return Ok(());
     };
-    let mut row = packed
-        .unpack()
-        .map_err(|e| format!("the row of key `{}`: {e}", change.key))?;
+    let mut row = packed.unpack().map_err(|e| unreadable(&change.key, e))?;
     let shape = &change.schema;
     let mapping = ctx.schema.mapping(shape);
     for (i, d) in row.0.iter_mut().enumerate() {
@@ -428,7 +432,7 @@ pub fn build_rows(
         first_of.push(starts.len());
         if let Some(row) = &change.row {
             row.starts(&mut starts)
-                .map_err(|e| format!("the row of key `{}`: {e}", change.key))?;
+                .map_err(|e| unreadable(&change.key, e))?;
         }
     }
     first_of.push(starts.len());
@@ -458,10 +462,8 @@ pub fn build_rows(
             };
             at.push(change.row.as_ref().zip(start));
         }
-        let malformed = |r: usize, e: Malformed| {
-            let key = rows.get(r).map_or("", |c| c.key.as_str());
-            format!("the row of key `{key}`: {e}")
-        };
+        let malformed =
+            |r: usize, e: Malformed| unreadable(rows.get(r).map_or("", |c| c.key.as_str()), e);
         // Text is read in place: no string of its own for each value.
         let array = if is_text(&ty) {
             let texts = (at.iter().enumerate())

@@ -53,6 +53,20 @@ pub struct Encoding {
     pub unordered: Vec<String>,
 }
 
+impl Encoding {
+    /// How the base files of a table of `schema` are encoded.
+    pub fn of(compression: ParquetCompression, schema: &super::layout::LakeSchema) -> Encoding {
+        let json = Some(crate::event::types::ColumnType::Json);
+        Encoding {
+            compression,
+            unordered: (schema.columns.iter())
+                .filter(|c| c.ty() == json)
+                .map(|c| c.field.clone())
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     #[error("parquet: {0}")]

@@ -233,16 +233,6 @@ impl LakeSchema {
         Ok(())
     }
 
-    /// The lake field names of the JSON columns, written without
-    /// statistics (see [`super::files`]).
-    pub fn json_fields(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| c.ty() == Some(ColumnType::Json))
-            .map(|c| c.field.clone())
-            .collect()
-    }
-
     /// The lake field names of the key columns.
     pub fn key_fields(&self) -> Vec<String> {
         self.key

@@ -977,10 +977,7 @@ impl Table {
             }
         }
         let token = write_token();
-        let encoding = super::files::Encoding {
-            compression: self.options.compression,
-            unordered: schema.json_fields(),
-        };
+        let encoding = super::files::Encoding::of(self.options.compression, &schema);
         let ctx = Arc::new(WriteContext {
             instant: instant.clone(),
             token: token.clone(),
