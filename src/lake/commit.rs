@@ -146,7 +146,7 @@ impl Merged {
         file: &str,
         partition: &str,
         task: usize,
-    ) -> Result<Vec<u8>, EncodeError> {
+    ) -> Result<bytes::Bytes, EncodeError> {
         let fresh = self.fresh_changes(ctx);
         let keys: Vec<&str> = fresh.iter().map(|c| c.key.as_str()).collect();
         let mut done = 0usize;

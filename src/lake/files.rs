@@ -42,6 +42,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::layout::{COMMIT_SEQNO, POSITION, RECORD_KEY};
+use super::local::BLOCK;
 use crate::config::model::ParquetCompression;
 
 /// How a table's base files are encoded.
@@ -215,7 +216,7 @@ pub fn encode(
     batches: &[RecordBatch],
     encoding: &Encoding,
     carried: Option<DynamicBloom>,
-) -> Result<Vec<u8>, FileError> {
+) -> Result<Bytes, FileError> {
     let mut keys = Vec::with_capacity(batches.len());
     for batch in batches {
         keys.push(record_keys(batch)?);
@@ -257,7 +258,7 @@ pub fn encode_rows<E: From<FileError>>(
     known: usize,
     mut fresh: impl Iterator<Item = Result<RecordBatch, E>>,
     encoding: &Encoding,
-) -> Result<Vec<u8>, E> {
+) -> Result<Bytes, E> {
     let carried_keys = carried.map(record_keys).transpose()?;
     let carried_count = carried_keys
         .as_ref()
@@ -302,7 +303,7 @@ pub fn encode_rows<E: From<FileError>>(
     let fresh_size = sampled.map_or(0, |b| {
         b.get_array_memory_size() / b.num_rows().max(1) * fresh_keys.len()
     });
-    let mut out = Vec::with_capacity((carried_size + fresh_size) / 3 + 1024);
+    let mut out = Aligned::with_capacity((carried_size + fresh_size) / 3 + 1024);
     let mut writer = ArrowWriter::try_new(
         &mut out,
         schema.clone(),
@@ -316,7 +317,46 @@ pub fn encode_rows<E: From<FileError>>(
         writer.write(&batch?).map_err(FileError::from)?;
     }
     writer.close().map_err(FileError::from)?;
-    Ok(out)
+    Ok(out.into_bytes())
+}
+
+/// An encoded file that starts on a block boundary: a local store writing
+/// with `O_DIRECT` takes it in place, with no copy into an aligned buffer
+/// (`local`). Bytes before the boundary are padding; when the file
+/// outgrows the buffer, it moves to a larger one, on a boundary again.
+struct Aligned {
+    buffer: Vec<u8>,
+    pad: usize,
+}
+
+impl Aligned {
+    fn with_capacity(capacity: usize) -> Aligned {
+        let mut buffer: Vec<u8> = Vec::with_capacity(capacity + BLOCK);
+        let pad = buffer.as_ptr().addr().wrapping_neg() % BLOCK;
+        buffer.resize(pad, 0);
+        Aligned { buffer, pad }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buffer).slice(self.pad..)
+    }
+}
+
+impl std::io::Write for Aligned {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buffer.len() + bytes.len() > self.buffer.capacity() {
+            let held = self.buffer.get(self.pad..).unwrap_or_default();
+            let mut larger = Aligned::with_capacity(2 * (held.len() + bytes.len()));
+            larger.buffer.extend_from_slice(held);
+            *self = larger;
+        }
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a whole base file into one batch (strings as strings).
@@ -431,18 +471,43 @@ mod tests {
     }
 
     #[test]
-    fn a_rewrite_reads_views_and_writes_them_back_unchanged() {
-        let (batch, values) = every_type_file(300);
-        let schema = batch.schema();
-        let bytes = Bytes::from(
-            encode(
-                &schema,
+    fn an_encoded_file_starts_on_a_block_boundary() {
+        // What lets a local store write it with `O_DIRECT` in place.
+        for rows in [2_000, 20_000] {
+            let (batch, _) = every_type_file(rows);
+            let bytes = encode(
+                &batch.schema(),
                 std::slice::from_ref(&batch),
                 &Encoding::default(),
                 None,
             )
-            .unwrap(),
-        );
+            .unwrap();
+            assert_eq!(bytes.as_ptr().addr() % BLOCK, 0, "{rows} rows");
+            assert_eq!(bytes.get(..4), Some(&b"PAR1"[..]), "{rows} rows");
+            assert_eq!(decode(bytes).unwrap().num_rows(), rows);
+        }
+        // Outgrowing its first buffer many times, it stays on a boundary.
+        let mut out = Aligned::with_capacity(10);
+        let written: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in written.chunks(7_777) {
+            std::io::Write::write_all(&mut out, piece).unwrap();
+        }
+        let bytes = out.into_bytes();
+        assert_eq!(bytes.as_ptr().addr() % BLOCK, 0);
+        assert_eq!(bytes, written);
+    }
+
+    #[test]
+    fn a_rewrite_reads_views_and_writes_them_back_unchanged() {
+        let (batch, values) = every_type_file(300);
+        let schema = batch.schema();
+        let bytes = encode(
+            &schema,
+            std::slice::from_ref(&batch),
+            &Encoding::default(),
+            None,
+        )
+        .unwrap();
         let (views, filter) = decode_base_file(bytes.clone()).unwrap();
         assert!(filter.is_some(), "the footer's bloom filter is read back");
         assert_eq!(views.num_rows(), 300);
@@ -477,18 +542,16 @@ mod tests {
         }
         // Written back from views, the file holds what the first one held,
         // under the plain schema.
-        let again = Bytes::from(
-            encode(
-                &schema,
-                std::slice::from_ref(&views),
-                &Encoding::default(),
-                None,
-            )
-            .unwrap(),
-        );
+        let again = encode(
+            &schema,
+            std::slice::from_ref(&views),
+            &Encoding::default(),
+            None,
+        )
+        .unwrap();
         assert_eq!(decode(again).unwrap(), decode(bytes).unwrap());
         assert_eq!(
-            decode(Bytes::from(
+            decode(
                 encode(
                     &schema,
                     std::slice::from_ref(&batch),
@@ -499,7 +562,7 @@ mod tests {
                     None
                 )
                 .unwrap()
-            ))
+            )
             .unwrap(),
             batch
         );
@@ -583,7 +646,7 @@ mod tests {
             unordered: vec![json.clone()],
             ..Encoding::default()
         };
-        let bytes = Bytes::from(encode(&schema, &[batch], &encoding, None).unwrap());
+        let bytes = encode(&schema, &[batch], &encoding, None).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         let row_group = reader.metadata().row_group(0);
         let mut seen = Vec::new();
@@ -630,8 +693,7 @@ mod tests {
             .unwrap()
         };
         let stored: Vec<String> = (0..500).map(|k| k.to_string()).collect();
-        let first =
-            Bytes::from(encode(&schema, &[batch_of(&stored)], &Encoding::default(), None).unwrap());
+        let first = encode(&schema, &[batch_of(&stored)], &Encoding::default(), None).unwrap();
         let (views, filter) = decode_base_file(first).unwrap();
         let filter = filter.unwrap();
         assert_eq!(filter.count(), 500);
@@ -651,7 +713,7 @@ mod tests {
             &Encoding::default(),
         )
         .unwrap();
-        let (rows, filter) = decode_base_file(Bytes::from(second)).unwrap();
+        let (rows, filter) = decode_base_file(second).unwrap();
         assert_eq!(rows.num_rows(), 450);
         let filter = filter.expect("the carried filter is written");
         assert_eq!(filter.count(), 550, "only the 50 new keys were added");
@@ -682,7 +744,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let bytes = Bytes::from(encode(&schema, &[batch], &Encoding::default(), None).unwrap());
+        let bytes = encode(&schema, &[batch], &Encoding::default(), None).unwrap();
         let slots = decode_key_slots(bytes).unwrap();
         let expected: Vec<Slot> = keys
             .iter()
@@ -727,7 +789,7 @@ mod tests {
             vec![std::sync::Arc::new(keys), unique, repeating, text, status],
         )
         .unwrap();
-        let bytes = Bytes::from(encode(&schema, &[batch], &Encoding::default(), None).unwrap());
+        let bytes = encode(&schema, &[batch], &Encoding::default(), None).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         let row_group = reader.metadata().row_group(0);
         let dictionary = |name: &str| {

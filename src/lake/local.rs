@@ -43,7 +43,7 @@ use object_store::{
 pub const DIRECT_MIN_BYTES: usize = 1024 * 1024;
 /// Alignment of buffers, offsets and lengths for `O_DIRECT`: the largest
 /// logical block size in use (4 KiB covers 512-byte devices too).
-const BLOCK: usize = 4096;
+pub const BLOCK: usize = 4096;
 /// Bytes copied into the aligned buffer per `write`.
 const CHUNK: usize = 4 * 1024 * 1024;
 
@@ -129,7 +129,7 @@ fn write_file(
 ) -> io::Result<std::fs::Metadata> {
     let (mut file, staging, direct) = create_staging(target, direct)?;
     let mut written = if direct {
-        write_direct(&mut file, payload)
+        write_direct(&mut file, payload).map(|_staged| ())
     } else {
         write_buffered(&mut file, payload)
     };
@@ -201,9 +201,11 @@ thread_local! {
     static ALIGNED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Writes in block-aligned chunks from an aligned buffer; the last chunk is
-/// padded with zeros to a whole block and the file cut back to its length.
-fn write_direct(file: &mut File, payload: &PutPayload) -> io::Result<()> {
+/// Writes whole blocks of the payload in place where they are aligned, and
+/// the rest in block-aligned chunks from an aligned buffer; the last chunk
+/// is padded with zeros to a whole block and the file cut back to its
+/// length. Returns how many bytes went through the buffer.
+fn write_direct(file: &mut File, payload: &PutPayload) -> io::Result<usize> {
     ALIGNED.with_borrow_mut(|buffer| {
         if buffer.len() < CHUNK + BLOCK {
             *buffer = vec![0; CHUNK + BLOCK];
@@ -214,14 +216,26 @@ fn write_direct(file: &mut File, payload: &PutPayload) -> io::Result<()> {
             .get_mut(start..start + CHUNK)
             .ok_or_else(|| io::Error::other("aligned buffer too short"))?;
         let mut filled = 0;
+        let mut staged = 0;
         for part in payload.iter() {
             let mut rest: &[u8] = part;
+            // Whole blocks of a part that starts on a block boundary, when
+            // the file is at one too, are written in place: an encoded base
+            // file starts on one (`files::encode_rows`).
+            if filled == 0 && rest.as_ptr().addr().is_multiple_of(BLOCK) {
+                let (blocks, tail) = rest.split_at(rest.len() - rest.len() % BLOCK);
+                if !blocks.is_empty() {
+                    file.write_all(blocks)?;
+                }
+                rest = tail;
+            }
             while !rest.is_empty() {
                 let free = chunk.get_mut(filled..).unwrap_or_default();
                 let n = free.len().min(rest.len());
                 let (now, later) = rest.split_at(n);
                 free.get_mut(..n).unwrap_or_default().copy_from_slice(now);
                 filled += n;
+                staged += n;
                 rest = later;
                 if filled == CHUNK {
                     file.write_all(chunk)?;
@@ -235,7 +249,8 @@ fn write_direct(file: &mut File, payload: &PutPayload) -> io::Result<()> {
             tail.get_mut(filled..).unwrap_or_default().fill(0);
             file.write_all(tail)?;
         }
-        file.set_len(payload.content_length() as u64)
+        file.set_len(payload.content_length() as u64)?;
+        Ok(staged)
     })
 }
 
@@ -442,6 +457,51 @@ mod tests {
             disk.path().join("a/b.parquet#2"),
             "a staging file is never reused"
         );
+    }
+
+    #[test]
+    fn aligned_blocks_are_written_in_place_and_only_the_rest_is_staged() {
+        let disk = tempfile::tempdir().unwrap();
+        // A buffer starting on a block boundary, as `files::encode_rows`
+        // makes one.
+        let len = 3 * CHUNK + 5 * BLOCK + 77;
+        let mut raw: Vec<u8> = Vec::with_capacity(len + BLOCK);
+        let pad = raw.as_ptr().addr().wrapping_neg() % BLOCK;
+        raw.extend((0..pad + len).map(|i| (i * 31 + i / 4093) as u8));
+        let aligned = Bytes::from(raw).slice(pad..);
+        assert_eq!(aligned.as_ptr().addr() % BLOCK, 0);
+        let expected = aligned.to_vec();
+        let cases: [(&str, Vec<Bytes>, usize); 3] = [
+            // One part: everything but the last partial block in place.
+            ("one part", vec![aligned.clone()], 77),
+            // Parts that end on block boundaries, as multipart uploads of
+            // whole-block part sizes cut them: only the tail is staged.
+            (
+                "block-sized parts",
+                vec![
+                    aligned.slice(..2 * BLOCK),
+                    aligned.slice(2 * BLOCK..CHUNK + BLOCK),
+                    aligned.slice(CHUNK + BLOCK..),
+                ],
+                77,
+            ),
+            // A part ending mid-block: the file is no longer on a boundary,
+            // so what follows goes through the buffer, up to its end.
+            (
+                "a part ending mid-block",
+                vec![aligned.slice(..BLOCK + 10), aligned.slice(BLOCK + 10..)],
+                len - BLOCK,
+            ),
+        ];
+        for (i, (what, parts, staged)) in cases.into_iter().enumerate() {
+            let target = disk.path().join(format!("f{i}.parquet"));
+            let (mut file, staging, direct) = create_staging(&target, true).unwrap();
+            assert!(direct, "O_DIRECT refused on {}", disk.path().display());
+            let payload: PutPayload = parts.into_iter().collect();
+            assert_eq!(write_direct(&mut file, &payload).unwrap(), staged, "{what}");
+            drop(file);
+            assert_eq!(std::fs::read(&staging).unwrap(), expected, "{what}");
+        }
     }
 
     #[tokio::test]

@@ -209,7 +209,7 @@ pub struct Table {
 async fn put(
     store: &dyn ObjectStore,
     path: &Path,
-    body: Vec<u8>,
+    body: impl Into<Bytes>,
     create: bool,
 ) -> Result<(), object_store::Error> {
     let mode = if create {
@@ -220,7 +220,7 @@ async fn put(
     store
         .put_opts(
             path,
-            PutPayload::from(Bytes::from(body)),
+            PutPayload::from(body.into()),
             PutOptions {
                 mode,
                 ..Default::default()
@@ -1619,7 +1619,7 @@ async fn run_job(
     // Stored slices are read with strings as views (see `files`).
     let stored_schema = view_schema(&ctx.arrow_schema);
     let (merged, encoded, rows) =
-        super::cpu::run(move || -> Result<(Merged, Vec<u8>, usize), LakeError> {
+        super::cpu::run(move || -> Result<(Merged, Bytes, usize), LakeError> {
             let schema_err = |message: String| LakeError::Schema {
                 table: String::new(),
                 message,
@@ -1730,15 +1730,11 @@ async fn run_job(
 }
 
 /// Writes a base file: large ones in parts (S3 retries a part, not the file).
-async fn write_bytes(
-    store: &dyn ObjectStore,
-    path: &Path,
-    bytes: Vec<u8>,
-) -> Result<(), LakeError> {
+async fn write_bytes(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<(), LakeError> {
     if bytes.len() > MULTIPART_THRESHOLD {
         let upload = store.put_multipart(path).await?;
         let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
-        writer.put(Bytes::from(bytes));
+        writer.put(bytes);
         writer.finish().await?;
     } else {
         put(store, path, bytes, false).await?;
