@@ -42,7 +42,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::layout::{COMMIT_SEQNO, POSITION, RECORD_KEY};
-use super::local::BLOCK;
+use super::local::{BLOCK, to_block};
 use crate::config::model::ParquetCompression;
 
 /// How a table's base files are encoded.
@@ -332,7 +332,7 @@ struct Aligned {
 impl Aligned {
     fn with_capacity(capacity: usize) -> Aligned {
         let mut buffer: Vec<u8> = Vec::with_capacity(capacity + BLOCK);
-        let pad = buffer.as_ptr().addr().wrapping_neg() % BLOCK;
+        let pad = to_block(buffer.as_ptr());
         buffer.resize(pad, 0);
         Aligned { buffer, pad }
     }

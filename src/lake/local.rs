@@ -44,6 +44,11 @@ pub const DIRECT_MIN_BYTES: usize = 1024 * 1024;
 /// Alignment of buffers, offsets and lengths for `O_DIRECT`: the largest
 /// logical block size in use (4 KiB covers 512-byte devices too).
 pub const BLOCK: usize = 4096;
+/// Bytes from `at` to the next block boundary (0 on one).
+pub fn to_block(at: *const u8) -> usize {
+    at.addr().wrapping_neg() % BLOCK
+}
+
 /// Bytes copied into the aligned buffer per `write`.
 const CHUNK: usize = 4 * 1024 * 1024;
 
@@ -210,8 +215,7 @@ fn write_direct(file: &mut File, payload: &PutPayload) -> io::Result<usize> {
         if buffer.len() < CHUNK + BLOCK {
             *buffer = vec![0; CHUNK + BLOCK];
         }
-        let skew = buffer.as_ptr() as usize % BLOCK;
-        let start = (BLOCK - skew) % BLOCK;
+        let start = to_block(buffer.as_ptr());
         let chunk = buffer
             .get_mut(start..start + CHUNK)
             .ok_or_else(|| io::Error::other("aligned buffer too short"))?;
@@ -466,7 +470,7 @@ mod tests {
         // makes one.
         let len = 3 * CHUNK + 5 * BLOCK + 77;
         let mut raw: Vec<u8> = Vec::with_capacity(len + BLOCK);
-        let pad = raw.as_ptr().addr().wrapping_neg() % BLOCK;
+        let pad = to_block(raw.as_ptr());
         raw.extend((0..pad + len).map(|i| (i * 31 + i / 4093) as u8));
         let aligned = Bytes::from(raw).slice(pad..);
         assert_eq!(aligned.as_ptr().addr() % BLOCK, 0);
