@@ -67,12 +67,17 @@ pub struct MergeCounts {
     pub carried: u64,
     pub replaced: u64,
     pub appended: u64,
+    /// 1 when the file was rewritten page by page ([`super::splice`]).
+    pub spliced: u64,
 }
 
 /// What merging one file group produced.
 pub struct Merged {
+    /// Per stored row, whether it survives (empty for a new group).
+    pub keep: Vec<bool>,
     /// What survives of the stored slice (strings as views), with its
-    /// `_hoodie_file_name` set to the new file's; `None` for a new group.
+    /// `_hoodie_file_name` set to the new file's ([`carry`]); `None` until
+    /// the caller sets it, and for a new group.
     pub carried: Option<RecordBatch>,
     /// The rows written after the carried ones, in order: replaced rows, then
     /// appended inserts. Built in chunks as the file is encoded.
@@ -105,6 +110,7 @@ impl Merged {
     /// the commit's changes) appended.
     pub fn new_group(rows: &[usize]) -> Merged {
         Merged {
+            keep: Vec::new(),
             carried: None,
             fresh: rows.iter().copied().map(Fresh::Change).collect(),
             replaced: 0,
@@ -120,11 +126,11 @@ impl Merged {
     }
 
     pub fn num_rows(&self) -> usize {
-        self.carried.as_ref().map_or(0, RecordBatch::num_rows) + self.fresh.len()
+        self.counts.carried as usize + self.fresh.len()
     }
 
     /// The fresh rows' changes, in order.
-    fn fresh_changes<'a>(&'a self, ctx: &'a WriteContext) -> Vec<&'a Change> {
+    pub fn fresh_changes<'a>(&'a self, ctx: &'a WriteContext) -> Vec<&'a Change> {
         self.fresh
             .iter()
             .filter_map(|f| match f {
@@ -147,11 +153,33 @@ impl Merged {
         partition: &str,
         task: usize,
     ) -> Result<bytes::Bytes, EncodeError> {
+        let keys: Vec<&str> = (self.fresh_changes(ctx).into_iter())
+            .map(|c| c.key.as_str())
+            .collect();
+        super::files::encode_rows(
+            &ctx.arrow_schema,
+            self.carried.as_ref(),
+            filter,
+            &keys,
+            self.replaced,
+            self.fresh_rows(ctx, file, partition, task),
+            &ctx.encoding,
+        )
+    }
+
+    /// The fresh rows, built in chunks of about [`CHUNK_BYTES`]. `task` as
+    /// in [`build_rows`].
+    pub fn fresh_rows<'a>(
+        &'a self,
+        ctx: &'a WriteContext,
+        file: &'a str,
+        partition: &'a str,
+        task: usize,
+    ) -> impl Iterator<Item = Result<RecordBatch, EncodeError>> + 'a {
         let fresh = self.fresh_changes(ctx);
-        let keys: Vec<&str> = fresh.iter().map(|c| c.key.as_str()).collect();
         let mut done = 0usize;
         let mut per_row = 0usize;
-        let chunks = std::iter::from_fn(|| {
+        std::iter::from_fn(move || {
             let rest = fresh.get(done..).filter(|r| !r.is_empty())?;
             // Each chunk's rows size the next; the first is a fixed count.
             let rows = match per_row {
@@ -165,16 +193,7 @@ impl Merged {
             }
             done += chunk.len();
             Some(batch.map_err(EncodeError::Rows))
-        });
-        super::files::encode_rows(
-            &ctx.arrow_schema,
-            self.carried.as_ref(),
-            filter,
-            &keys,
-            self.replaced,
-            chunks,
-            &ctx.encoding,
-        )
+        })
     }
 }
 
@@ -499,6 +518,21 @@ pub fn build_rows(
     RecordBatch::try_new(ctx.arrow_schema.clone(), columns).map_err(|e| e.to_string())
 }
 
+/// The rows of `stored` that `keep` flags, with `_hoodie_file_name` (if
+/// `stored` has it) set to `file`.
+pub fn carry(stored: &RecordBatch, keep: &[bool], file: &str) -> Result<RecordBatch, String> {
+    let keep = BooleanArray::from(keep.to_vec());
+    let carried =
+        arrow_select::filter::filter_record_batch(stored, &keep).map_err(|e| e.to_string())?;
+    let mut columns = carried.columns().to_vec();
+    if let Ok(i) = stored.schema().index_of(FILE_NAME)
+        && let Some(c) = columns.get_mut(i)
+    {
+        *c = repeated_view(file, carried.num_rows());
+    }
+    RecordBatch::try_new(stored.schema(), columns).map_err(|e| e.to_string())
+}
+
 /// Merges the changes routed to one file group (`routed`, indices into
 /// `ctx.changes`) and the inserts assigned to it (`appended`) into its stored
 /// rows (already projected onto the current schema, strings as views, which
@@ -507,10 +541,10 @@ pub fn build_rows(
 pub fn merge_group(
     ctx: &WriteContext,
     stored: &RecordBatch,
+    whole: &mut dyn FnMut() -> Result<RecordBatch, String>,
     routed: &[usize],
     appended: &[usize],
     partition: &str,
-    file: &str,
 ) -> Result<Merged, String> {
     let string_column = |name: &str| -> Result<Strings<'_>, String> {
         stored
@@ -520,6 +554,24 @@ pub fn merge_group(
     };
     let keys = string_column(RECORD_KEY)?;
     let positions = string_column(POSITION)?;
+    // Every column of the stored rows, read only to fill a change from its
+    // stored row.
+    let mut all: Option<RecordBatch> = None;
+    let mut all_columns = || -> Result<RecordBatch, String> {
+        if let Some(b) = &all {
+            return Ok(b.clone());
+        }
+        let b = whole()?;
+        if b.num_rows() != stored.num_rows() {
+            return Err(format!(
+                "a stored slice read as {} rows, then as {}",
+                stored.num_rows(),
+                b.num_rows()
+            ));
+        }
+        all = Some(b.clone());
+        Ok(b)
+    };
     let mut counts = MergeCounts::default();
     // Rows removed from the file (deleted, moved, truncated), by row number.
     let mut drop: Vec<bool> = vec![false; stored.num_rows()];
@@ -595,7 +647,9 @@ pub fn merge_group(
                         *d = true;
                     }
                     let mut moved = change.clone();
-                    fill_unchanged(ctx, &mut moved, stored, r)?;
+                    if moved.row.as_ref().is_some_and(PackedRow::has_unchanged) {
+                        fill_unchanged(ctx, &mut moved, &all_columns()?, r)?;
+                    }
                     elsewhere.push(moved);
                 }
             }
@@ -613,18 +667,7 @@ pub fn merge_group(
             *k = false;
         }
     }
-    let keep = BooleanArray::from(keep);
-    let carried =
-        arrow_select::filter::filter_record_batch(stored, &keep).map_err(|e| e.to_string())?;
-    counts.carried = carried.num_rows() as u64;
-    let mut carried_columns = carried.columns().to_vec();
-    if let Ok(i) = stored.schema().index_of(FILE_NAME)
-        && let Some(c) = carried_columns.get_mut(i)
-    {
-        *c = repeated_view(file, carried.num_rows());
-    }
-    let carried =
-        RecordBatch::try_new(stored.schema(), carried_columns).map_err(|e| e.to_string())?;
+    counts.carried = keep.iter().filter(|k| **k).count() as u64;
     // Replaced rows with unchanged TOAST values get filled copies.
     replace.sort_unstable();
     let mut filled: Vec<Change> = Vec::new();
@@ -633,7 +676,7 @@ pub fn merge_group(
             && change.row.as_ref().is_some_and(PackedRow::has_unchanged)
         {
             let mut copy = change.clone();
-            fill_unchanged(ctx, &mut copy, stored, *r)?;
+            fill_unchanged(ctx, &mut copy, &all_columns()?, *r)?;
             filled.push(copy);
         }
     }
@@ -656,7 +699,8 @@ pub fn merge_group(
     counts.replaced = replace.len() as u64;
     counts.appended = appended.len() as u64;
     Ok(Merged {
-        carried: Some(carried),
+        keep,
+        carried: None,
         fresh,
         replaced,
         filled,

@@ -36,13 +36,16 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::layout::{COMMIT_SEQNO, POSITION, RECORD_KEY};
 use super::local::{BLOCK, to_block};
+use super::splice::{Route, SpliceError};
 use crate::config::model::ParquetCompression;
 
 /// How a table's base files are encoded.
@@ -76,6 +79,8 @@ pub enum FileError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("{0}")]
     Layout(String),
+    #[error(transparent)]
+    Splice(#[from] SpliceError),
 }
 
 /// A new file-group id.
@@ -113,6 +118,9 @@ pub fn parse_base_file_name(name: &str) -> Option<(String, String)> {
     }
     Some((file_id.to_string(), instant.to_string()))
 }
+
+/// Rows of a row group (about 25 MB of Arrow memory for 100-byte rows).
+pub const MAX_ROW_GROUP_ROWS: usize = 250_000;
 
 /// Values sampled per column to decide on a dictionary.
 const DICTIONARY_SAMPLE: usize = 2048;
@@ -169,12 +177,7 @@ fn properties(
     footer: Vec<(&'static str, String)>,
     no_dictionary: Vec<String>,
 ) -> WriterProperties {
-    let codec = match encoding.compression {
-        ParquetCompression::None => Compression::UNCOMPRESSED,
-        ParquetCompression::Snappy => Compression::SNAPPY,
-        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
-        ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
-    };
+    let codec = codec(encoding);
     let mut kv = vec![KeyValue::new(
         "writer.model.name".to_string(),
         "tidewater".to_string(),
@@ -195,7 +198,7 @@ fn properties(
     builder
         .set_compression(codec)
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_max_row_group_row_count(Some(250_000))
+        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
         // Values unique per row: a dictionary only costs time.
         .set_column_dictionary_enabled(column(COMMIT_SEQNO), false)
         .set_column_dictionary_enabled(column(RECORD_KEY), false)
@@ -259,6 +262,52 @@ pub fn encode_rows<E: From<FileError>>(
     mut fresh: impl Iterator<Item = Result<RecordBatch, E>>,
     encoding: &Encoding,
 ) -> Result<Bytes, E> {
+    // The dictionaries are decided on a sample of the first rows: the
+    // carried ones of a rewrite, else the first fresh batch.
+    let mut first_fresh = None;
+    let sampled = match carried.filter(|b| b.num_rows() > 0) {
+        Some(batch) => Some(batch),
+        None => {
+            first_fresh = fresh.next().transpose()?;
+            first_fresh.as_ref()
+        }
+    };
+    let properties = prepare(
+        schema, carried, filter, fresh_keys, known, sampled, encoding,
+    )?;
+    // Parquet with compression takes about a third of Arrow's memory; the
+    // fresh rows are taken to be as large as the rows sampled.
+    let carried_size = carried.map_or(0, RecordBatch::get_array_memory_size);
+    let fresh_size = sampled.map_or(0, |b| {
+        b.get_array_memory_size() / b.num_rows().max(1) * fresh_keys.len()
+    });
+    let mut out = Aligned::with_capacity((carried_size + fresh_size) / 3 + 1024);
+    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(properties))
+        .map_err(FileError::from)?;
+    if let Some(batch) = carried {
+        writer.write(batch).map_err(FileError::from)?;
+    }
+    for batch in first_fresh.into_iter().map(Ok).chain(fresh) {
+        writer.write(&batch?).map_err(FileError::from)?;
+    }
+    writer.close().map_err(FileError::from)?;
+    Ok(out.into_bytes())
+}
+
+/// The writer properties of one base file: its footer (the bloom filter and
+/// key range of the `carried` rows' keys, then `fresh_keys`; see
+/// [`encode_rows`] for `filter` and `known`) and the columns that get no
+/// dictionary, decided on the `sampled` rows (columns by name: a batch may
+/// hold only some of them).
+fn prepare(
+    schema: &arrow_schema::SchemaRef,
+    carried: Option<&RecordBatch>,
+    filter: Option<DynamicBloom>,
+    fresh_keys: &[&str],
+    known: usize,
+    sampled: Option<&RecordBatch>,
+    encoding: &Encoding,
+) -> Result<WriterProperties, FileError> {
     let carried_keys = carried.map(record_keys).transpose()?;
     let carried_count = carried_keys
         .as_ref()
@@ -276,47 +325,157 @@ pub fn encode_rows<E: From<FileError>>(
             .chain(fresh_keys.iter().copied()),
         filter,
     );
-    // The dictionaries are decided on a sample of the first rows: the
-    // carried ones of a rewrite, else the first fresh batch.
-    let mut first_fresh = None;
-    let sampled = match carried.filter(|b| b.num_rows() > 0) {
-        Some(batch) => Some(batch),
-        None => {
-            first_fresh = fresh.next().transpose()?;
-            first_fresh.as_ref()
-        }
-    };
     let no_dictionary: Vec<String> = sampled
         .map(|batch| {
             schema
                 .fields()
                 .iter()
-                .zip(batch.columns())
-                .filter(|(_, c)| mostly_unique(c.as_ref()) == Some(true))
-                .map(|(f, _)| f.name().clone())
+                .filter(|f| {
+                    batch
+                        .column_by_name(f.name())
+                        .is_some_and(|c| mostly_unique(c.as_ref()) == Some(true))
+                })
+                .map(|f| f.name().clone())
                 .collect()
         })
         .unwrap_or_default();
-    // Parquet with compression takes about a third of Arrow's memory; the
-    // fresh rows are taken to be as large as the rows sampled.
-    let carried_size = carried.map_or(0, RecordBatch::get_array_memory_size);
-    let fresh_size = sampled.map_or(0, |b| {
-        b.get_array_memory_size() / b.num_rows().max(1) * fresh_keys.len()
-    });
-    let mut out = Aligned::with_capacity((carried_size + fresh_size) / 3 + 1024);
-    let mut writer = ArrowWriter::try_new(
-        &mut out,
-        schema.clone(),
-        Some(properties(encoding, footer, no_dictionary)),
+    Ok(properties(encoding, footer, no_dictionary))
+}
+
+/// A stored slice rewritten page by page ([`super::splice`]).
+pub struct Spliced<'a> {
+    pub bytes: &'a Bytes,
+    pub metadata: &'a ParquetMetaData,
+    /// How each column is written ([`super::splice::plan`]).
+    pub routes: &'a [Route],
+    /// One flag per stored row: whether it is carried over.
+    pub keep: &'a [bool],
+    /// The carried rows of the columns decoded from the stored slice (at
+    /// least the record key and every column routed through Arrow), with
+    /// `_hoodie_file_name` set to the new file's.
+    pub carried: &'a RecordBatch,
+}
+
+/// Encodes one base file from a stored slice spliced page by page: each
+/// stored row group keeps its rows that `keep` flags, and the `fresh`
+/// batches are appended to the last one. Columns routed through Arrow are
+/// encoded from the carried batch and the fresh rows. The footer is made as
+/// [`encode_rows`] makes it. [`SpliceError::Unsupported`] when the stored
+/// slice cannot be spliced after all: nothing is written then, and the
+/// caller encodes the file through Arrow.
+pub fn encode_spliced(
+    schema: &arrow_schema::SchemaRef,
+    stored: Spliced<'_>,
+    filter: Option<DynamicBloom>,
+    fresh_keys: &[&str],
+    known: usize,
+    fresh: &[RecordBatch],
+    encoding: &Encoding,
+) -> Result<Bytes, SpliceError> {
+    let groups = stored.metadata.row_groups();
+    let sizes: Vec<usize> = groups
+        .iter()
+        .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+        .collect();
+    if sizes.iter().sum::<usize>() != stored.keep.len() {
+        return Err(SpliceError::Unsupported(
+            "a keep mask of another length than the slice".into(),
+        ));
+    }
+    let fresh_rows: usize = fresh.iter().map(RecordBatch::num_rows).sum();
+    let last_start = stored.keep.len() - sizes.last().copied().unwrap_or(0);
+    let last_kept = (stored.keep.get(last_start..).unwrap_or_default().iter())
+        .filter(|k| **k)
+        .count();
+    if last_kept + fresh_rows > MAX_ROW_GROUP_ROWS {
+        return Err(SpliceError::Unsupported(
+            "new rows overflowing the last row group".into(),
+        ));
+    }
+    let sampled = Some(stored.carried)
+        .filter(|b| b.num_rows() > 0)
+        .or(fresh.first());
+    let properties = prepare(
+        schema,
+        Some(stored.carried),
+        filter,
+        fresh_keys,
+        known,
+        sampled,
+        encoding,
     )
-    .map_err(FileError::from)?;
-    if let Some(batch) = carried {
-        writer.write(batch).map_err(FileError::from)?;
+    // Only a slice without record keys fails here; the Arrow path names it.
+    .map_err(|e| SpliceError::Unsupported(e.to_string()))?;
+    let codec = properties.compression(&ColumnPath::from(Vec::<String>::new()));
+    let fresh_size: usize = fresh.iter().map(RecordBatch::get_array_memory_size).sum();
+    let mut out = Aligned::with_capacity(stored.bytes.len() + fresh_size / 2 + 1024);
+    let writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(properties))?;
+    let (mut file, factory) = writer.into_serialized_writer()?;
+    let descriptors = file.schema_descr().columns().to_vec();
+    let written = file.properties().clone();
+    let mut row = 0usize;
+    let mut carried_row = 0usize;
+    let mut index = 0usize;
+    for (g, (group, size)) in groups.iter().zip(&sizes).enumerate() {
+        let keep = stored.keep.get(row..row + size).unwrap_or_default();
+        row += size;
+        let kept = keep.iter().filter(|k| **k).count();
+        let last = g + 1 == groups.len();
+        let fresh_here: &[RecordBatch] = if last { fresh } else { &[] };
+        if kept == 0 && fresh_here.iter().all(|b| b.num_rows() == 0) {
+            continue;
+        }
+        let carried = stored.carried.slice(carried_row, kept);
+        carried_row += kept;
+        let mut writers = factory.create_column_writers(index)?.into_iter();
+        index += 1;
+        let mut row_group = file.next_row_group()?;
+        for (i, (route, field)) in stored.routes.iter().zip(schema.fields()).enumerate() {
+            let arrow_writer = writers.next();
+            match route {
+                Route::Splice(kind) => {
+                    let (Some(chunk), Some(descr)) = (group.columns().get(i), descriptors.get(i))
+                    else {
+                        return Err(SpliceError::Unsupported("a column missing".into()));
+                    };
+                    let stats = written.statistics_enabled(descr.path()) != EnabledStatistics::None;
+                    let (bytes, close) = super::splice::column(
+                        super::splice::Column {
+                            stored: stored.bytes,
+                            chunk,
+                            rows: *size,
+                            keep,
+                            fresh: super::splice::fresh_columns(fresh_here, i),
+                        },
+                        *kind,
+                        descr.clone(),
+                        stats,
+                        codec,
+                    )?;
+                    row_group.append_column(&bytes, close)?;
+                }
+                Route::Arrow => {
+                    let (Some(mut w), Some(column)) =
+                        (arrow_writer, carried.column_by_name(field.name()))
+                    else {
+                        return Err(SpliceError::Unsupported(format!(
+                            "no carried values of `{}`",
+                            field.name()
+                        )));
+                    };
+                    let fresh_arrays = fresh_here.iter().filter_map(|b| b.columns().get(i));
+                    for array in std::iter::once(column).chain(fresh_arrays) {
+                        for leaf in compute_leaves(field, array)? {
+                            w.write(&leaf)?;
+                        }
+                    }
+                    w.close()?.append_to_row_group(&mut row_group)?;
+                }
+            }
+        }
+        row_group.close()?;
     }
-    for batch in first_fresh.into_iter().map(Ok).chain(fresh) {
-        writer.write(&batch?).map_err(FileError::from)?;
-    }
-    writer.close().map_err(FileError::from)?;
+    file.close()?;
     Ok(out.into_bytes())
 }
 
@@ -368,14 +527,42 @@ pub fn decode(bytes: Bytes) -> Result<RecordBatch, FileError> {
 /// into the decompressed pages, with the bloom filter of its footer (if it
 /// has a readable one).
 pub fn decode_base_file(bytes: Bytes) -> Result<(RecordBatch, Option<DynamicBloom>), FileError> {
-    let plain = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())?;
-    let views = ArrowReaderMetadata::try_new(
-        plain.metadata().clone(),
-        ArrowReaderOptions::new().with_schema(view_schema(plain.schema())),
-    )?;
+    let views = stored_metadata(&bytes)?;
     decode_with(ParquetRecordBatchReaderBuilder::new_with_metadata(
         bytes, views,
     ))
+}
+
+/// The footer of a base file, read with strings and binaries as views.
+pub fn stored_metadata(bytes: &Bytes) -> Result<ArrowReaderMetadata, FileError> {
+    let plain = ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new())?;
+    Ok(ArrowReaderMetadata::try_new(
+        plain.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(view_schema(plain.schema())),
+    )?)
+}
+
+/// Decodes the columns `wanted` (by leaf number) of a base file whose footer
+/// is `metadata` ([`stored_metadata`]) into one batch, with the bloom
+/// filter of its footer.
+pub fn decode_columns(
+    bytes: Bytes,
+    metadata: ArrowReaderMetadata,
+    wanted: &[usize],
+) -> Result<(RecordBatch, Option<DynamicBloom>), FileError> {
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata);
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), wanted.iter().copied());
+    decode_with(builder.with_projection(mask))
+}
+
+/// The Parquet codec of an encoding.
+pub fn codec(encoding: &Encoding) -> Compression {
+    match encoding.compression {
+        ParquetCompression::None => Compression::UNCOMPRESSED,
+        ParquetCompression::Snappy => Compression::SNAPPY,
+        ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        ParquetCompression::Gzip => Compression::GZIP(GzipLevel::default()),
+    }
 }
 
 fn decode_with(
@@ -468,6 +655,218 @@ mod tests {
         }
         let schema = std::sync::Arc::new(Schema::new(fields));
         (RecordBatch::try_new(schema, columns).unwrap(), values)
+    }
+
+    /// A column chunk's min, max and null count.
+    type ChunkStatistics = (Option<Vec<u8>>, Option<Vec<u8>>, Option<u64>);
+
+    /// The statistics of every column chunk, per row group.
+    fn chunk_statistics(bytes: &Bytes) -> Vec<Vec<ChunkStatistics>> {
+        let metadata = stored_metadata(bytes).unwrap();
+        (metadata.metadata().row_groups().iter())
+            .map(|g| {
+                (g.columns().iter())
+                    .map(|c| match c.statistics() {
+                        Some(s) => (
+                            s.min_bytes_opt().map(<[u8]>::to_vec),
+                            s.max_bytes_opt().map(<[u8]>::to_vec),
+                            s.null_count_opt(),
+                        ),
+                        None => (None, None, None),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The columns of `batch` but structs (several leaves per field: such
+    /// files are not spliced).
+    fn flat(batch: &RecordBatch) -> RecordBatch {
+        let keep: Vec<usize> = (batch.schema().fields().iter().enumerate())
+            .filter(|(_, f)| !matches!(f.data_type(), DataType::Struct(_)))
+            .map(|(i, _)| i)
+            .collect();
+        batch.project(&keep).unwrap()
+    }
+
+    #[test]
+    fn a_spliced_file_holds_the_kept_rows_then_the_fresh_ones() {
+        use crate::lake::splice::{Route, plan};
+        let all = flat(&every_type_file(33_000).0);
+        let schema = all.schema();
+        let stored_rows = all.slice(0, 30_000);
+        let fresh = all.slice(30_000, 3_000);
+        let fresh_keys: Vec<String> = (30_000..33_000).map(|r| format!("key-{r:06}")).collect();
+        let fresh_keys: Vec<&str> = fresh_keys.iter().map(String::as_str).collect();
+        let out = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema)
+            .unwrap();
+        for compression in [
+            ParquetCompression::Snappy,
+            ParquetCompression::Zstd,
+            ParquetCompression::None,
+        ] {
+            let encoding = Encoding {
+                compression,
+                unordered: vec![],
+            };
+            // One row group as a commit writes it, and three of 10,000 rows
+            // (the middle one emptied below).
+            let mut groups = ArrowWriter::try_new(
+                Vec::new(),
+                schema.clone(),
+                Some(
+                    WriterProperties::builder()
+                        .set_compression(codec(&encoding))
+                        .set_dictionary_enabled(false)
+                        .set_max_row_group_row_count(Some(10_000))
+                        .build(),
+                ),
+            )
+            .unwrap();
+            groups.write(&stored_rows).unwrap();
+            let three = Bytes::from(groups.into_inner().unwrap());
+            let one = encode(&schema, std::slice::from_ref(&stored_rows), &encoding, None).unwrap();
+            for (stored, empty_middle) in [(one, false), (three, true)] {
+                let metadata = stored_metadata(&stored).unwrap();
+                let routes = plan(metadata.metadata(), &out, &schema, codec(&encoding)).unwrap();
+                assert!(
+                    routes
+                        .iter()
+                        .filter(|r| matches!(r, Route::Splice(_)))
+                        .count()
+                        >= 8
+                );
+                assert!(
+                    routes.contains(&Route::Arrow),
+                    "booleans and floats: {routes:?}"
+                );
+                // Runs of every length dropped, and the middle row group
+                // of the second file dropped whole.
+                let keep: Vec<bool> = (0..30_000)
+                    .map(|r| {
+                        r >= 100
+                            && r % 7 != 3
+                            && r % 13 != 0
+                            && !(empty_middle && (10_000..20_000).contains(&r))
+                    })
+                    .collect();
+                let wanted: Vec<usize> = (routes.iter().enumerate())
+                    .filter(|(i, r)| *i == 0 || **r == Route::Arrow)
+                    .map(|(i, _)| i)
+                    .collect();
+                let (part, filter) =
+                    decode_columns(stored.clone(), metadata.clone(), &wanted).unwrap();
+                let carried = crate::lake::commit::carry(&part, &keep, "f.parquet").unwrap();
+                let spliced = encode_spliced(
+                    &schema,
+                    Spliced {
+                        bytes: &stored,
+                        metadata: metadata.metadata(),
+                        routes: &routes,
+                        keep: &keep,
+                        carried: &carried,
+                    },
+                    filter,
+                    &fresh_keys,
+                    0,
+                    std::slice::from_ref(&fresh),
+                    &encoding,
+                )
+                .unwrap();
+                // The same rows written through Arrow.
+                let kept = arrow_select::filter::filter_record_batch(
+                    &stored_rows,
+                    &arrow_array::BooleanArray::from(keep.clone()),
+                )
+                .unwrap();
+                let expected =
+                    arrow_select::concat::concat_batches(&schema, &[kept, fresh.clone()]).unwrap();
+                let through_arrow =
+                    encode(&schema, std::slice::from_ref(&expected), &encoding, None).unwrap();
+                assert_eq!(
+                    decode(spliced.clone()).unwrap(),
+                    expected,
+                    "{compression:?}"
+                );
+                let groups = stored_metadata(&spliced).unwrap();
+                let groups = groups.metadata().row_groups();
+                assert_eq!(groups.len(), if empty_middle { 2 } else { 1 });
+                let pages = (groups.last().unwrap().columns().iter())
+                    .map(|c| c.compressed_size())
+                    .sum::<i64>();
+                assert!(pages > 0);
+                // Statistics as the Arrow writer makes them, for one row
+                // group (the single-group file).
+                if !empty_middle {
+                    let ours = chunk_statistics(&spliced);
+                    let theirs = chunk_statistics(&through_arrow);
+                    for (i, route) in routes.iter().enumerate() {
+                        if matches!(route, Route::Splice(_)) {
+                            assert_eq!(
+                                ours[0][i], theirs[0][i],
+                                "statistics of column {i} ({compression:?})"
+                            );
+                        }
+                    }
+                }
+                // The footer's key range covers the kept and fresh keys.
+                let kv = stored_metadata(&spliced).unwrap();
+                let kv = kv.metadata().file_metadata().key_value_metadata().unwrap();
+                let max = kv
+                    .iter()
+                    .find(|e| e.key == "hoodie_max_record_key")
+                    .and_then(|e| e.value.clone());
+                assert_eq!(max.as_deref(), Some("key-032999"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_of_another_schema_or_codec_is_not_spliced() {
+        use crate::lake::splice::plan;
+        let (with_structs, _) = every_type_file(100);
+        let schema = with_structs.schema();
+        let out = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema)
+            .unwrap();
+        let stored = encode(
+            &schema,
+            std::slice::from_ref(&with_structs),
+            &Encoding::default(),
+            None,
+        )
+        .unwrap();
+        let metadata = stored_metadata(&stored).unwrap();
+        assert!(plan(metadata.metadata(), &out, &schema, Compression::SNAPPY).is_none());
+        let all = flat(&with_structs);
+        let schema = all.schema();
+        let out = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema)
+            .unwrap();
+        let stored = encode(
+            &schema,
+            std::slice::from_ref(&all),
+            &Encoding::default(),
+            None,
+        )
+        .unwrap();
+        let metadata = stored_metadata(&stored).unwrap();
+        assert!(plan(metadata.metadata(), &out, &schema, Compression::SNAPPY).is_some());
+        assert!(
+            plan(
+                metadata.metadata(),
+                &out,
+                &schema,
+                Compression::ZSTD(ZstdLevel::default())
+            )
+            .is_none()
+        );
+        let fewer = Schema::new(schema.fields().iter().skip(1).cloned().collect::<Vec<_>>());
+        let fewer_out = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&fewer)
+            .unwrap();
+        assert!(plan(metadata.metadata(), &fewer_out, &fewer, Compression::SNAPPY).is_none());
     }
 
     #[test]

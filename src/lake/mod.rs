@@ -4,6 +4,7 @@
 //! - [`store`]: the object store a `lake.uri` names ([`local`] for a directory);
 //! - [`properties`], [`timeline`], [`metadata`]: Hudi's on-disk metadata;
 //! - [`layout`], [`batch`], [`files`]: columns, Arrow batches, base files;
+//! - [`splice`]: rewriting a base file page by page;
 //! - [`cpu`]: the threads that decode, merge and encode them;
 //! - [`log`]: the commit log that fences concurrent writers;
 //! - [`table`]: loading, recovery and the upsert commit.
@@ -21,6 +22,7 @@ pub mod local;
 pub mod log;
 pub mod metadata;
 pub mod properties;
+pub mod splice;
 pub mod store;
 pub mod table;
 pub mod timeline;

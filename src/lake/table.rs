@@ -47,20 +47,21 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use super::actions::{self, AvroFileError, PartitionFiles};
 use super::batch::{Restate, project_restated, view_schema};
 use super::commit::{
-    EncodeError, MergeCounts, Merged, WriteContext, build_rows, by_partition, merge_group,
+    EncodeError, MergeCounts, Merged, WriteContext, build_rows, by_partition, carry, merge_group,
 };
 use super::files::{
-    FileError, base_file_name, decode_base_file, decode_key_slots, new_file_id,
-    parse_base_file_name, write_token,
+    FileError, Spliced, base_file_name, decode_base_file, decode_columns, decode_key_slots,
+    new_file_id, parse_base_file_name, stored_metadata, write_token,
 };
 use super::index::KeyIndex;
-use super::layout::{LakeSchema, POSITION, TableLayout, parse_position, position_text};
+use super::layout::{LakeSchema, POSITION, RECORD_KEY, TableLayout, parse_position, position_text};
 use super::log::{self, Claim, LogEntry};
 use super::metadata::{
     CHECKPOINT_KEY, Checkpoint, CommitMetadata, LAKE_SCHEMA_KEY, POSITION_KEY, SCHEMA_KEY,
     WriteStat,
 };
 use super::properties::TableProperties;
+use super::splice::{self, SpliceError};
 use super::timeline::{Action, Instant, State, Timeline, next_instant, now_millis};
 use crate::config::model::ParquetCompression;
 use crate::event::change::Position;
@@ -175,6 +176,8 @@ pub struct CommitOutcome {
     pub stale: u64,
     /// Unchanged rows copied into rewritten files.
     pub rows_carried: u64,
+    /// Files rewritten page by page ([`super::splice`]), not through Arrow.
+    pub files_spliced: u64,
     pub files_written: u64,
     pub bytes_written: u64,
 }
@@ -1135,6 +1138,7 @@ impl Table {
             outcome.deleted += w.counts.deleted;
             outcome.stale += w.counts.stale;
             outcome.rows_carried += w.counts.carried;
+            outcome.files_spliced += w.counts.spliced;
             stats
                 .entry(w.partition.clone())
                 .or_default()
@@ -1588,6 +1592,165 @@ struct Written {
     counts: MergeCounts,
 }
 
+/// One existing file group to rewrite.
+struct Rewrite<'a> {
+    /// Changes routed to the group and inserts assigned to it.
+    routed: &'a [usize],
+    appended: &'a [usize],
+    partition: &'a str,
+    /// The stored slice's path and the new file's name.
+    stored: &'a str,
+    file: &'a str,
+    /// The job's number in the commit (see `build_rows`).
+    task: usize,
+}
+
+/// Fresh rows (their packed size) above which a rewrite goes through Arrow,
+/// which builds them a chunk at a time: splicing holds them all.
+const SPLICE_FRESH_BYTES: usize = 64 << 20;
+
+/// Merges the changes of one file group into its stored slice (`bytes`) and
+/// encodes the new slice: page by page when the slice allows it
+/// ([`super::splice`]: only the record keys, positions and the columns
+/// routed through Arrow are decoded), else through Arrow as a whole.
+fn rewrite(
+    ctx: &WriteContext,
+    bytes: Bytes,
+    job: &Rewrite<'_>,
+) -> Result<(Merged, Bytes), LakeError> {
+    let schema_err = |message: String| LakeError::Schema {
+        table: String::new(),
+        message,
+    };
+    let read_err = |source: FileError| LakeError::File {
+        path: job.stored.to_string(),
+        source,
+    };
+    let write_err = |e: EncodeError| match e {
+        EncodeError::Rows(message) => schema_err(message),
+        EncodeError::File(source) => LakeError::File {
+            path: job.file.to_string(),
+            source,
+        },
+    };
+    let metadata = stored_metadata(&bytes).map_err(read_err)?;
+    let routes = if ctx.restate.rewrites_all() {
+        None
+    } else {
+        parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&ctx.arrow_schema)
+            .ok()
+            .and_then(|out| {
+                splice::plan(
+                    metadata.metadata(),
+                    &out,
+                    &ctx.arrow_schema,
+                    super::files::codec(&ctx.encoding),
+                )
+            })
+    };
+    let whole = |bytes: &Bytes| {
+        decode_base_file(bytes.clone())
+            .map_err(read_err)
+            .and_then(|(batch, filter)| {
+                // Stored slices are read with strings as views (see `files`).
+                let schema = view_schema(&ctx.arrow_schema);
+                let batch = project_restated(&batch, &schema, &ctx.restate)
+                    .map_err(|e| schema_err(e.to_string()))?;
+                Ok((batch, filter))
+            })
+    };
+    // The whole slice, once decoded.
+    let mut decoded = None;
+    let mut merged = match &routes {
+        Some(routes) => {
+            let wanted: Vec<usize> = (ctx.arrow_schema.fields().iter().zip(routes))
+                .enumerate()
+                .filter(|(_, (f, r))| {
+                    **r == splice::Route::Arrow || f.name() == RECORD_KEY || f.name() == POSITION
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let (part, filter) =
+                decode_columns(bytes.clone(), metadata.clone(), &wanted).map_err(read_err)?;
+            let mut all = || whole(&bytes).map(|(b, _)| b).map_err(|e| e.to_string());
+            let merged = merge_group(
+                ctx,
+                &part,
+                &mut all,
+                job.routed,
+                job.appended,
+                job.partition,
+            )
+            .map_err(schema_err)?;
+            let fresh_bytes: usize = (merged.fresh_changes(ctx).iter())
+                .map(|c| c.row.as_ref().map_or(0, PackedRow::heap_bytes))
+                .sum();
+            if merged.num_rows() > 0 && fresh_bytes <= SPLICE_FRESH_BYTES {
+                let carried = carry(&part, &merged.keep, job.file).map_err(schema_err)?;
+                let fresh: Vec<arrow_array::RecordBatch> = merged
+                    .fresh_rows(ctx, job.file, job.partition, job.task)
+                    .collect::<Result<_, _>>()
+                    .map_err(write_err)?;
+                let keys: Vec<&str> = (merged.fresh_changes(ctx).into_iter())
+                    .map(|c| c.key.as_str())
+                    .collect();
+                let spliced = super::files::encode_spliced(
+                    &ctx.arrow_schema,
+                    Spliced {
+                        bytes: &bytes,
+                        metadata: metadata.metadata(),
+                        routes,
+                        keep: &merged.keep,
+                        carried: &carried,
+                    },
+                    filter,
+                    &keys,
+                    merged.replaced,
+                    &fresh,
+                    &ctx.encoding,
+                );
+                match spliced {
+                    Ok(encoded) => {
+                        let mut merged = merged;
+                        merged.counts.spliced = 1;
+                        return Ok((merged, encoded));
+                    }
+                    Err(SpliceError::Unsupported(why)) => {
+                        tracing::debug!(file = job.stored, %why, "rewritten through Arrow");
+                    }
+                    Err(e) => return Err(write_err(EncodeError::File(e.into()))),
+                }
+            }
+            merged
+        }
+        None => {
+            let (batch, filter) = whole(&bytes)?;
+            let mut all = || Ok(batch.clone());
+            let merged = merge_group(
+                ctx,
+                &batch,
+                &mut all,
+                job.routed,
+                job.appended,
+                job.partition,
+            )
+            .map_err(schema_err)?;
+            decoded = Some((batch, filter));
+            merged
+        }
+    };
+    let (batch, filter) = match decoded {
+        Some(d) => d,
+        None => whole(&bytes)?,
+    };
+    merged.carried = Some(carry(&batch, &merged.keep, job.file).map_err(schema_err)?);
+    let encoded = merged
+        .encode(ctx, filter, job.file, job.partition, job.task)
+        .map_err(write_err)?;
+    Ok((merged, encoded))
+}
+
 async fn run_job(
     store: Arc<dyn ObjectStore>,
     ctx: Arc<WriteContext>,
@@ -1616,15 +1779,20 @@ async fn run_job(
     let worker_ctx = ctx.clone();
     let worker_job = job.clone();
     let worker_file = file.clone();
-    // Stored slices are read with strings as views (see `files`).
-    let stored_schema = view_schema(&ctx.arrow_schema);
     let (merged, encoded, rows) =
         super::cpu::run(move || -> Result<(Merged, Bytes, usize), LakeError> {
             let schema_err = |message: String| LakeError::Schema {
                 table: String::new(),
                 message,
             };
-            let (mut merged, filter) = match (&worker_job, stored) {
+            let encode_err = |e: EncodeError| match e {
+                EncodeError::Rows(message) => schema_err(message),
+                EncodeError::File(source) => LakeError::File {
+                    path: worker_file.clone(),
+                    source,
+                },
+            };
+            let (mut merged, encoded) = match (&worker_job, stored) {
                 (
                     FileJob::Existing {
                         routed,
@@ -1634,26 +1802,25 @@ async fn run_job(
                         ..
                     },
                     Some(bytes),
-                ) => {
-                    let (batch, filter) =
-                        decode_base_file(bytes).map_err(|source| LakeError::File {
-                            path: prev.file.clone(),
-                            source,
-                        })?;
-                    let batch = project_restated(&batch, &stored_schema, &worker_ctx.restate)
-                        .map_err(|e| schema_err(e.to_string()))?;
-                    let merged = merge_group(
-                        &worker_ctx,
-                        &batch,
+                ) => rewrite(
+                    &worker_ctx,
+                    bytes,
+                    &Rewrite {
                         routed,
                         appended,
                         partition,
-                        &worker_file,
-                    )
-                    .map_err(schema_err)?;
-                    (merged, filter)
+                        stored: &prev.file,
+                        file: &worker_file,
+                        task: n,
+                    },
+                )?,
+                (FileJob::New { rows, .. }, _) => {
+                    let merged = Merged::new_group(rows);
+                    let encoded = merged
+                        .encode(&worker_ctx, None, &worker_file, worker_job.partition(), n)
+                        .map_err(encode_err)?;
+                    (merged, encoded)
                 }
-                (FileJob::New { rows, .. }, _) => (Merged::new_group(rows), None),
                 (FileJob::Existing { .. }, None) => {
                     return Err(LakeError::Corrupt {
                         table: String::new(),
@@ -1661,15 +1828,6 @@ async fn run_job(
                     });
                 }
             };
-            let encoded = merged
-                .encode(&worker_ctx, filter, &worker_file, worker_job.partition(), n)
-                .map_err(|e| match e {
-                    EncodeError::Rows(message) => schema_err(message),
-                    EncodeError::File(source) => LakeError::File {
-                        path: worker_file.clone(),
-                        source,
-                    },
-                })?;
             // The rows are freed here, on the thread that decoded them.
             let rows = merged.num_rows();
             merged.carried = None;

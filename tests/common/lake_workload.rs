@@ -106,6 +106,8 @@ pub struct Workload {
     /// (instant, expected snapshot) per commit.
     pub history: Vec<(String, BTreeMap<String, Json>)>,
     pub offset: i64,
+    /// Files rewritten page by page, per commit.
+    pub spliced: Vec<u64>,
 }
 
 pub fn row(rng: &mut Rng, id: i64, day: i64, width: usize) -> Row {
@@ -143,6 +145,7 @@ impl Workload {
             },
             history: Vec::new(),
             offset: 0,
+            spliced: Vec::new(),
         }
     }
 
@@ -257,6 +260,7 @@ impl Workload {
             .await
             .unwrap();
         assert_eq!(self.table.checkpoint(), Some(&checkpoint));
+        self.spliced.push(outcome.files_spliced);
         self.history
             .push((outcome.instant.clone(), self.model.expected()));
     }
@@ -574,6 +578,17 @@ pub async fn mixed_workload_with_faults(uri: String, lake: LakeConfig, proxy: Op
     w.step(400, false).await;
     maybe_fault(&mut faults, proxy);
     w.step(300, false).await;
+
+    // Rewrites went page by page (`lake::splice`), but the one that added
+    // the column: every file it wrote has the new schema, and the next
+    // commit splices them again.
+    let spliced = &w.spliced;
+    assert_eq!(spliced.len(), 6, "{spliced:?}");
+    assert_eq!(spliced.get(4), Some(&0), "the added column: {spliced:?}");
+    assert!(
+        spliced.get(1..4).unwrap().iter().all(|n| *n > 0) && spliced.get(5) > Some(&0),
+        "seed {seed}: files spliced per commit {spliced:?}"
+    );
 
     // Snapshot equals the model, row by row.
     let snapshot = w.lake_rows(&["snapshot", &uri]);
