@@ -18,9 +18,12 @@
 //!   the benchmark's table (the floor of `cargo bench --bench lake`: 10.2
 //!   against 9.8 CPU seconds, means of six runs each, alternating).
 //!
-//! A rewrite reads the stored slice with strings and binaries as views into
-//! the decompressed pages ([`decode_base_file`]): carried values are never
-//! copied, and the encoder takes views as they are. A column gets a
+//! A rewrite whose stored slice allows it is spliced page by page
+//! ([`encode_spliced`], [`super::splice`]): only the columns routed through
+//! Arrow are decoded. Otherwise it reads the stored slice with strings and
+//! binaries as views into the decompressed pages ([`decode_base_file`]):
+//! carried values are never copied, and the encoder takes views as they
+//! are. A column gets a
 //! dictionary only when a sample of its values repeats: for mostly unique
 //! values (ids, timestamps, JSON payloads) building one only to abandon it
 //! costs a third of the encoding time and makes the file larger.
