@@ -701,9 +701,6 @@ mod tests {
         let fresh = all.slice(30_000, 3_000);
         let fresh_keys: Vec<String> = (30_000..33_000).map(|r| format!("key-{r:06}")).collect();
         let fresh_keys: Vec<&str> = fresh_keys.iter().map(String::as_str).collect();
-        let out = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&schema)
-            .unwrap();
         for compression in [
             ParquetCompression::Snappy,
             ParquetCompression::Zstd,
@@ -732,7 +729,7 @@ mod tests {
             let one = encode(&schema, std::slice::from_ref(&stored_rows), &encoding, None).unwrap();
             for (stored, empty_middle) in [(one, false), (three, true)] {
                 let metadata = stored_metadata(&stored).unwrap();
-                let routes = plan(metadata.metadata(), &out, &schema, codec(&encoding)).unwrap();
+                let routes = plan(metadata.metadata(), &schema, codec(&encoding)).unwrap();
                 assert!(
                     routes
                         .iter()
@@ -828,48 +825,29 @@ mod tests {
     #[test]
     fn a_file_of_another_schema_or_codec_is_not_spliced() {
         use crate::lake::splice::plan;
-        let (with_structs, _) = every_type_file(100);
-        let schema = with_structs.schema();
-        let out = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&schema)
-            .unwrap();
-        let stored = encode(
-            &schema,
-            std::slice::from_ref(&with_structs),
-            &Encoding::default(),
-            None,
-        )
-        .unwrap();
-        let metadata = stored_metadata(&stored).unwrap();
-        assert!(plan(metadata.metadata(), &out, &schema, Compression::SNAPPY).is_none());
-        let all = flat(&with_structs);
-        let schema = all.schema();
-        let out = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&schema)
-            .unwrap();
-        let stored = encode(
-            &schema,
-            std::slice::from_ref(&all),
-            &Encoding::default(),
-            None,
-        )
-        .unwrap();
-        let metadata = stored_metadata(&stored).unwrap();
-        assert!(plan(metadata.metadata(), &out, &schema, Compression::SNAPPY).is_some());
-        assert!(
-            plan(
-                metadata.metadata(),
-                &out,
-                &schema,
-                Compression::ZSTD(ZstdLevel::default())
+        // The footer of `batch` written as a commit writes it.
+        let stored = |batch: &RecordBatch| {
+            let bytes = encode(
+                &batch.schema(),
+                std::slice::from_ref(batch),
+                &Encoding::default(),
+                None,
             )
-            .is_none()
-        );
-        let fewer = Schema::new(schema.fields().iter().skip(1).cloned().collect::<Vec<_>>());
-        let fewer_out = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&fewer)
             .unwrap();
-        assert!(plan(metadata.metadata(), &fewer_out, &fewer, Compression::SNAPPY).is_none());
+            stored_metadata(&bytes).unwrap()
+        };
+        let (with_structs, _) = every_type_file(100);
+        let metadata = stored(&with_structs);
+        let schema = with_structs.schema();
+        assert!(plan(metadata.metadata(), &schema, Compression::SNAPPY).is_none());
+        let all = flat(&with_structs);
+        let metadata = stored(&all);
+        let schema = all.schema();
+        assert!(plan(metadata.metadata(), &schema, Compression::SNAPPY).is_some());
+        let zstd = Compression::ZSTD(ZstdLevel::default());
+        assert!(plan(metadata.metadata(), &schema, zstd).is_none());
+        let fewer = Schema::new(schema.fields().iter().skip(1).cloned().collect::<Vec<_>>());
+        assert!(plan(metadata.metadata(), &fewer, Compression::SNAPPY).is_none());
     }
 
     #[test]

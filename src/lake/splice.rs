@@ -48,10 +48,11 @@ use parquet::file::properties::DEFAULT_STATISTICS_TRUNCATE_LENGTH;
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor, SchemaDescriptor};
+use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
 use std::sync::Arc;
 
 use super::batch::Strings;
+use crate::kafka::avro::binary::{Reader, write_varint};
 
 /// Largest values section of a page written here (the Arrow writer's
 /// default page size).
@@ -126,14 +127,13 @@ fn same_codec(a: Compression, b: Compression) -> bool {
 }
 
 /// The route of each column when `stored` can be spliced into a file of
-/// `out` (the Parquet schema the writer makes of `arrow`) compressed with
-/// `codec`; `None` when it cannot (see the module doc).
-pub fn plan(
-    stored: &ParquetMetaData,
-    out: &SchemaDescriptor,
-    arrow: &Schema,
-    codec: Compression,
-) -> Option<Vec<Route>> {
+/// `arrow`'s columns compressed with `codec`; `None` when it cannot (see the
+/// module doc).
+pub fn plan(stored: &ParquetMetaData, arrow: &Schema, codec: Compression) -> Option<Vec<Route>> {
+    // The Parquet schema the Arrow writer makes of `arrow`.
+    let out = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(arrow)
+        .ok()?;
     let schema = stored.file_metadata().schema_descr();
     if schema.root_schema() != out.root_schema()
         || out.num_columns() != arrow.fields().len()
@@ -210,30 +210,6 @@ impl Codec {
     }
 }
 
-/// Reads an unsigned LEB128 varint.
-fn uleb(data: &[u8], pos: &mut usize) -> Result<u64, SpliceError> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *data
-            .get(*pos)
-            .ok_or_else(|| unsupported("definition levels cut short"))?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(unsupported("a level run header past 64 bits"))
-}
-
-fn write_uleb(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// Reads `n` definition levels of bit width 1 (the RLE / bit-packed hybrid
 /// encoding): `true` where the value is defined.
 fn read_levels(data: &[u8], n: usize, out: &mut Vec<bool>) -> Result<(), SpliceError> {
@@ -241,7 +217,11 @@ fn read_levels(data: &[u8], n: usize, out: &mut Vec<bool>) -> Result<(), SpliceE
     out.reserve(n);
     let mut pos = 0usize;
     while out.len() < n {
-        let header = uleb(data, &mut pos)?;
+        let mut reader = Reader::at(data, pos);
+        let header = reader
+            .varint()
+            .map_err(|e| unsupported(format!("a level run header: {e}")))?;
+        pos = reader.position();
         let left = n - out.len();
         let count = usize::try_from(header >> 1).unwrap_or(usize::MAX);
         if header & 1 == 1 {
@@ -285,7 +265,7 @@ fn write_levels(levels: &[bool], out: &mut Vec<u8>) {
     while i < levels.len() {
         let run = run_at(levels, i);
         if run >= 8 {
-            write_uleb(out, (run as u64) << 1);
+            write_varint(out, (run as u64) << 1);
             out.push(u8::from(levels.get(i).copied().unwrap_or(false)));
             i += run;
             continue;
@@ -304,7 +284,7 @@ fn write_levels(levels: &[bool], out: &mut Vec<u8>) {
                 break;
             }
         }
-        write_uleb(out, ((packed.len() as u64) << 1) | 1);
+        write_varint(out, ((packed.len() as u64) << 1) | 1);
         out.extend_from_slice(&packed);
     }
 }

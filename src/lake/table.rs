@@ -1639,17 +1639,11 @@ fn rewrite(
     let routes = if ctx.restate.rewrites_all() {
         None
     } else {
-        parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&ctx.arrow_schema)
-            .ok()
-            .and_then(|out| {
-                splice::plan(
-                    metadata.metadata(),
-                    &out,
-                    &ctx.arrow_schema,
-                    super::files::codec(&ctx.encoding),
-                )
-            })
+        splice::plan(
+            metadata.metadata(),
+            &ctx.arrow_schema,
+            super::files::codec(&ctx.encoding),
+        )
     };
     let whole = |bytes: &Bytes| {
         decode_base_file(bytes.clone())
@@ -1685,7 +1679,8 @@ fn rewrite(
                 job.partition,
             )
             .map_err(schema_err)?;
-            let fresh_bytes: usize = (merged.fresh_changes(ctx).iter())
+            let fresh_changes = merged.fresh_changes(ctx);
+            let fresh_bytes: usize = (fresh_changes.iter())
                 .map(|c| c.row.as_ref().map_or(0, PackedRow::heap_bytes))
                 .sum();
             if merged.num_rows() > 0 && fresh_bytes <= SPLICE_FRESH_BYTES {
@@ -1694,9 +1689,7 @@ fn rewrite(
                     .fresh_rows(ctx, job.file, job.partition, job.task)
                     .collect::<Result<_, _>>()
                     .map_err(write_err)?;
-                let keys: Vec<&str> = (merged.fresh_changes(ctx).into_iter())
-                    .map(|c| c.key.as_str())
-                    .collect();
+                let keys: Vec<&str> = fresh_changes.iter().map(|c| c.key.as_str()).collect();
                 let spliced = super::files::encode_spliced(
                     &ctx.arrow_schema,
                     Spliced {

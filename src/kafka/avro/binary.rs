@@ -5,7 +5,13 @@
 /// Appends a zig-zag varint (`int` and `long`).
 #[inline]
 pub fn write_long(out: &mut Vec<u8>, v: i64) {
-    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    write_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// Appends an unsigned LEB128 varint (what a zig-zag varint is made of;
+/// Parquet's level run headers are these too).
+#[inline]
+pub fn write_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -91,6 +97,13 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub fn long(&mut self) -> Result<i64, ReadError> {
+        let n = self.varint()?;
+        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+    }
+
+    /// An unsigned LEB128 varint of at most 64 bits.
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, ReadError> {
         let start = self.pos;
         let mut n: u64 = 0;
         let mut shift = 0;
@@ -106,7 +119,7 @@ impl<'a> Reader<'a> {
             }
             shift += 7;
         }
-        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+        Ok(n)
     }
 
     pub fn int(&mut self) -> Result<i32, ReadError> {
