@@ -357,6 +357,8 @@ pub struct Spliced<'a> {
     /// least the record key and every column routed through Arrow), with
     /// `_hoodie_file_name` set to the new file's.
     pub carried: &'a RecordBatch,
+    /// The new file's name: every carried row's `_hoodie_file_name`.
+    pub file: &'a str,
 }
 
 /// Encodes one base file from a stored slice spliced page by page: each
@@ -454,6 +456,30 @@ pub fn encode_spliced(
                         descr.clone(),
                         stats,
                         codec,
+                    )?;
+                    row_group.append_column(&bytes, close)?;
+                }
+                Route::Dictionary(kind) => {
+                    let (Some(chunk), Some(descr)) = (group.columns().get(i), descriptors.get(i))
+                    else {
+                        return Err(SpliceError::Unsupported("a column missing".into()));
+                    };
+                    let stats = written.statistics_enabled(descr.path()) != EnabledStatistics::None;
+                    let constant = (field.name() == super::layout::FILE_NAME)
+                        .then_some(stored.file.as_bytes());
+                    let (bytes, close) = super::splice::dictionary_column(
+                        super::splice::Column {
+                            stored: stored.bytes,
+                            chunk,
+                            rows: *size,
+                            keep,
+                            fresh: super::splice::fresh_columns(fresh_here, i),
+                        },
+                        *kind,
+                        descr.clone(),
+                        stats,
+                        codec,
+                        constant,
                     )?;
                     row_group.append_column(&bytes, close)?;
                 }
@@ -733,7 +759,7 @@ mod tests {
                 assert!(
                     routes
                         .iter()
-                        .filter(|r| matches!(r, Route::Splice(_)))
+                        .filter(|r| matches!(r, Route::Splice(_) | Route::Dictionary(_)))
                         .count()
                         >= 8
                 );
@@ -766,6 +792,7 @@ mod tests {
                         routes: &routes,
                         keep: &keep,
                         carried: &carried,
+                        file: "f.parquet",
                     },
                     filter,
                     &fresh_keys,
@@ -801,8 +828,12 @@ mod tests {
                 if !empty_middle {
                     let ours = chunk_statistics(&spliced);
                     let theirs = chunk_statistics(&through_arrow);
+                    assert!(
+                        routes.iter().any(|r| matches!(r, Route::Dictionary(_))),
+                        "the repeating columns of a commit's file have dictionaries: {routes:?}"
+                    );
                     for (i, route) in routes.iter().enumerate() {
-                        if matches!(route, Route::Splice(_)) {
+                        if matches!(route, Route::Splice(_) | Route::Dictionary(_)) {
                             assert_eq!(
                                 ours[0][i], theirs[0][i],
                                 "statistics of column {i} ({compression:?})"

@@ -93,6 +93,9 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Splice(Kind),
+    /// Stored with a dictionary: the indices of the kept rows are carried,
+    /// the dictionary rebuilt ([`dictionary_column`]).
+    Dictionary(Kind),
     Arrow,
 }
 
@@ -160,11 +163,17 @@ pub fn plan(stored: &ParquetMetaData, arrow: &Schema, codec: Compression) -> Opt
         if descr.path().parts().first() != Some(field.name()) {
             return None;
         }
-        let dictionary = groups
-            .iter()
-            .any(|g| g.column(i).dictionary_page_offset().is_some());
+        let chunks = || groups.iter().map(|g| g.column(i));
+        let dictionary = chunks().any(|c| c.dictionary_page_offset().is_some());
+        // A chunk whose dictionary outgrew its limit holds PLAIN pages after
+        // the dictionary ones: it goes through Arrow.
+        let fell_back = chunks().any(|c| {
+            c.dictionary_page_offset().is_none()
+                || (c.page_encoding_stats_mask()).is_some_and(|m| m.is_set(Encoding::PLAIN))
+        });
         routes.push(match kind(&descr, field.data_type()) {
             Some(k) if !dictionary => Route::Splice(k),
+            Some(k) if !fell_back => Route::Dictionary(k),
             _ => Route::Arrow,
         });
     }
@@ -289,6 +298,116 @@ fn write_levels(levels: &[bool], out: &mut Vec<u8>) {
     }
 }
 
+/// Reads `n` values of `width` bits (the RLE / bit-packed hybrid encoding
+/// of dictionary indices) into `out`.
+fn read_hybrid(data: &[u8], n: usize, width: u8, out: &mut Vec<u32>) -> Result<(), SpliceError> {
+    out.clear();
+    out.reserve(n);
+    let cut = || unsupported("dictionary indices cut short");
+    if width > 32 {
+        return Err(unsupported(format!("dictionary indices of {width} bits")));
+    }
+    let bytes = usize::from(width).div_ceil(8);
+    let mask = if width == 32 {
+        u64::from(u32::MAX)
+    } else {
+        (1u64 << width) - 1
+    };
+    let mut pos = 0usize;
+    while out.len() < n {
+        let mut reader = Reader::at(data, pos);
+        let header = reader
+            .varint()
+            .map_err(|e| unsupported(format!("an index run header: {e}")))?;
+        pos = reader.position();
+        let count = usize::try_from(header >> 1).unwrap_or(usize::MAX);
+        if header & 1 == 1 {
+            // `count` groups of eight values, `width` bytes each.
+            let len = count.checked_mul(usize::from(width)).ok_or_else(cut)?;
+            let end = pos
+                .checked_add(len)
+                .filter(|e| *e <= data.len())
+                .ok_or_else(cut)?;
+            let packed = data.get(pos..end).ok_or_else(cut)?;
+            let (mut acc, mut bits) = (0u64, 0u32);
+            let mut bytes_in = packed.iter();
+            for _ in 0..count.saturating_mul(8) {
+                if out.len() == n {
+                    break;
+                }
+                while bits < u32::from(width) {
+                    acc |= u64::from(*bytes_in.next().ok_or_else(cut)?) << bits;
+                    bits += 8;
+                }
+                out.push((acc & mask) as u32);
+                acc = acc.checked_shr(u32::from(width)).unwrap_or(0);
+                bits -= u32::from(width);
+            }
+            pos = end;
+        } else {
+            let value = data.get(pos..pos + bytes).ok_or_else(cut)?;
+            let value = value
+                .iter()
+                .rev()
+                .fold(0u32, |v, b| (v << 8) | u32::from(*b));
+            pos += bytes;
+            out.extend(std::iter::repeat_n(value, count.min(n - out.len())));
+        }
+    }
+    Ok(())
+}
+
+/// Encodes `values` of `width` bits: runs of eight or more equal values as
+/// RLE runs, the rest bit-packed in groups of eight (only the last group is
+/// padded).
+fn write_hybrid(values: &[u32], width: u8, out: &mut Vec<u8>) {
+    let bytes = usize::from(width).div_ceil(8);
+    let run_at = |i: usize| {
+        let rest = values.get(i..).unwrap_or_default();
+        rest.first()
+            .map_or(0, |v| rest.iter().take_while(|x| *x == v).count())
+    };
+    let mut i = 0usize;
+    let mut packed = Vec::new();
+    while i < values.len() {
+        let run = run_at(i);
+        if run >= 8 {
+            write_varint(out, (run as u64) << 1);
+            let value = values.get(i).copied().unwrap_or(0).to_le_bytes();
+            out.extend_from_slice(value.get(..bytes).unwrap_or_default());
+            i += run;
+            continue;
+        }
+        packed.clear();
+        let mut groups = 0u64;
+        loop {
+            let (mut acc, mut bits) = (0u64, 0u32);
+            for k in 0..8 {
+                acc |= u64::from(values.get(i + k).copied().unwrap_or(0)) << bits;
+                bits += u32::from(width);
+                while bits >= 8 {
+                    packed.push(acc as u8);
+                    acc >>= 8;
+                    bits -= 8;
+                }
+            }
+            groups += 1;
+            i += 8;
+            if i >= values.len() || run_at(i) >= 8 {
+                break;
+            }
+        }
+        write_varint(out, (groups << 1) | 1);
+        out.extend_from_slice(&packed);
+    }
+}
+
+/// Bits that dictionary indices below `entries` take (the Arrow writer's
+/// width: none for a dictionary of one value).
+fn index_width(entries: usize) -> u8 {
+    (usize::BITS - entries.saturating_sub(1).leading_zeros()) as u8
+}
+
 /// Min/max of the values written, in the column's order.
 #[derive(Default)]
 enum Bounds {
@@ -376,6 +495,16 @@ struct Chunk<'w> {
     compressed: u64,
     uncompressed: u64,
     bounds: Bounds,
+    /// Dictionary mode: the indices' width, the page's indices, and where
+    /// the dictionary page and the first data page were written.
+    dictionary: Option<Dictionary>,
+    first_page: Option<u64>,
+}
+
+struct Dictionary {
+    width: u8,
+    indices: Vec<u32>,
+    offset: u64,
 }
 
 impl<'w> Chunk<'w> {
@@ -402,7 +531,68 @@ impl<'w> Chunk<'w> {
             compressed: 0,
             uncompressed: 0,
             bounds: Bounds::Empty,
+            dictionary: None,
+            first_page: None,
         })
+    }
+
+    /// Writes the dictionary page of `entries` (each the PLAIN bytes of one
+    /// value) and turns the chunk to writing indices into it.
+    fn write_dictionary(&mut self, entries: &[&[u8]]) -> Result<(), SpliceError> {
+        let mut plain = Vec::new();
+        for entry in entries {
+            if self.kind == Kind::Bytes {
+                let len = u32::try_from(entry.len())
+                    .map_err(|_| unsupported("a value of 4 GiB or more"))?;
+                plain.extend_from_slice(&len.to_le_bytes());
+            }
+            plain.extend_from_slice(entry);
+            if self.stats {
+                self.bounds.see(self.kind, entry);
+            }
+        }
+        let uncompressed = plain.len();
+        let page = Page::DictionaryPage {
+            buf: self.codec.compress(&plain)?,
+            num_values: u32::try_from(entries.len())
+                .map_err(|_| unsupported("a dictionary of 2^32 values"))?,
+            encoding: Encoding::PLAIN,
+            is_sorted: false,
+        };
+        let spec = self
+            .pages
+            .write_page(CompressedPage::new(page, uncompressed))?;
+        self.compressed += spec.compressed_size as u64;
+        self.uncompressed += spec.uncompressed_size as u64;
+        self.dictionary = Some(Dictionary {
+            width: index_width(entries.len()),
+            indices: Vec::with_capacity(PAGE_ROWS),
+            offset: spec.offset,
+        });
+        Ok(())
+    }
+
+    /// Appends one row's dictionary index (`None`: NULL).
+    fn push_index(&mut self, index: Option<u32>) -> Result<(), SpliceError> {
+        let dictionary = (self.dictionary.as_mut())
+            .ok_or_else(|| unsupported("an index before its dictionary"))?;
+        match index {
+            Some(i) => {
+                dictionary.indices.push(i);
+                self.levels.push(true);
+            }
+            None => {
+                if !self.nullable {
+                    return Err(unsupported("a NULL in a required column"));
+                }
+                self.nulls += 1;
+                self.levels.push(false);
+            }
+        }
+        if self.full() {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn full(&self) -> bool {
@@ -414,6 +604,11 @@ impl<'w> Chunk<'w> {
         let rows = self.levels.len();
         if rows == 0 {
             return Ok(());
+        }
+        if let Some(dictionary) = &mut self.dictionary {
+            self.buffer.push(dictionary.width);
+            write_hybrid(&dictionary.indices, dictionary.width, &mut self.buffer);
+            dictionary.indices.clear();
         }
         let start = if self.nullable {
             let mut encoded = Vec::with_capacity(rows / 8 + 16);
@@ -441,7 +636,11 @@ impl<'w> Chunk<'w> {
         let page = Page::DataPage {
             buf: compressed,
             num_values: u32::try_from(rows).map_err(|_| unsupported("a page of 2^32 rows"))?,
-            encoding: Encoding::PLAIN,
+            encoding: if self.dictionary.is_some() {
+                Encoding::RLE_DICTIONARY
+            } else {
+                Encoding::PLAIN
+            },
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,
             statistics: None,
@@ -449,6 +648,7 @@ impl<'w> Chunk<'w> {
         let spec = self
             .pages
             .write_page(CompressedPage::new(page, uncompressed))?;
+        self.first_page.get_or_insert(spec.offset);
         self.offsets.append_row_count(rows as i64);
         self.offsets.append_offset_and_size(
             i64::try_from(spec.offset).unwrap_or(i64::MAX),
@@ -552,79 +752,24 @@ impl<'w> Chunk<'w> {
 
     /// Appends the rows of one Arrow array of the column.
     fn fresh(&mut self, array: &dyn Array) -> Result<(), SpliceError> {
-        let wrong = || unsupported(format!("a fresh {} column", array.data_type()));
-        let rows = 0..array.len();
-        match (self.kind, array.data_type()) {
-            (Kind::I32, DataType::Int32) => {
-                let a = array.as_primitive::<Int32Type>();
-                self.fixed(rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())))
-            }
-            (Kind::I32, DataType::Date32) => {
-                let a = array.as_primitive::<Date32Type>();
-                self.fixed(rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())))
-            }
-            (Kind::I32, DataType::Decimal128(..)) => {
-                // As the Arrow writer stores them: the unscaled value cut
-                // to the physical width (the precision fits in it).
-                let a = array.as_primitive::<Decimal128Type>();
-                self.fixed(rows.map(|r| a.is_valid(r).then(|| (a.value(r) as i32).to_le_bytes())))
-            }
-            (Kind::I64, DataType::Int64) => {
-                let a = array.as_primitive::<Int64Type>();
-                self.fixed(rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())))
-            }
-            (Kind::I64, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
-                let a = array.as_primitive::<TimestampMicrosecondType>();
-                self.fixed(rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())))
-            }
-            (Kind::I64, DataType::Decimal128(..)) => {
-                let a = array.as_primitive::<Decimal128Type>();
-                self.fixed(rows.map(|r| a.is_valid(r).then(|| (a.value(r) as i64).to_le_bytes())))
-            }
-            (Kind::Bytes, DataType::Utf8 | DataType::Utf8View) => {
-                let s = Strings::of(array).ok_or_else(wrong)?;
-                for r in rows {
-                    self.push(s.is_valid(r).then(|| s.value(r).as_bytes()))?;
-                }
-                Ok(())
-            }
-            (Kind::Bytes, DataType::Binary) => {
-                let a = array.as_binary::<i32>();
-                for r in rows {
-                    self.push(a.is_valid(r).then(|| a.value(r)))?;
-                }
-                Ok(())
-            }
-            (Kind::Bytes, DataType::BinaryView) => {
-                let a = array.as_binary_view();
-                for r in rows {
-                    self.push(a.is_valid(r).then(|| a.value(r)))?;
-                }
-                Ok(())
-            }
-            _ => Err(wrong()),
-        }
-    }
-
-    fn fixed<const N: usize>(
-        &mut self,
-        values: impl Iterator<Item = Option<[u8; N]>>,
-    ) -> Result<(), SpliceError> {
-        for v in values {
-            self.push(v.as_ref().map(|b| b.as_slice()))?;
-        }
-        Ok(())
+        each_value(self.kind, array, &mut |v| self.push(v))
     }
 
     fn finish(mut self, descr: ColumnDescPtr, codec: Compression) -> Result<Closed, SpliceError> {
         self.flush()?;
+        let offset = |o: u64| i64::try_from(o).unwrap_or(i64::MAX);
+        let encodings = match self.dictionary {
+            Some(_) => vec![Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
+            None => vec![Encoding::PLAIN, Encoding::RLE],
+        };
         let mut metadata = ColumnChunkMetaData::builder(descr)
             .set_compression(codec)
-            .set_encodings(vec![Encoding::PLAIN, Encoding::RLE])
+            .set_encodings(encodings)
             .set_num_values(i64::try_from(self.rows).unwrap_or(i64::MAX))
             .set_total_compressed_size(i64::try_from(self.compressed).unwrap_or(i64::MAX))
             .set_total_uncompressed_size(i64::try_from(self.uncompressed).unwrap_or(i64::MAX))
-            .set_data_page_offset(0);
+            .set_dictionary_page_offset(self.dictionary.as_ref().map(|d| offset(d.offset)))
+            .set_data_page_offset(offset(self.first_page.unwrap_or(0)));
         if self.stats {
             metadata = metadata.set_statistics(self.bounds.statistics(self.kind, self.nulls));
         }
@@ -634,6 +779,91 @@ impl<'w> Chunk<'w> {
             metadata: metadata.build()?,
             offsets: self.offsets,
         })
+    }
+}
+
+/// What [`each_value`] hands each value to.
+type ValueSink<'f> = dyn FnMut(Option<&[u8]>) -> Result<(), SpliceError> + 'f;
+
+/// Calls `f` with each row of an Arrow array of a column of `kind`: its
+/// PLAIN bytes, `None` for NULL.
+fn each_value(
+    kind: Kind,
+    array: &dyn Array,
+    f: &mut ValueSink<'_>,
+) -> Result<(), SpliceError> {
+    let wrong = || unsupported(format!("a fresh {} column", array.data_type()));
+    let rows = 0..array.len();
+    fn fixed<const N: usize>(
+        values: impl Iterator<Item = Option<[u8; N]>>,
+        f: &mut ValueSink<'_>,
+    ) -> Result<(), SpliceError> {
+        for v in values {
+            f(v.as_ref().map(|b| b.as_slice()))?;
+        }
+        Ok(())
+    }
+    match (kind, array.data_type()) {
+        (Kind::I32, DataType::Int32) => {
+            let a = array.as_primitive::<Int32Type>();
+            fixed(
+                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
+                f,
+            )
+        }
+        (Kind::I32, DataType::Date32) => {
+            let a = array.as_primitive::<Date32Type>();
+            fixed(
+                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
+                f,
+            )
+        }
+        (Kind::I32, DataType::Decimal128(..)) => {
+            // As the Arrow writer stores them: the unscaled value cut to
+            // the physical width (the precision fits in it).
+            let a = array.as_primitive::<Decimal128Type>();
+            fixed(
+                rows.map(|r| a.is_valid(r).then(|| (a.value(r) as i32).to_le_bytes())),
+                f,
+            )
+        }
+        (Kind::I64, DataType::Int64) => {
+            let a = array.as_primitive::<Int64Type>();
+            fixed(
+                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
+                f,
+            )
+        }
+        (Kind::I64, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+            let a = array.as_primitive::<TimestampMicrosecondType>();
+            fixed(
+                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
+                f,
+            )
+        }
+        (Kind::I64, DataType::Decimal128(..)) => {
+            let a = array.as_primitive::<Decimal128Type>();
+            fixed(
+                rows.map(|r| a.is_valid(r).then(|| (a.value(r) as i64).to_le_bytes())),
+                f,
+            )
+        }
+        (Kind::Bytes, DataType::Utf8 | DataType::Utf8View) => {
+            let s = Strings::of(array).ok_or_else(wrong)?;
+            rows.into_iter()
+                .try_for_each(|r| f(s.is_valid(r).then(|| s.value(r).as_bytes())))
+        }
+        (Kind::Bytes, DataType::Binary) => {
+            let a = array.as_binary::<i32>();
+            rows.into_iter()
+                .try_for_each(|r| f(a.is_valid(r).then(|| a.value(r))))
+        }
+        (Kind::Bytes, DataType::BinaryView) => {
+            let a = array.as_binary_view();
+            rows.into_iter()
+                .try_for_each(|r| f(a.is_valid(r).then(|| a.value(r))))
+        }
+        _ => Err(wrong()),
     }
 }
 
@@ -700,24 +930,7 @@ pub fn column(
                 return Err(unsupported(format!("a page encoded {encoding}")));
             }
             let n = num_values as usize;
-            let values = if chunk.nullable {
-                if def_level_encoding != Encoding::RLE {
-                    return Err(unsupported(format!("levels encoded {def_level_encoding}")));
-                }
-                let len = buf
-                    .get(..4)
-                    .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
-                    .ok_or_else(|| unsupported("a page without its levels"))?;
-                let levels = buf
-                    .get(4..4 + len)
-                    .ok_or_else(|| unsupported("definition levels cut short"))?;
-                read_levels(levels, n, &mut defined)?;
-                buf.get(4 + len..).unwrap_or_default()
-            } else {
-                defined.clear();
-                defined.resize(n, true);
-                &buf[..]
-            };
+            let values = page_values(&buf, n, chunk.nullable, def_level_encoding, &mut defined)?;
             let keep = input
                 .keep
                 .get(row..row + n)
@@ -733,6 +946,14 @@ pub fn column(
         }
         chunk.finish(descr, codec)?
     };
+    into_chunk(sink, closed)
+}
+
+/// A written chunk's bytes and what its row group needs to take it in.
+fn into_chunk(
+    sink: TrackedWrite<Vec<u8>>,
+    closed: Closed,
+) -> Result<(Bytes, ColumnCloseResult), SpliceError> {
     let bytes = Bytes::from(sink.into_inner()?);
     let close = ColumnCloseResult {
         bytes_written: closed.bytes,
@@ -743,6 +964,224 @@ pub fn column(
         offset_index: Some(closed.offsets.build()),
     };
     Ok((bytes, close))
+}
+
+/// The values of a data page of `n` rows after its definition levels
+/// (read into `defined`: one flag per row).
+fn page_values<'p>(
+    buf: &'p [u8],
+    n: usize,
+    nullable: bool,
+    def_level_encoding: Encoding,
+    defined: &mut Vec<bool>,
+) -> Result<&'p [u8], SpliceError> {
+    if !nullable {
+        defined.clear();
+        defined.resize(n, true);
+        return Ok(buf);
+    }
+    if def_level_encoding != Encoding::RLE {
+        return Err(unsupported(format!("levels encoded {def_level_encoding}")));
+    }
+    let len = buf
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+        .ok_or_else(|| unsupported("a page without its levels"))?;
+    let levels = buf
+        .get(4..4 + len)
+        .ok_or_else(|| unsupported("definition levels cut short"))?;
+    read_levels(levels, n, defined)?;
+    Ok(buf.get(4 + len..).unwrap_or_default())
+}
+
+/// The PLAIN values of a dictionary page of `n` values of `kind`.
+fn dictionary_entries(buf: &[u8], n: usize, kind: Kind) -> Result<Vec<&[u8]>, SpliceError> {
+    let cut = || unsupported("a dictionary page cut short");
+    let mut entries = Vec::with_capacity(n);
+    let mut pos = 0usize;
+    for _ in 0..n {
+        let (start, len) = match kind {
+            Kind::I32 => (pos, 4),
+            Kind::I64 => (pos, 8),
+            Kind::Bytes => {
+                let len = buf.get(pos..pos + 4).ok_or_else(cut)?;
+                (
+                    pos + 4,
+                    u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize,
+                )
+            }
+        };
+        let end = start.checked_add(len).ok_or_else(cut)?;
+        entries.push(buf.get(start..end).ok_or_else(cut)?);
+        pos = end;
+    }
+    Ok(entries)
+}
+
+/// Writes one dictionary-encoded column chunk: the kept rows of the stored
+/// chunk, then the fresh rows, as indices into a dictionary of the stored
+/// values the kept rows use (in the stored order) followed by the fresh
+/// rows' values not among them. The indices of the stored pages are
+/// decoded and encoded again at the new dictionary's width; no value is
+/// compared but the fresh ones. `constant`: the value of every kept row,
+/// whatever was stored (a file's own name). A dictionary that outgrows the
+/// Arrow writer's limit makes the file go through Arrow.
+pub fn dictionary_column(
+    input: Column<'_>,
+    kind: Kind,
+    descr: ColumnDescPtr,
+    stats: bool,
+    codec: Compression,
+    constant: Option<&[u8]>,
+) -> Result<(Bytes, ColumnCloseResult), SpliceError> {
+    if input.keep.len() != input.rows {
+        return Err(unsupported(
+            "a keep mask of another length than the row group",
+        ));
+    }
+    let nullable = descr.max_def_level() > 0;
+    let mut reader = SerializedPageReader::new(
+        Arc::new(input.stored.clone()),
+        input.chunk,
+        input.rows,
+        None,
+    )?;
+    // The stored dictionary page, and the kept rows' indices into it.
+    let mut dictionary: Option<(Bytes, usize)> = None;
+    let mut kept: Vec<Option<u32>> = Vec::new();
+    let (mut defined, mut indices) = (Vec::new(), Vec::new());
+    let mut row = 0usize;
+    while let Some(page) = reader.get_next_page()? {
+        match page {
+            Page::DictionaryPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            } => {
+                if dictionary.is_some()
+                    || !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY)
+                {
+                    return Err(unsupported(format!("a dictionary page encoded {encoding}")));
+                }
+                dictionary = Some((buf, num_values as usize));
+            }
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                def_level_encoding,
+                ..
+            } => {
+                if !matches!(
+                    encoding,
+                    Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+                ) {
+                    return Err(unsupported(format!(
+                        "a dictionary chunk's page encoded {encoding}"
+                    )));
+                }
+                let entries = dictionary.as_ref().map_or(0, |(_, n)| *n);
+                let n = num_values as usize;
+                let values = page_values(&buf, n, nullable, def_level_encoding, &mut defined)?;
+                let count = defined.iter().filter(|d| **d).count();
+                if count > 0 {
+                    let (width, runs) = values
+                        .split_first()
+                        .ok_or_else(|| unsupported("a page without its index width"))?;
+                    read_hybrid(runs, count, *width, &mut indices)?;
+                } else {
+                    indices.clear();
+                }
+                if indices.iter().any(|i| *i as usize >= entries) {
+                    return Err(unsupported("an index past its dictionary"));
+                }
+                let keep = input
+                    .keep
+                    .get(row..row + n)
+                    .ok_or_else(|| unsupported("pages holding more rows than their row group"))?;
+                let mut next = indices.iter();
+                for (valid, k) in defined.iter().zip(keep) {
+                    let index = if *valid { next.next().copied() } else { None };
+                    if *k {
+                        kept.push(index);
+                    }
+                }
+                row += n;
+            }
+            other => return Err(unsupported(format!("a {:?} page", other.page_type()))),
+        }
+    }
+    if row != input.rows {
+        return Err(unsupported("pages holding fewer rows than their row group"));
+    }
+    let (page, count) = dictionary.unwrap_or_default();
+    let stored: Vec<&[u8]> = match constant {
+        Some(value) => {
+            for index in kept.iter_mut().flatten() {
+                *index = 0;
+            }
+            vec![value]
+        }
+        None => dictionary_entries(&page, count, kind)?,
+    };
+    // The new dictionary: the stored values in use, then the fresh ones.
+    let mut remap = vec![u32::MAX; stored.len()];
+    for index in kept.iter().flatten() {
+        if let Some(slot) = remap.get_mut(*index as usize) {
+            *slot = 0;
+        }
+    }
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for (slot, value) in remap.iter_mut().zip(&stored) {
+        if *slot == 0 {
+            *slot = entries.len() as u32;
+            entries.push(value.to_vec());
+        }
+    }
+    let mut known: std::collections::HashMap<Vec<u8>, u32, foldhash::fast::RandomState> =
+        (entries.iter().enumerate())
+            .map(|(i, e)| (e.clone(), i as u32))
+            .collect();
+    let mut fresh: Vec<Option<u32>> = Vec::new();
+    for array in &input.fresh {
+        each_value(kind, *array, &mut |value| {
+            fresh.push(value.map(|v| match known.get(v) {
+                Some(i) => *i,
+                None => {
+                    let i = entries.len() as u32;
+                    entries.push(v.to_vec());
+                    known.insert(v.to_vec(), i);
+                    i
+                }
+            }));
+            Ok(())
+        })?;
+    }
+    let plain: usize = entries
+        .iter()
+        .map(|e| e.len() + if kind == Kind::Bytes { 4 } else { 0 })
+        .sum();
+    if plain > parquet::file::properties::DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT {
+        return Err(unsupported("a dictionary past the writer's limit"));
+    }
+    let mut sink = TrackedWrite::new(Vec::with_capacity(
+        usize::try_from(input.chunk.compressed_size()).unwrap_or(0) + plain + 4096,
+    ));
+    let closed = {
+        let mut chunk = Chunk::new(kind, &descr, stats, codec, &mut sink)?;
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        chunk.write_dictionary(&refs)?;
+        for index in kept {
+            let index = index.and_then(|i| remap.get(i as usize).copied());
+            chunk.push_index(index)?;
+        }
+        for index in fresh {
+            chunk.push_index(index)?;
+        }
+        chunk.finish(descr, codec)?
+    };
+    into_chunk(sink, closed)
 }
 
 /// The fresh rows' arrays of column `i`, for [`Column::fresh`].
@@ -794,6 +1233,41 @@ mod tests {
             })
             .collect();
         round_trip(&random);
+    }
+
+    #[test]
+    fn indices_round_trip_at_every_width() {
+        let mut seed = 3u64;
+        for width in [0u8, 1, 2, 3, 5, 8, 9, 13, 17, 24, 31, 32] {
+            let top = if width == 32 {
+                u64::from(u32::MAX)
+            } else {
+                (1u64 << width) - 1
+            };
+            let mut values: Vec<u32> = (0..5_000)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    ((seed >> 20) & top) as u32
+                })
+                .collect();
+            // Runs long enough to be RLE runs, among packed groups.
+            values.extend(std::iter::repeat_n(top as u32, 37));
+            values.extend([0, 1 & top as u32, 0]);
+            let mut encoded = Vec::new();
+            write_hybrid(&values, width, &mut encoded);
+            let mut decoded = Vec::new();
+            read_hybrid(&encoded, values.len(), width, &mut decoded).unwrap();
+            assert_eq!(decoded, values, "width {width}");
+            assert_eq!(index_width(usize::try_from(top).unwrap() + 1), width);
+            let cut = encoded.get(..encoded.len() / 2).unwrap();
+            assert!(
+                read_hybrid(cut, values.len(), width, &mut decoded).is_err() || width == 0,
+                "width {width} cut short"
+            );
+        }
+        assert_eq!(index_width(1), 0, "one value takes no bits");
+        assert_eq!(index_width(2), 1);
+        assert_eq!(index_width(5), 3);
     }
 
     #[test]

@@ -1698,6 +1698,7 @@ fn rewrite(
                         routes,
                         keep: &merged.keep,
                         carried: &carried,
+                        file: job.file,
                     },
                     filter,
                     &keys,
