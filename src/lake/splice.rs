@@ -19,11 +19,17 @@
 //!   through Arrow);
 //! - a column is spliced when it is a 32- or 64-bit integer (integers,
 //!   dates, timestamps, decimals of up to 18 digits) or a string or binary,
-//!   flat, and stored without a dictionary; other columns (dictionary
-//!   encoded ones, whose pages are small, floats, booleans, lists, wide
-//!   decimals) are decoded and encoded by the Arrow writer as before;
-//! - pages other than PLAIN version 1 data pages make the whole file go
-//!   through Arrow ([`SpliceError::Unsupported`]): nothing is half-written.
+//!   flat; stored without a dictionary, its PLAIN values are copied; stored
+//!   with one ([`Route::Dictionary`]), its kept rows' indices are decoded
+//!   and encoded again into a dictionary of the stored values still in use
+//!   and the new rows' values ([`dictionary_column`]: the Arrow writer
+//!   would intern and compare every value). Other columns (floats,
+//!   booleans, lists, wide decimals, a chunk whose dictionary fell back to
+//!   PLAIN) are decoded and encoded by the Arrow writer as before;
+//! - pages other than PLAIN (or dictionary-index) version 1 data pages, and
+//!   a rebuilt dictionary past the writer's 1 MiB limit, make the whole file
+//!   go through Arrow ([`SpliceError::Unsupported`], raised before the file
+//!   is written): nothing is half-written.
 //!
 //! Spliced chunks carry what the Arrow writer writes: exact min/max (the same
 //! orders: signed integers, unsigned bytes, with the legacy min/max fields
@@ -787,11 +793,7 @@ type ValueSink<'f> = dyn FnMut(Option<&[u8]>) -> Result<(), SpliceError> + 'f;
 
 /// Calls `f` with each row of an Arrow array of a column of `kind`: its
 /// PLAIN bytes, `None` for NULL.
-fn each_value(
-    kind: Kind,
-    array: &dyn Array,
-    f: &mut ValueSink<'_>,
-) -> Result<(), SpliceError> {
+fn each_value(kind: Kind, array: &dyn Array, f: &mut ValueSink<'_>) -> Result<(), SpliceError> {
     let wrong = || unsupported(format!("a fresh {} column", array.data_type()));
     let rows = 0..array.len();
     fn fixed<const N: usize>(
