@@ -459,6 +459,9 @@ fn main() {
     let hudi = data.join("hudi");
 
     let child = |what: &str| {
+        // Each timed side starts with the previous step's writes on disk,
+        // not flushed by the kernel under its clock (the peers do the same).
+        assert!(Command::new("sync").status().unwrap().success());
         run_json(Command::new(&me).args([
             "--child",
             what,

@@ -522,6 +522,7 @@ def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
         f"delta: loaded in {load['seconds']:.1f} s ({base_stats['files_added']} files, "
         f"{base_stats['bytes_added'] / 1e6:.1f} MB); merging {meta['changes']} changes, variant {a.variant}"
     )
+    os.sync()  # the load's writes on disk before the timed merge, as for tidewater
     mr = child_json(["_delta_merge", "--dir", str(D), "--table", str(table), "--variant", a.variant])
     dtab = DeltaTable(str(table))
     v1 = dtab.version()
@@ -568,6 +569,7 @@ def run_duckdb(a: argparse.Namespace, D: Path, meta: dict) -> dict:
     args = ["_duckdb", "--dir", str(D), "--out", str(out)]
     if a.threads:
         args += ["--threads", str(a.threads)]
+    os.sync()
     r = child_json(args)
     nbytes, nfiles = dir_bytes(out)
     files = sorted(str(p) for p in out.rglob("*.parquet"))

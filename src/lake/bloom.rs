@@ -282,11 +282,30 @@ impl DynamicBloom {
 /// unless a character beyond U+FFFF (4-byte UTF-8, lead byte 0xF0 and up)
 /// is involved, so only then are the strings re-encoded.
 pub fn java_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let beyond_bmp = |s: &str| s.bytes().any(|c| c >= 0xF0);
-    if beyond_bmp(a) || beyond_bmp(b) {
-        a.encode_utf16().cmp(b.encode_utf16())
-    } else {
-        a.as_bytes().cmp(b.as_bytes())
+    Ranked::of(a).order(&Ranked::of(b))
+}
+
+/// A string with whether it holds a character beyond U+FFFF, looked at
+/// once: the key range compares each key twice.
+#[derive(Clone, Copy)]
+struct Ranked<'a> {
+    text: &'a str,
+    beyond_bmp: bool,
+}
+
+impl<'a> Ranked<'a> {
+    fn of(text: &'a str) -> Ranked<'a> {
+        let beyond_bmp = !text.is_ascii() && text.bytes().any(|c| c >= 0xF0);
+        Ranked { text, beyond_bmp }
+    }
+
+    /// [`java_order`].
+    fn order(&self, other: &Ranked<'_>) -> std::cmp::Ordering {
+        if self.beyond_bmp || other.beyond_bmp {
+            self.text.encode_utf16().cmp(other.text.encode_utf16())
+        } else {
+            self.text.as_bytes().cmp(other.text.as_bytes())
+        }
     }
 }
 
@@ -321,19 +340,21 @@ pub fn footer<'a>(
             bloom.add(key.as_bytes());
         }
     }
-    let mut min: Option<&str> = None;
-    let mut max: Option<&str> = None;
+    let mut min: Option<Ranked<'_>> = None;
+    let mut max: Option<Ranked<'_>> = None;
     for key in keys.filter(|k| !k.is_empty()) {
         if fresh.is_none() {
             bloom.add(key.as_bytes());
         }
-        if min.is_none_or(|m| java_order(key, m).is_lt()) {
+        let key = Ranked::of(key);
+        if min.is_none_or(|m| key.order(&m).is_lt()) {
             min = Some(key);
         }
-        if max.is_none_or(|m| java_order(key, m).is_gt()) {
+        if max.is_none_or(|m| key.order(&m).is_gt()) {
             max = Some(key);
         }
     }
+    let (min, max) = (min.map(|m| m.text), max.map(|m| m.text));
     let mut entries = vec![
         (FOOTER_FILTER, bloom.to_base64()),
         (FOOTER_TYPE, "DYNAMIC_V0".to_string()),

@@ -679,7 +679,9 @@ fn write_counted_hex(out: &mut impl std::fmt::Write, n: u64) -> std::fmt::Result
 /// wrote (`{commit:016x}.{ordinal:016x}`, always with a `.`).
 pub fn parse_position(text: &str) -> Option<crate::event::change::Position> {
     use crate::event::change::Position;
-    if let Some((c, o)) = text.split_once('.') {
+    // The older form: two 16-digit halves around a dot.
+    if text.as_bytes().get(16) == Some(&b'.') {
+        let (c, o) = (text.get(..16)?, text.get(17..)?);
         let fixed = |h: &str| (h.len() == 16).then(|| u64::from_str_radix(h, 16).ok())?;
         return Some(Position::new(fixed(c)?, fixed(o)?));
     }

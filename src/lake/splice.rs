@@ -889,6 +889,20 @@ pub struct Column<'a> {
     pub fresh: Vec<&'a dyn Array>,
 }
 
+impl Column<'_> {
+    /// Room for the written chunk: the stored chunk's compressed bytes
+    /// scaled to the rows written, with an eighth to spare. A chunk that
+    /// outgrows its buffer is copied into one twice its size, on fresh
+    /// pages the kernel must zero.
+    fn capacity(&self) -> usize {
+        let stored = usize::try_from(self.chunk.compressed_size()).unwrap_or(0);
+        let fresh: usize = self.fresh.iter().map(|a| a.len()).sum();
+        let rows = self.rows.max(1);
+        let scaled = stored.saturating_mul(rows + fresh) / rows;
+        scaled + scaled / 8 + 4096
+    }
+}
+
 /// Writes one column chunk: the kept rows of the stored chunk, then the
 /// fresh rows; returns the chunk's bytes and what its row group needs to
 /// take it in ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
@@ -904,9 +918,7 @@ pub fn column(
             "a keep mask of another length than the row group",
         ));
     }
-    let mut sink = TrackedWrite::new(Vec::with_capacity(
-        usize::try_from(input.chunk.compressed_size()).unwrap_or(0) + 4096,
-    ));
+    let mut sink = TrackedWrite::new(Vec::with_capacity(input.capacity()));
     let closed = {
         let mut chunk = Chunk::new(kind, &descr, stats, codec, &mut sink)?;
         let mut reader = SerializedPageReader::new(
@@ -1167,9 +1179,7 @@ pub fn dictionary_column(
     if plain > parquet::file::properties::DEFAULT_DICTIONARY_PAGE_SIZE_LIMIT {
         return Err(unsupported("a dictionary past the writer's limit"));
     }
-    let mut sink = TrackedWrite::new(Vec::with_capacity(
-        usize::try_from(input.chunk.compressed_size()).unwrap_or(0) + plain + 4096,
-    ));
+    let mut sink = TrackedWrite::new(Vec::with_capacity(input.capacity() + plain));
     let closed = {
         let mut chunk = Chunk::new(kind, &descr, stats, codec, &mut sink)?;
         let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
