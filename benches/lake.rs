@@ -13,8 +13,10 @@
 //!
 //! Data comes from `benches/lake_peers.py generate` (deterministic, seed 42)
 //! under `BENCH_DIR` (default /tmp/lakebench). Each timed part runs in a fresh
-//! child process so its peak RSS is its own. The result of every side is
-//! checked against the same fingerprint. Not a pass/fail test.
+//! child process so its peak RSS is its own, after a `sync` (every side's,
+//! the peers' too), so that the kernel's write-back of the previous step's
+//! files does not fall in its clock. The result of every side is checked
+//! against the same fingerprint. Not a pass/fail test.
 
 #![allow(
     clippy::unwrap_used,
