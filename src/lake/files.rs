@@ -438,49 +438,33 @@ pub fn encode_spliced(
         for (i, (route, field)) in stored.routes.iter().zip(schema.fields()).enumerate() {
             let arrow_writer = writers.next();
             match route {
-                Route::Splice(kind) => {
+                Route::Splice(kind) | Route::Dictionary(kind) => {
                     let (Some(chunk), Some(descr)) = (group.columns().get(i), descriptors.get(i))
                     else {
                         return Err(SpliceError::Unsupported("a column missing".into()));
                     };
                     let stats = written.statistics_enabled(descr.path()) != EnabledStatistics::None;
-                    let (bytes, close) = super::splice::column(
-                        super::splice::Column {
-                            stored: stored.bytes,
-                            chunk,
-                            rows: *size,
-                            keep,
-                            fresh: super::splice::fresh_columns(fresh_here, i),
-                        },
-                        *kind,
-                        descr.clone(),
-                        stats,
-                        codec,
-                    )?;
-                    row_group.append_column(&bytes, close)?;
-                }
-                Route::Dictionary(kind) => {
-                    let (Some(chunk), Some(descr)) = (group.columns().get(i), descriptors.get(i))
-                    else {
-                        return Err(SpliceError::Unsupported("a column missing".into()));
+                    let input = super::splice::Column {
+                        stored: stored.bytes,
+                        chunk,
+                        rows: *size,
+                        keep,
+                        fresh: super::splice::fresh_columns(fresh_here, i),
                     };
-                    let stats = written.statistics_enabled(descr.path()) != EnabledStatistics::None;
-                    let constant = (field.name() == super::layout::FILE_NAME)
-                        .then_some(stored.file.as_bytes());
-                    let (bytes, close) = super::splice::dictionary_column(
-                        super::splice::Column {
-                            stored: stored.bytes,
-                            chunk,
-                            rows: *size,
-                            keep,
-                            fresh: super::splice::fresh_columns(fresh_here, i),
-                        },
-                        *kind,
-                        descr.clone(),
-                        stats,
-                        codec,
-                        constant,
-                    )?;
+                    let (bytes, close) = if matches!(route, Route::Dictionary(_)) {
+                        let constant = (field.name() == super::layout::FILE_NAME)
+                            .then_some(stored.file.as_bytes());
+                        super::splice::dictionary_column(
+                            input,
+                            *kind,
+                            descr.clone(),
+                            stats,
+                            codec,
+                            constant,
+                        )?
+                    } else {
+                        super::splice::column(input, *kind, descr.clone(), stats, codec)?
+                    };
                     row_group.append_column(&bytes, close)?;
                 }
                 Route::Arrow => {
