@@ -893,12 +893,17 @@ impl Column<'_> {
     /// Room for the written chunk: the stored chunk's compressed bytes
     /// scaled to the rows written, with an eighth to spare. A chunk that
     /// outgrows its buffer is copied into one twice its size, on fresh
-    /// pages the kernel must zero.
+    /// pages the kernel must zero. The sizes a footer states are bounded
+    /// by the file and by the new rows' own size, so a corrupt footer
+    /// cannot ask for more.
     fn capacity(&self) -> usize {
-        let stored = usize::try_from(self.chunk.compressed_size()).unwrap_or(0);
-        let fresh: usize = self.fresh.iter().map(|a| a.len()).sum();
+        let stored = usize::try_from(self.chunk.compressed_size())
+            .unwrap_or(0)
+            .min(self.stored.len());
+        let fresh_rows: usize = self.fresh.iter().map(|a| a.len()).sum();
+        let fresh_bytes: usize = self.fresh.iter().map(|a| a.get_array_memory_size()).sum();
         let rows = self.rows.max(1);
-        let scaled = stored.saturating_mul(rows + fresh) / rows;
+        let scaled = (stored.saturating_mul(rows + fresh_rows) / rows).min(stored + fresh_bytes);
         scaled + scaled / 8 + 4096
     }
 }
