@@ -547,12 +547,7 @@ impl<'w> Chunk<'w> {
     fn write_dictionary(&mut self, entries: &[&[u8]]) -> Result<(), SpliceError> {
         let mut plain = Vec::new();
         for entry in entries {
-            if self.kind == Kind::Bytes {
-                let len = u32::try_from(entry.len())
-                    .map_err(|_| unsupported("a value of 4 GiB or more"))?;
-                plain.extend_from_slice(&len.to_le_bytes());
-            }
-            plain.extend_from_slice(entry);
+            write_plain(self.kind, entry, &mut plain)?;
             if self.stats {
                 self.bounds.see(self.kind, entry);
             }
@@ -582,19 +577,22 @@ impl<'w> Chunk<'w> {
     fn push_index(&mut self, index: Option<u32>) -> Result<(), SpliceError> {
         let dictionary = (self.dictionary.as_mut())
             .ok_or_else(|| unsupported("an index before its dictionary"))?;
-        match index {
-            Some(i) => {
-                dictionary.indices.push(i);
-                self.levels.push(true);
-            }
-            None => {
-                if !self.nullable {
-                    return Err(unsupported("a NULL in a required column"));
-                }
-                self.nulls += 1;
-                self.levels.push(false);
-            }
+        if let Some(i) = index {
+            dictionary.indices.push(i);
         }
+        self.end_row(index.is_some())
+    }
+
+    /// Records that a row was appended, `defined` or NULL, and writes the
+    /// page out when it is full.
+    fn end_row(&mut self, defined: bool) -> Result<(), SpliceError> {
+        if !defined {
+            if !self.nullable {
+                return Err(unsupported("a NULL in a required column"));
+            }
+            self.nulls += 1;
+        }
+        self.levels.push(defined);
         if self.full() {
             self.flush()?;
         }
@@ -670,31 +668,13 @@ impl<'w> Chunk<'w> {
 
     /// Appends one row's value (`None`: NULL).
     fn push(&mut self, value: Option<&[u8]>) -> Result<(), SpliceError> {
-        match value {
-            Some(v) => {
-                if self.stats {
-                    self.bounds.see(self.kind, v);
-                }
-                if self.kind == Kind::Bytes {
-                    let len = u32::try_from(v.len())
-                        .map_err(|_| unsupported("a value of 4 GiB or more"))?;
-                    self.buffer.extend_from_slice(&len.to_le_bytes());
-                }
-                self.buffer.extend_from_slice(v);
-                self.levels.push(true);
+        if let Some(v) = value {
+            if self.stats {
+                self.bounds.see(self.kind, v);
             }
-            None => {
-                if !self.nullable {
-                    return Err(unsupported("a NULL in a required column"));
-                }
-                self.nulls += 1;
-                self.levels.push(false);
-            }
+            write_plain(self.kind, v, &mut self.buffer)?;
         }
-        if self.full() {
-            self.flush()?;
-        }
-        Ok(())
+        self.end_row(value.is_some())
     }
 
     /// Appends the kept rows of one stored page: `defined` per row, the
@@ -786,6 +766,18 @@ impl<'w> Chunk<'w> {
             offsets: self.offsets,
         })
     }
+}
+
+/// Appends one value of `kind` PLAIN-encoded: byte arrays after their
+/// length.
+fn write_plain(kind: Kind, value: &[u8], out: &mut Vec<u8>) -> Result<(), SpliceError> {
+    if kind == Kind::Bytes {
+        let len =
+            u32::try_from(value.len()).map_err(|_| unsupported("a value of 4 GiB or more"))?;
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    out.extend_from_slice(value);
+    Ok(())
 }
 
 /// What [`each_value`] hands each value to.
