@@ -39,7 +39,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    ArrowPrimitiveType, Date32Type, Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Schema, TimeUnit};
@@ -788,59 +788,33 @@ type ValueSink<'f> = dyn FnMut(Option<&[u8]>) -> Result<(), SpliceError> + 'f;
 fn each_value(kind: Kind, array: &dyn Array, f: &mut ValueSink<'_>) -> Result<(), SpliceError> {
     let wrong = || unsupported(format!("a fresh {} column", array.data_type()));
     let rows = 0..array.len();
-    fn fixed<const N: usize>(
-        values: impl Iterator<Item = Option<[u8; N]>>,
+    /// Each value of a primitive array as its `N` PLAIN bytes.
+    fn primitive<T: ArrowPrimitiveType, const N: usize>(
+        array: &dyn Array,
+        plain: impl Fn(T::Native) -> [u8; N],
         f: &mut ValueSink<'_>,
     ) -> Result<(), SpliceError> {
-        for v in values {
+        let a = array.as_primitive::<T>();
+        for r in 0..a.len() {
+            let v = a.is_valid(r).then(|| plain(a.value(r)));
             f(v.as_ref().map(|b| b.as_slice()))?;
         }
         Ok(())
     }
     match (kind, array.data_type()) {
-        (Kind::I32, DataType::Int32) => {
-            let a = array.as_primitive::<Int32Type>();
-            fixed(
-                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
-                f,
-            )
-        }
-        (Kind::I32, DataType::Date32) => {
-            let a = array.as_primitive::<Date32Type>();
-            fixed(
-                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
-                f,
-            )
-        }
+        (Kind::I32, DataType::Int32) => primitive::<Int32Type, 4>(array, i32::to_le_bytes, f),
+        (Kind::I32, DataType::Date32) => primitive::<Date32Type, 4>(array, i32::to_le_bytes, f),
+        // As the Arrow writer stores decimals: the unscaled value cut to the
+        // physical width (the precision fits in it).
         (Kind::I32, DataType::Decimal128(..)) => {
-            // As the Arrow writer stores them: the unscaled value cut to
-            // the physical width (the precision fits in it).
-            let a = array.as_primitive::<Decimal128Type>();
-            fixed(
-                rows.map(|r| a.is_valid(r).then(|| (a.value(r) as i32).to_le_bytes())),
-                f,
-            )
+            primitive::<Decimal128Type, 4>(array, |v| (v as i32).to_le_bytes(), f)
         }
-        (Kind::I64, DataType::Int64) => {
-            let a = array.as_primitive::<Int64Type>();
-            fixed(
-                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
-                f,
-            )
-        }
+        (Kind::I64, DataType::Int64) => primitive::<Int64Type, 8>(array, i64::to_le_bytes, f),
         (Kind::I64, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
-            let a = array.as_primitive::<TimestampMicrosecondType>();
-            fixed(
-                rows.map(|r| a.is_valid(r).then(|| a.value(r).to_le_bytes())),
-                f,
-            )
+            primitive::<TimestampMicrosecondType, 8>(array, i64::to_le_bytes, f)
         }
         (Kind::I64, DataType::Decimal128(..)) => {
-            let a = array.as_primitive::<Decimal128Type>();
-            fixed(
-                rows.map(|r| a.is_valid(r).then(|| (a.value(r) as i64).to_le_bytes())),
-                f,
-            )
+            primitive::<Decimal128Type, 8>(array, |v| (v as i64).to_le_bytes(), f)
         }
         (Kind::Bytes, DataType::Utf8 | DataType::Utf8View) => {
             let s = Strings::of(array).ok_or_else(wrong)?;
