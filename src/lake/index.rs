@@ -9,16 +9,39 @@
 //! foldhash (randomly seeded per process): a lookup in a table of ten
 //! million keys is one cache miss either way, and SipHash on top of it
 //! made routing a batch a third slower.
+//!
+//! The maps are split into [`SHARDS`] shards by key, so that a commit's
+//! changes to the index (hundreds of thousands of keys placed and removed,
+//! each a cache miss) are applied on every core ([`KeyIndex::update`]).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 type Map<K> = HashMap<K, u32, foldhash::fast::RandomState>;
 
-#[derive(Debug, Default)]
+/// How many shards the index is split into (a power of two).
+pub const SHARDS: usize = 16;
+
+/// Index updates smaller than this are applied on the calling thread.
+const PARALLEL_FROM: usize = 20_000;
+
+#[derive(Debug)]
 pub struct KeyIndex {
+    shards: Vec<Shard>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
     ints: Map<i64>,
     hashed: Map<u128>,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        KeyIndex {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
 }
 
 /// What the index stores of a key: [`Slot::of`] is computed off the
@@ -59,33 +82,20 @@ impl Slot {
             None => Slot::Hash(hash128(key)),
         }
     }
+
+    /// The shard that holds the slot: the top bits of a multiplicative
+    /// hash of an integer key, of a hashed key's own hash.
+    fn shard(self) -> usize {
+        let bits = match self {
+            Slot::Int(i) => (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            Slot::Hash(h) => (h >> 64) as u64,
+        };
+        (bits >> (64 - SHARDS.trailing_zeros())) as usize
+    }
 }
 
-impl KeyIndex {
-    pub fn reserve(&mut self, additional: usize) {
-        self.ints.reserve(additional);
-    }
-
-    pub fn len(&self) -> usize {
-        self.ints.len() + self.hashed.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn get(&self, key: &str) -> Option<u32> {
-        match Slot::of(key) {
-            Slot::Int(i) => self.ints.get(&i).copied(),
-            Slot::Hash(h) => self.hashed.get(&h).copied(),
-        }
-    }
-
-    pub fn insert(&mut self, key: &str, group: u32) {
-        self.insert_slot(Slot::of(key), group);
-    }
-
-    pub fn insert_slot(&mut self, slot: Slot, group: u32) {
+impl Shard {
+    fn insert(&mut self, slot: Slot, group: u32) {
         match slot {
             Slot::Int(i) => {
                 self.ints.insert(i, group);
@@ -96,10 +106,8 @@ impl KeyIndex {
         }
     }
 
-    /// Removes `key` if the index places it in `group` (a key that moved to
-    /// another group in the same commit stays where it went).
-    pub fn remove_from(&mut self, key: &str, group: u32) {
-        match Slot::of(key) {
+    fn remove_from(&mut self, slot: Slot, group: u32) {
+        match slot {
             Slot::Int(i) => {
                 if self.ints.get(&i) == Some(&group) {
                     self.ints.remove(&i);
@@ -111,6 +119,109 @@ impl KeyIndex {
                 }
             }
         }
+    }
+}
+
+/// Applies the part of an update that falls in `part`, the shards from
+/// `first` on.
+fn update_part(part: &mut [Shard], first: usize, removed: &[(&str, u32)], added: &[(&str, u32)]) {
+    for (key, group) in removed {
+        let slot = Slot::of(key);
+        if let Some(shard) = slot
+            .shard()
+            .checked_sub(first)
+            .and_then(|i| part.get_mut(i))
+        {
+            shard.remove_from(slot, *group);
+        }
+    }
+    for (key, group) in added {
+        let slot = Slot::of(key);
+        if let Some(shard) = slot
+            .shard()
+            .checked_sub(first)
+            .and_then(|i| part.get_mut(i))
+        {
+            shard.insert(slot, *group);
+        }
+    }
+}
+
+impl KeyIndex {
+    fn shard(&self, slot: Slot) -> Option<&Shard> {
+        self.shards.get(slot.shard())
+    }
+
+    fn shard_mut(&mut self, slot: Slot) -> Option<&mut Shard> {
+        self.shards.get_mut(slot.shard())
+    }
+
+    /// Makes room for `additional` more integer keys.
+    pub fn reserve(&mut self, additional: usize) {
+        for shard in &mut self.shards {
+            shard.ints.reserve(additional / SHARDS + 1);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.ints.len() + s.hashed.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, key: &str) -> Option<u32> {
+        let slot = Slot::of(key);
+        let shard = self.shard(slot)?;
+        match slot {
+            Slot::Int(i) => shard.ints.get(&i).copied(),
+            Slot::Hash(h) => shard.hashed.get(&h).copied(),
+        }
+    }
+
+    pub fn insert(&mut self, key: &str, group: u32) {
+        self.insert_slot(Slot::of(key), group);
+    }
+
+    pub fn insert_slot(&mut self, slot: Slot, group: u32) {
+        if let Some(shard) = self.shard_mut(slot) {
+            shard.insert(slot, group);
+        }
+    }
+
+    /// Removes `key` if the index places it in `group` (a key that moved to
+    /// another group in the same commit stays where it went).
+    pub fn remove_from(&mut self, key: &str, group: u32) {
+        let slot = Slot::of(key);
+        if let Some(shard) = self.shard_mut(slot) {
+            shard.remove_from(slot, group);
+        }
+    }
+
+    /// Applies a commit: each `removed` key leaves its group as
+    /// [`KeyIndex::remove_from`] does, then each `added` key is placed in
+    /// its group. A key that moved is removed from the group it left and
+    /// added to the one it went to, in either order of the files, so the
+    /// removals going first gives the same index as the files' order. A
+    /// large update is applied on every core, each thread to its shards.
+    pub fn update(&mut self, removed: &[(&str, u32)], added: &[(&str, u32)]) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(SHARDS);
+        if threads < 2 || removed.len() + added.len() < PARALLEL_FROM {
+            update_part(&mut self.shards, 0, removed, added);
+            return;
+        }
+        let per_thread = SHARDS.div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (t, part) in self.shards.chunks_mut(per_thread).enumerate() {
+                scope.spawn(move || update_part(part, t * per_thread, removed, added));
+            }
+        });
     }
 }
 
@@ -148,5 +259,60 @@ mod tests {
         ix.remove_from("7", 1);
         assert_eq!(ix.get("7"), None);
         assert_eq!(ix.len(), 2);
+    }
+
+    #[test]
+    fn an_update_moves_removes_and_places_keys_on_every_core_as_in_order() {
+        for n in [100usize, 3 * PARALLEL_FROM] {
+            let mut ix = KeyIndex::default();
+            let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            let texts: Vec<String> = (0..n).map(|i| format!("k:{i}")).collect();
+            for (i, (k, t)) in keys.iter().zip(&texts).enumerate() {
+                ix.insert(k, (i % 7) as u32);
+                ix.insert(t, (i % 7) as u32);
+            }
+            // Every third key moves to group 100, every fifth is deleted,
+            // and as many new keys come in; a stale removal (the wrong
+            // group) removes nothing.
+            let mut removed = Vec::new();
+            let mut added = Vec::new();
+            let news: Vec<String> = (n..2 * n).map(|i| i.to_string()).collect();
+            for (i, (k, t)) in keys.iter().zip(&texts).enumerate() {
+                let g = (i % 7) as u32;
+                if i % 3 == 0 {
+                    added.push((k.as_str(), 100));
+                    added.push((t.as_str(), 100));
+                    removed.push((k.as_str(), g));
+                    removed.push((t.as_str(), g));
+                } else if i % 5 == 0 {
+                    removed.push((k.as_str(), g));
+                    removed.push((t.as_str(), g));
+                } else if i % 11 == 0 {
+                    removed.push((k.as_str(), g + 1));
+                }
+            }
+            for k in &news {
+                added.push((k.as_str(), 200));
+            }
+            ix.update(&removed, &added);
+            for (i, (k, t)) in keys.iter().zip(&texts).enumerate() {
+                let expected = if i % 3 == 0 {
+                    Some(100)
+                } else if i % 5 == 0 {
+                    None
+                } else {
+                    Some((i % 7) as u32)
+                };
+                assert_eq!(ix.get(k), expected, "key {k}");
+                assert_eq!(ix.get(t), expected, "key {t}");
+            }
+            assert!(news.iter().all(|k| ix.get(k) == Some(200)));
+            let deleted = (0..n).filter(|i| i % 3 != 0 && i % 5 == 0).count();
+            assert_eq!(ix.len(), 2 * (n - deleted) + n);
+            assert!(
+                ix.shards.iter().all(|s| !s.ints.is_empty()),
+                "integer keys spread over every shard"
+            );
+        }
     }
 }

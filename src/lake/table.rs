@@ -1180,6 +1180,7 @@ impl Table {
         crate::failpoint::hit("lake.after_commit");
 
         // 9. The new state.
+        let mut moves = Vec::with_capacity(written.len());
         for w in written {
             let g = match w.group {
                 Some(g) => g,
@@ -1193,16 +1194,20 @@ impl Table {
                     self.groups.len() - 1
                 }
             };
-            for k in &w.removed {
-                self.index.remove_from(k, g as u32);
-            }
             if let Some(group) = self.groups.get_mut(g) {
                 group.slices.push(w.slice);
             }
-            for change in w.added.iter().filter_map(|i| w.changes.get(*i)) {
-                self.index.insert(&change.key, g as u32);
-            }
+            moves.push((g as u32, w.removed, w.added, w.changes));
         }
+        let removed: Vec<(&str, u32)> = (moves.iter())
+            .flat_map(|(g, removed, ..)| removed.iter().map(|k| (k.as_str(), *g)))
+            .collect();
+        let added: Vec<(&str, u32)> = (moves.iter())
+            .flat_map(|(g, _, added, changes)| {
+                (added.iter().filter_map(|i| changes.get(*i))).map(|c| (c.key.as_str(), *g))
+            })
+            .collect();
+        self.index.update(&removed, &added);
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         self.failed.retain(|t| *t != instant);
         self.schema = Some(schema);
