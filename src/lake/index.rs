@@ -122,26 +122,24 @@ impl Shard {
     }
 }
 
+/// The shard of `part` (the shards from `first` on) that holds `key`, and
+/// the key's slot; `None` when another part holds it.
+fn shard_in<'p>(part: &'p mut [Shard], first: usize, key: &str) -> Option<(&'p mut Shard, Slot)> {
+    let slot = Slot::of(key);
+    let shard = part.get_mut(slot.shard().checked_sub(first)?)?;
+    Some((shard, slot))
+}
+
 /// Applies the part of an update that falls in `part`, the shards from
 /// `first` on.
 fn update_part(part: &mut [Shard], first: usize, removed: &[(&str, u32)], added: &[(&str, u32)]) {
     for (key, group) in removed {
-        let slot = Slot::of(key);
-        if let Some(shard) = slot
-            .shard()
-            .checked_sub(first)
-            .and_then(|i| part.get_mut(i))
-        {
+        if let Some((shard, slot)) = shard_in(part, first, key) {
             shard.remove_from(slot, *group);
         }
     }
     for (key, group) in added {
-        let slot = Slot::of(key);
-        if let Some(shard) = slot
-            .shard()
-            .checked_sub(first)
-            .and_then(|i| part.get_mut(i))
-        {
+        if let Some((shard, slot)) = shard_in(part, first, key) {
             shard.insert(slot, *group);
         }
     }
