@@ -146,14 +146,6 @@ fn update_part(part: &mut [Shard], first: usize, removed: &[(&str, u32)], added:
 }
 
 impl KeyIndex {
-    fn shard(&self, slot: Slot) -> Option<&Shard> {
-        self.shards.get(slot.shard())
-    }
-
-    fn shard_mut(&mut self, slot: Slot) -> Option<&mut Shard> {
-        self.shards.get_mut(slot.shard())
-    }
-
     /// Makes room for `additional` more integer keys.
     pub fn reserve(&mut self, additional: usize) {
         for shard in &mut self.shards {
@@ -174,35 +166,23 @@ impl KeyIndex {
 
     pub fn get(&self, key: &str) -> Option<u32> {
         let slot = Slot::of(key);
-        let shard = self.shard(slot)?;
+        let shard = self.shards.get(slot.shard())?;
         match slot {
             Slot::Int(i) => shard.ints.get(&i).copied(),
             Slot::Hash(h) => shard.hashed.get(&h).copied(),
         }
     }
 
-    pub fn insert(&mut self, key: &str, group: u32) {
-        self.insert_slot(Slot::of(key), group);
-    }
-
     pub fn insert_slot(&mut self, slot: Slot, group: u32) {
-        if let Some(shard) = self.shard_mut(slot) {
+        if let Some(shard) = self.shards.get_mut(slot.shard()) {
             shard.insert(slot, group);
         }
     }
 
-    /// Removes `key` if the index places it in `group` (a key that moved to
-    /// another group in the same commit stays where it went).
-    pub fn remove_from(&mut self, key: &str, group: u32) {
-        let slot = Slot::of(key);
-        if let Some(shard) = self.shard_mut(slot) {
-            shard.remove_from(slot, group);
-        }
-    }
-
-    /// Applies a commit: each `removed` key leaves its group as
-    /// [`KeyIndex::remove_from`] does, then each `added` key is placed in
-    /// its group. A key that moved is removed from the group it left and
+    /// Applies a commit: each `removed` key leaves its group if the index
+    /// places it there (a key that moved to another group in the same
+    /// commit stays where it went), then each `added` key is placed in its
+    /// group. A key that moved is removed from the group it left and
     /// added to the one it went to, in either order of the files, so the
     /// removals going first gives the same index as the files' order. A
     /// large update is applied on every core, each thread to its shards.
@@ -238,8 +218,8 @@ mod tests {
         assert_eq!(canonical_int("99999999999999999999"), None);
         assert_eq!(canonical_int("id:1,name:x"), None);
         let mut ix = KeyIndex::default();
-        ix.insert("7", 1);
-        ix.insert("07", 2);
+        ix.insert_slot(Slot::of("7"), 1);
+        ix.insert_slot(Slot::of("07"), 2);
         ix.insert_slot(Slot::of("a:1,b:2"), 3);
         assert_eq!(ix.get("7"), Some(1));
         assert_eq!(
@@ -248,13 +228,13 @@ mod tests {
             "text that is not a canonical integer is its own key"
         );
         assert_eq!(ix.get("a:1,b:2"), Some(3));
-        ix.remove_from("7", 9);
+        ix.update(&[("7", 9)], &[]);
         assert_eq!(
             ix.get("7"),
             Some(1),
             "removal only from the group that holds it"
         );
-        ix.remove_from("7", 1);
+        ix.update(&[("7", 1)], &[]);
         assert_eq!(ix.get("7"), None);
         assert_eq!(ix.len(), 2);
     }
@@ -266,8 +246,8 @@ mod tests {
             let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
             let texts: Vec<String> = (0..n).map(|i| format!("k:{i}")).collect();
             for (i, (k, t)) in keys.iter().zip(&texts).enumerate() {
-                ix.insert(k, (i % 7) as u32);
-                ix.insert(t, (i % 7) as u32);
+                ix.insert_slot(Slot::of(k), (i % 7) as u32);
+                ix.insert_slot(Slot::of(t), (i % 7) as u32);
             }
             // Every third key moves to group 100, every fifth is deleted,
             // and as many new keys come in; a stale removal (the wrong
