@@ -335,6 +335,18 @@ impl<'a> Strings<'a> {
         }
     }
 
+    /// The value at `index` as an inline view ([`inline_view`]) when it
+    /// has at most 12 bytes (a view array's own view, no string read).
+    pub fn inline(&self, index: usize) -> Option<u128> {
+        match self {
+            Strings::Offsets(a) => (index < a.len())
+                .then(|| a.value(index))
+                .and_then(inline_view),
+            // A valid view array holds zeros after a short string's bytes.
+            Strings::Views(a) => a.views().get(index).copied().filter(|v| *v as u32 <= 12),
+        }
+    }
+
     /// The non-null values, in order.
     pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let this = *self;
@@ -342,6 +354,18 @@ impl<'a> Strings<'a> {
             .filter(move |i| this.is_valid(*i))
             .map(move |i| this.value(i))
     }
+}
+
+/// A string of at most 12 bytes as an Arrow string view holds it inline:
+/// its length (4 bytes, little-endian), then its bytes, zeros after them.
+/// Two such strings are equal when their views are.
+pub fn inline_view(s: &str) -> Option<u128> {
+    let len = u32::try_from(s.len()).ok().filter(|n| *n <= 12)?;
+    let mut view = [0u8; 16];
+    let (head, tail) = view.split_at_mut(4);
+    head.copy_from_slice(&len.to_le_bytes());
+    tail.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+    Some(u128::from_le_bytes(view))
 }
 
 /// The bytes at `index` of a binary column stored either way.
@@ -566,6 +590,31 @@ mod tests {
                 assert_eq!(back, expected, "{ty} row {i}");
             }
         }
+    }
+
+    #[test]
+    fn short_keys_have_the_same_inline_view_stored_either_way() {
+        let values: Vec<String> = (0..=14)
+            .map(|n| "k".repeat(n))
+            .chain(["7".into(), "70".into(), "é".into()])
+            .collect();
+        let offsets = StringArray::from_iter_values(&values);
+        let views = StringViewArray::from_iter_values(&values);
+        let (offsets, views) = (Strings::Offsets(&offsets), Strings::Views(&views));
+        let mut seen = HashSet::new();
+        for (i, v) in values.iter().enumerate() {
+            let want = inline_view(v);
+            assert_eq!(want.is_some(), v.len() <= 12, "{v:?}");
+            assert_eq!(offsets.inline(i), want, "{v:?}");
+            assert_eq!(views.inline(i), want, "{v:?}");
+            if let Some(view) = want {
+                assert!(seen.insert(view), "{v:?} shares a view");
+            }
+        }
+        assert_eq!(views.inline(values.len()), None);
+        // Arrow holds the bytes after a short string's own at zero.
+        let padded = inline_view("ab").unwrap() | (0xA5u128 << 120);
+        assert!(StringViewArray::try_new(vec![padded].into(), vec![], None).is_err());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 
 use super::batch::{
-    Strings, array_of, datum_at, is_text, repeated_string, repeated_view, text_array,
+    Strings, array_of, datum_at, inline_view, is_text, repeated_string, repeated_view, text_array,
 };
 use super::layout::{
     FILE_NAME, LakeSchema, POSITION, PartitionSpec, RECORD_KEY, TableLayout, parse_position,
@@ -587,18 +587,26 @@ pub fn merge_group(
         }
     }
     let is_dropped = |drop: &[bool], r: usize| drop.get(r).copied().unwrap_or(false);
-    let wanted: HashSet<&str, foldhash::fast::RandomState> = routed
-        .iter()
-        .filter_map(|ci| ctx.changes.get(*ci))
-        .map(|c| c.key.as_str())
-        .collect();
+    // The keys wanted, short ones (most keys) as inline string views: a
+    // stored key is looked up by its view, without reading its string.
+    let mut short: HashSet<u128, foldhash::fast::RandomState> = HashSet::default();
+    let mut long: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    for change in routed.iter().filter_map(|ci| ctx.changes.get(*ci)) {
+        match inline_view(&change.key) {
+            Some(view) => short.insert(view),
+            None => long.insert(change.key.as_str()),
+        };
+    }
     let mut rows_of: HashMap<&str, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(wanted.len(), Default::default());
+        HashMap::with_capacity_and_hasher(short.len() + long.len(), Default::default());
     for r in 0..keys.len() {
         if keys.is_valid(r) {
-            let k = keys.value(r);
-            if wanted.contains(k) {
-                rows_of.insert(k, r);
+            let wanted = match keys.inline(r) {
+                Some(view) => short.contains(&view),
+                None => !long.is_empty() && long.contains(keys.value(r)),
+            };
+            if wanted {
+                rows_of.insert(keys.value(r), r);
             }
         }
     }

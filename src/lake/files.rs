@@ -838,6 +838,96 @@ mod tests {
     }
 
     #[test]
+    fn dictionary_columns_of_long_runs_splice_across_pages() {
+        use crate::lake::splice::{PAGE_ROWS, Route, plan};
+        // A constant column (as a partition path is), and one of a few
+        // values in runs longer than a page, with runs of NULLs between.
+        let rows = 2 * PAGE_ROWS + 7_000;
+        let keys: Vec<String> = (0..rows).map(|r| format!("key-{r:06}")).collect();
+        let runs: Vec<Option<&str>> = (0..rows)
+            .map(|r| match (r / 9_000) % 3 {
+                0 => Some("a"),
+                1 => None,
+                _ => Some("b"),
+            })
+            .collect();
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new(RECORD_KEY, DataType::Utf8, true),
+            Field::new("constant", DataType::Utf8, false),
+            Field::new("runs", DataType::Utf8, true),
+        ]));
+        let all = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(StringArray::from_iter_values(&keys)),
+                std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    "day=2024-01-01",
+                    rows,
+                ))),
+                std::sync::Arc::new(StringArray::from(runs)),
+            ],
+        )
+        .unwrap();
+        let stored_len = rows - 3_000;
+        let (stored_rows, fresh) = (all.slice(0, stored_len), all.slice(stored_len, 3_000));
+        let fresh_keys: Vec<&str> = keys.iter().skip(stored_len).map(String::as_str).collect();
+        let encoding = Encoding::default();
+        let stored = encode(&schema, std::slice::from_ref(&stored_rows), &encoding, None).unwrap();
+        let metadata = stored_metadata(&stored).unwrap();
+        let routes = plan(metadata.metadata(), &schema, codec(&encoding)).unwrap();
+        assert_eq!(
+            routes.get(1..),
+            Some(&[Route::Dictionary(crate::lake::splice::Kind::Bytes); 2][..])
+        );
+        let keep: Vec<bool> = (0..stored_len).map(|r| r % 5 != 2).collect();
+        let (part, filter) = decode_columns(stored.clone(), metadata.clone(), &[0]).unwrap();
+        let carried = crate::lake::commit::carry(&part, &keep, "f.parquet").unwrap();
+        let spliced = encode_spliced(
+            &schema,
+            Spliced {
+                bytes: &stored,
+                metadata: metadata.metadata(),
+                routes: &routes,
+                keep: &keep,
+                carried: &carried,
+                file: "f.parquet",
+            },
+            filter,
+            &fresh_keys,
+            0,
+            std::slice::from_ref(&fresh),
+            &encoding,
+        )
+        .unwrap();
+        let kept = arrow_select::filter::filter_record_batch(
+            &stored_rows,
+            &arrow_array::BooleanArray::from(keep),
+        )
+        .unwrap();
+        let expected = arrow_select::concat::concat_batches(&schema, &[kept, fresh]).unwrap();
+        assert_eq!(decode(spliced.clone()).unwrap(), expected);
+        // Pages of at most PAGE_ROWS rows, as many as the rows need.
+        use parquet::file::reader::{FileReader, RowGroupReader};
+        let reader =
+            parquet::file::serialized_reader::SerializedFileReader::new(spliced.clone()).unwrap();
+        let group = reader.get_row_group(0).unwrap();
+        for column in [1, 2] {
+            let mut pages = group.get_column_page_reader(column).unwrap();
+            let mut rows_in_pages = Vec::new();
+            while let Some(page) = pages.get_next_page().unwrap() {
+                if let parquet::column::page::Page::DataPage { num_values, .. } = page {
+                    rows_in_pages.push(num_values as usize);
+                }
+            }
+            assert_eq!(rows_in_pages.len(), expected.num_rows().div_ceil(PAGE_ROWS));
+            assert!(rows_in_pages.iter().all(|n| *n <= PAGE_ROWS));
+            assert_eq!(rows_in_pages.iter().sum::<usize>(), expected.num_rows());
+        }
+        let nulls = chunk_statistics(&spliced)[0][2].2;
+        assert_eq!(nulls, Some(expected.column(2).null_count() as u64));
+    }
+
+    #[test]
     fn a_file_of_another_schema_or_codec_is_not_spliced() {
         use crate::lake::splice::plan;
         // The footer of `batch` written as a commit writes it.

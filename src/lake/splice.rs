@@ -573,14 +573,28 @@ impl<'w> Chunk<'w> {
         Ok(())
     }
 
-    /// Appends one row's dictionary index (`None`: NULL).
-    fn push_index(&mut self, index: Option<u32>) -> Result<(), SpliceError> {
-        let dictionary = (self.dictionary.as_mut())
-            .ok_or_else(|| unsupported("an index before its dictionary"))?;
-        if let Some(i) = index {
-            dictionary.indices.push(i);
+    /// Appends `rows` rows of the same dictionary index (`None`: NULL), a
+    /// page at a time.
+    fn push_indices(&mut self, index: Option<u32>, mut rows: usize) -> Result<(), SpliceError> {
+        if index.is_none() && !self.nullable && rows > 0 {
+            return Err(unsupported("a NULL in a required column"));
         }
-        self.end_row(index.is_some())
+        while rows > 0 {
+            let n = rows.min(PAGE_ROWS.saturating_sub(self.levels.len()).max(1));
+            let dictionary = (self.dictionary.as_mut())
+                .ok_or_else(|| unsupported("an index before its dictionary"))?;
+            if let Some(i) = index {
+                dictionary.indices.extend(std::iter::repeat_n(i, n));
+            } else {
+                self.nulls += n as u64;
+            }
+            self.levels.extend(std::iter::repeat_n(index.is_some(), n));
+            if self.full() {
+                self.flush()?;
+            }
+            rows -= n;
+        }
+        Ok(())
     }
 
     /// Records that a row was appended, `defined` or NULL, and writes the
@@ -1155,12 +1169,24 @@ pub fn dictionary_column(
         let mut chunk = Chunk::new(kind, &descr, stats, codec, &mut sink)?;
         let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
         chunk.write_dictionary(&refs)?;
-        for index in kept {
-            let index = index.and_then(|i| remap.get(i as usize).copied());
-            chunk.push_index(index)?;
+        // Rows of the same index go in one step: a column of one value
+        // (the partition path, the file name) is one run per page.
+        let indices = (kept.into_iter())
+            .map(|index| index.and_then(|i| remap.get(i as usize).copied()))
+            .chain(fresh);
+        let mut run: Option<(Option<u32>, usize)> = None;
+        for index in indices {
+            match &mut run {
+                Some((current, n)) if *current == index => *n += 1,
+                _ => {
+                    if let Some((current, n)) = run.replace((index, 1)) {
+                        chunk.push_indices(current, n)?;
+                    }
+                }
+            }
         }
-        for index in fresh {
-            chunk.push_index(index)?;
+        if let Some((current, n)) = run {
+            chunk.push_indices(current, n)?;
         }
         chunk.finish(descr, codec)?
     };
