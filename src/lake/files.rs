@@ -907,7 +907,7 @@ mod tests {
         let expected = arrow_select::concat::concat_batches(&schema, &[kept, fresh]).unwrap();
         assert_eq!(decode(spliced.clone()).unwrap(), expected);
         // Pages of at most PAGE_ROWS rows, as many as the rows need.
-        use parquet::file::reader::{FileReader, RowGroupReader};
+        use parquet::file::reader::FileReader;
         let reader =
             parquet::file::serialized_reader::SerializedFileReader::new(spliced.clone()).unwrap();
         let group = reader.get_row_group(0).unwrap();
