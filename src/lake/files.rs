@@ -702,6 +702,49 @@ mod tests {
         batch.project(&keep).unwrap()
     }
 
+    /// `stored` (of `stored_rows`) spliced as a commit splices it, the
+    /// columns `wanted` decoded: the rows `keep` flags, then the `fresh`
+    /// rows (and their keys); and the same rows filtered through Arrow.
+    fn splice_rows(
+        stored: &Bytes,
+        stored_rows: &RecordBatch,
+        routes: &[Route],
+        keep: &[bool],
+        wanted: &[usize],
+        (fresh, fresh_keys): (&RecordBatch, &[&str]),
+        encoding: &Encoding,
+    ) -> (Bytes, RecordBatch) {
+        let metadata = stored_metadata(stored).unwrap();
+        let (part, filter) = decode_columns(stored.clone(), metadata.clone(), wanted).unwrap();
+        let carried = crate::lake::commit::carry(&part, keep, "f.parquet").unwrap();
+        let spliced = encode_spliced(
+            &stored_rows.schema(),
+            Spliced {
+                bytes: stored,
+                metadata: metadata.metadata(),
+                routes,
+                keep,
+                carried: &carried,
+                file: "f.parquet",
+            },
+            filter,
+            fresh_keys,
+            0,
+            std::slice::from_ref(fresh),
+            encoding,
+        )
+        .unwrap();
+        let kept = arrow_select::filter::filter_record_batch(
+            stored_rows,
+            &arrow_array::BooleanArray::from(keep.to_vec()),
+        )
+        .unwrap();
+        let expected =
+            arrow_select::concat::concat_batches(&stored_rows.schema(), &[kept, fresh.clone()])
+                .unwrap();
+        (spliced, expected)
+    }
+
     #[test]
     fn a_spliced_file_holds_the_kept_rows_then_the_fresh_ones() {
         use crate::lake::splice::{Route, plan};
@@ -765,34 +808,15 @@ mod tests {
                     .filter(|(i, r)| *i == 0 || **r == Route::Arrow)
                     .map(|(i, _)| i)
                     .collect();
-                let (part, filter) =
-                    decode_columns(stored.clone(), metadata.clone(), &wanted).unwrap();
-                let carried = crate::lake::commit::carry(&part, &keep, "f.parquet").unwrap();
-                let spliced = encode_spliced(
-                    &schema,
-                    Spliced {
-                        bytes: &stored,
-                        metadata: metadata.metadata(),
-                        routes: &routes,
-                        keep: &keep,
-                        carried: &carried,
-                        file: "f.parquet",
-                    },
-                    filter,
-                    &fresh_keys,
-                    0,
-                    std::slice::from_ref(&fresh),
-                    &encoding,
-                )
-                .unwrap();
-                // The same rows written through Arrow.
-                let kept = arrow_select::filter::filter_record_batch(
+                let (spliced, expected) = splice_rows(
+                    &stored,
                     &stored_rows,
-                    &arrow_array::BooleanArray::from(keep.clone()),
-                )
-                .unwrap();
-                let expected =
-                    arrow_select::concat::concat_batches(&schema, &[kept, fresh.clone()]).unwrap();
+                    &routes,
+                    &keep,
+                    &wanted,
+                    (&fresh, &fresh_keys),
+                    &encoding,
+                );
                 let through_arrow =
                     encode(&schema, std::slice::from_ref(&expected), &encoding, None).unwrap();
                 assert_eq!(
@@ -880,31 +904,15 @@ mod tests {
             Some(&[Route::Dictionary(crate::lake::splice::Kind::Bytes); 2][..])
         );
         let keep: Vec<bool> = (0..stored_len).map(|r| r % 5 != 2).collect();
-        let (part, filter) = decode_columns(stored.clone(), metadata.clone(), &[0]).unwrap();
-        let carried = crate::lake::commit::carry(&part, &keep, "f.parquet").unwrap();
-        let spliced = encode_spliced(
-            &schema,
-            Spliced {
-                bytes: &stored,
-                metadata: metadata.metadata(),
-                routes: &routes,
-                keep: &keep,
-                carried: &carried,
-                file: "f.parquet",
-            },
-            filter,
-            &fresh_keys,
-            0,
-            std::slice::from_ref(&fresh),
-            &encoding,
-        )
-        .unwrap();
-        let kept = arrow_select::filter::filter_record_batch(
+        let (spliced, expected) = splice_rows(
+            &stored,
             &stored_rows,
-            &arrow_array::BooleanArray::from(keep),
-        )
-        .unwrap();
-        let expected = arrow_select::concat::concat_batches(&schema, &[kept, fresh]).unwrap();
+            &routes,
+            &keep,
+            &[0],
+            (&fresh, &fresh_keys),
+            &encoding,
+        );
         assert_eq!(decode(spliced.clone()).unwrap(), expected);
         // Pages of at most PAGE_ROWS rows, as many as the rows need.
         use parquet::file::reader::FileReader;
