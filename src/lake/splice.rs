@@ -576,22 +576,14 @@ impl<'w> Chunk<'w> {
     /// Appends `rows` rows of the same dictionary index (`None`: NULL), a
     /// page at a time.
     fn push_indices(&mut self, index: Option<u32>, mut rows: usize) -> Result<(), SpliceError> {
-        if index.is_none() && !self.nullable && rows > 0 {
-            return Err(unsupported("a NULL in a required column"));
-        }
         while rows > 0 {
             let n = rows.min(PAGE_ROWS.saturating_sub(self.levels.len()).max(1));
             let dictionary = (self.dictionary.as_mut())
                 .ok_or_else(|| unsupported("an index before its dictionary"))?;
             if let Some(i) = index {
                 dictionary.indices.extend(std::iter::repeat_n(i, n));
-            } else {
-                self.nulls += n as u64;
             }
-            self.levels.extend(std::iter::repeat_n(index.is_some(), n));
-            if self.full() {
-                self.flush()?;
-            }
+            self.end_rows(index.is_some(), n)?;
             rows -= n;
         }
         Ok(())
@@ -600,13 +592,20 @@ impl<'w> Chunk<'w> {
     /// Records that a row was appended, `defined` or NULL, and writes the
     /// page out when it is full.
     fn end_row(&mut self, defined: bool) -> Result<(), SpliceError> {
+        self.end_rows(defined, 1)
+    }
+
+    /// Records that `n` rows were appended, all `defined` or all NULL (no
+    /// more than the page being filled has room for), and writes the page
+    /// out when it is full.
+    fn end_rows(&mut self, defined: bool, n: usize) -> Result<(), SpliceError> {
         if !defined {
             if !self.nullable {
                 return Err(unsupported("a NULL in a required column"));
             }
-            self.nulls += 1;
+            self.nulls += n as u64;
         }
-        self.levels.push(defined);
+        self.levels.extend(std::iter::repeat_n(defined, n));
         if self.full() {
             self.flush()?;
         }
@@ -1171,22 +1170,12 @@ pub fn dictionary_column(
         chunk.write_dictionary(&refs)?;
         // Rows of the same index go in one step: a column of one value
         // (the partition path, the file name) is one run per page.
-        let indices = (kept.into_iter())
-            .map(|index| index.and_then(|i| remap.get(i as usize).copied()))
-            .chain(fresh);
-        let mut run: Option<(Option<u32>, usize)> = None;
-        for index in indices {
-            match &mut run {
-                Some((current, n)) if *current == index => *n += 1,
-                _ => {
-                    if let Some((current, n)) = run.replace((index, 1)) {
-                        chunk.push_indices(current, n)?;
-                    }
-                }
-            }
+        for index in &mut kept {
+            *index = index.and_then(|i| remap.get(i as usize).copied());
         }
-        if let Some((current, n)) = run {
-            chunk.push_indices(current, n)?;
+        kept.extend(fresh);
+        for run in kept.chunk_by(|a, b| a == b) {
+            chunk.push_indices(run.first().copied().flatten(), run.len())?;
         }
         chunk.finish(descr, codec)?
     };
