@@ -10,13 +10,17 @@
 //!
 //!   cargo bench --bench lake
 //!   BENCH_ROWS=1000000 BENCH_CHANGES=100000 cargo bench --bench lake   # smaller
+//!   BENCH_REPEATS=1 cargo bench --bench lake                            # one round
 //!
 //! Data comes from `benches/lake_peers.py generate` (deterministic, seed 42)
 //! under `BENCH_DIR` (default /tmp/lakebench). Each timed part runs in a fresh
 //! child process so its peak RSS is its own, after a `sync` (every side's,
 //! the peers' too), so that the kernel's write-back of the previous step's
-//! files does not fall in its clock. The result of every side is checked
-//! against the same fingerprint. Not a pass/fail test.
+//! files does not fall in its clock. The three sides run `BENCH_REPEATS`
+//! times (default 3) in turn, tidewater's on a fresh copy of the table as
+//! loaded each time; the figures are the medians, and each round's own
+//! ratio is printed too. The result of every side is checked in every
+//! round (tidewater's against the same fingerprint). Not a pass/fail test.
 
 #![allow(
     clippy::unwrap_used,
@@ -387,6 +391,15 @@ fn run_json(cmd: &mut Command) -> Json {
     serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
 }
 
+/// One round of the benchmark: each side's result, and whether tidewater's
+/// table matched the expected content.
+struct Round {
+    ours: Json,
+    ours_ok: bool,
+    duck: Json,
+    delta: Json,
+}
+
 fn main() {
     // The allocator's options as the daemon runs with them (see
     // `tidewater::alloc`); the children inherit them.
@@ -475,44 +488,88 @@ fn main() {
     let load = child("load");
     eprintln!("the floor: decoding and encoding every base file again, no merge");
     let floor = child("floor");
-    eprintln!("tidewater: applying the changes");
-    let ours = child("apply");
-    let list = data.join("hudi-latest-files.txt");
-    let files: Vec<String> = ours["latest_files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| hudi.join(f.as_str().unwrap()).display().to_string())
-        .collect();
-    std::fs::write(&list, files.join("\n")).unwrap();
-    let verified = Command::new(python())
-        .arg(peers_script())
-        .args([
-            "verify",
-            "--dir",
-            data.to_str().unwrap(),
-            "--files-from",
-            list.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let ours_ok = verified.status.success();
-    eprintln!("peers: duckdb, delta-rs");
-    let duck = run_json(Command::new(python()).arg(peers_script()).args([
-        "run",
-        "--dir",
-        data.to_str().unwrap(),
-        "--peer",
-        "duckdb",
-    ]));
-    let delta = run_json(Command::new(python()).arg(peers_script()).args([
-        "run",
-        "--dir",
-        data.to_str().unwrap(),
-        "--peer",
-        "delta",
-    ]));
-
+    // Each side runs `BENCH_REPEATS` times, the three sides in turn, each
+    // time on the same table as loaded: single runs on this machine swing
+    // by a fifth, so the figures are the medians.
+    let repeats: usize = env_or("BENCH_REPEATS", "3").parse::<usize>().unwrap().max(1);
+    let pristine = data.join("hudi-as-loaded");
+    let copy = |from: &Path, to: &Path| {
+        let _ = std::fs::remove_dir_all(to);
+        let status = Command::new("cp").arg("-a").arg(from).arg(to).status();
+        assert!(status.unwrap().success());
+    };
+    if repeats > 1 {
+        copy(&hudi, &pristine);
+    }
+    let mut rounds: Vec<Round> = Vec::new();
+    for round in 0..repeats {
+        if round > 0 {
+            copy(&pristine, &hudi);
+        }
+        eprintln!(
+            "round {} of {repeats}: tidewater applying the changes",
+            round + 1
+        );
+        let ours = child("apply");
+        let list = data.join("hudi-latest-files.txt");
+        let files: Vec<String> = ours["latest_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| hudi.join(f.as_str().unwrap()).display().to_string())
+            .collect();
+        std::fs::write(&list, files.join("\n")).unwrap();
+        let verified = Command::new(python())
+            .arg(peers_script())
+            .args([
+                "verify",
+                "--dir",
+                data.to_str().unwrap(),
+                "--files-from",
+                list.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let ours_ok = verified.status.success();
+        eprintln!("round {} of {repeats}: peers duckdb, delta-rs", round + 1);
+        let peer = |name: &str| {
+            run_json(Command::new(python()).arg(peers_script()).args([
+                "run",
+                "--dir",
+                data.to_str().unwrap(),
+                "--peer",
+                name,
+            ]))
+        };
+        let duck = peer("duckdb");
+        let delta = peer("delta");
+        rounds.push(Round {
+            ours,
+            ours_ok,
+            duck,
+            delta,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&pristine);
+    let median = |f: &dyn Fn(&Round) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let most = |f: &dyn Fn(&Round) -> f64| rounds.iter().map(f).fold(0.0, f64::max);
+    let secs = |j: &Json| j["seconds"].as_f64().unwrap();
+    let ours_secs = median(&|r| secs(&r.ours));
+    let delta_secs = median(&|r| secs(&r.delta));
+    let duck_secs = median(&|r| secs(&r.duck));
+    let Round {
+        ours, duck, delta, ..
+    } = &rounds[0];
+    let ours_ok = rounds.iter().all(|r| r.ours_ok);
     let ours_rewritten = ours["rows_carried"].as_f64().unwrap()
         + ours["inserted"].as_f64().unwrap()
         + ours["updated"].as_f64().unwrap();
@@ -549,58 +606,88 @@ fn main() {
         };
     row(
         "tidewater (Hudi CoW, one commit)",
-        ours["seconds"].as_f64().unwrap(),
-        ours["peak_rss_mb"].as_f64().unwrap(),
+        ours_secs,
+        most(&|r| r.ours["peak_rss_mb"].as_f64().unwrap()),
         ours["bytes_written"].as_f64().unwrap(),
         ours_rewritten,
         ours["files_written"].as_f64().unwrap(),
         ours_ok,
     );
-    for (name, peer) in [
-        ("delta-rs merge (deltalake)", &delta),
-        ("DuckDB partition rewrite (bound)", &duck),
+    let delta_of = |r: &Round| r.delta.clone();
+    let duck_of = |r: &Round| r.duck.clone();
+    for (name, peer, seconds, side) in [
+        (
+            "delta-rs merge (deltalake)",
+            delta,
+            delta_secs,
+            &delta_of as &dyn Fn(&Round) -> Json,
+        ),
+        (
+            "DuckDB partition rewrite (bound)",
+            duck,
+            duck_secs,
+            &duck_of,
+        ),
     ] {
         row(
             name,
-            peer["seconds"].as_f64().unwrap(),
-            peer["peak_rss_mb"].as_f64().unwrap(),
+            seconds,
+            most(&|r| side(r)["peak_rss_mb"].as_f64().unwrap()),
             peer["bytes_written"].as_f64().unwrap(),
             peer["rows_rewritten"].as_f64().unwrap(),
             peer["files_written"].as_f64().unwrap(),
-            peer["verified"].as_bool().unwrap_or(false),
+            rounds
+                .iter()
+                .all(|r| side(r)["verified"].as_bool().unwrap_or(false)),
         );
     }
     println!(
-        "speed-up over delta-rs merge: {:.2}x; over the DuckDB bound: {:.2}x",
-        delta["seconds"].as_f64().unwrap() / ours["seconds"].as_f64().unwrap(),
-        duck["seconds"].as_f64().unwrap() / ours["seconds"].as_f64().unwrap()
+        "seconds and peak RSS: the median and the largest of {repeats} rounds (each side once a round, in turn)"
+    );
+    for (i, r) in rounds.iter().enumerate() {
+        let (o, ok, du, de) = (&r.ours, r.ours_ok, &r.duck, &r.delta);
+        println!(
+            "  round {}: tidewater {:.2} s ({:.1} CPU s, correct: {ok}), delta-rs {:.2} s, DuckDB {:.2} s: {:.2}x delta-rs",
+            i + 1,
+            secs(o),
+            o["cpu_seconds"].as_f64().unwrap(),
+            secs(de),
+            secs(du),
+            secs(de) / secs(o)
+        );
+    }
+    println!(
+        "speed-up over delta-rs merge (medians): {:.2}x; over the DuckDB bound: {:.2}x; median of the rounds' own ratios: {:.2}x",
+        delta_secs / ours_secs,
+        duck_secs / ours_secs,
+        median(&|r| secs(&r.delta) / secs(&r.ours))
     );
     println!(
         "Arrow floor (decode + encode every base file again through the Arrow writer, no merge, {} files): {:.2} s, {:.1} CPU seconds; tidewater's apply is {:.2}x that floor",
         floor["files"],
         floor["seconds"].as_f64().unwrap(),
         floor["cpu_seconds"].as_f64().unwrap(),
-        ours["seconds"].as_f64().unwrap() / floor["seconds"].as_f64().unwrap()
+        ours_secs / floor["seconds"].as_f64().unwrap()
     );
     // An apply that merged for free would still read the changes and
     // rewrite every file: the most a copy-on-write apply through the Arrow
     // writer could gain over delta-rs in this run (splicing is not bound
     // by it).
-    let ceiling_seconds =
-        floor["seconds"].as_f64().unwrap() + ours["read_changes_seconds"].as_f64().unwrap();
+    let read_secs = median(&|r| r.ours["read_changes_seconds"].as_f64().unwrap());
+    let ceiling_seconds = floor["seconds"].as_f64().unwrap() + read_secs;
     println!(
         "Arrow ceiling: delta-rs merge / (Arrow floor + reading the change files, {:.2} s) = {:.2}x; files spliced page by page: {} of {}",
         ceiling_seconds,
-        delta["seconds"].as_f64().unwrap() / ceiling_seconds,
+        delta_secs / ceiling_seconds,
         ours["files_spliced"],
         ours["files_written"]
     );
     println!(
-        "tidewater: {:.2} s reading the change files, {:.1} CPU seconds; opening the table (untimed: its key index of {} rows) {:.2} s; base load (untimed) {:.1} s, peak RSS {:.0} MB",
-        ours["read_changes_seconds"].as_f64().unwrap(),
-        ours["cpu_seconds"].as_f64().unwrap(),
+        "tidewater (medians): {:.2} s reading the change files, {:.1} CPU seconds; opening the table (untimed: its key index of {} rows) {:.2} s; base load (untimed) {:.1} s, peak RSS {:.0} MB",
+        read_secs,
+        median(&|r| r.ours["cpu_seconds"].as_f64().unwrap()),
         meta["rows"],
-        ours["open_seconds"].as_f64().unwrap(),
+        median(&|r| r.ours["open_seconds"].as_f64().unwrap()),
         load["seconds"].as_f64().unwrap(),
         load["peak_rss_mb"].as_f64().unwrap()
     );
