@@ -491,7 +491,10 @@ fn main() {
     // Each side runs `BENCH_REPEATS` times, the three sides in turn, each
     // time on the same table as loaded: single runs on this machine swing
     // by a fifth, so the figures are the medians.
-    let repeats: usize = env_or("BENCH_REPEATS", "3").parse::<usize>().unwrap().max(1);
+    let repeats: usize = env_or("BENCH_REPEATS", "3")
+        .parse::<usize>()
+        .unwrap()
+        .max(1);
     let pristine = data.join("hudi-as-loaded");
     let copy = |from: &Path, to: &Path| {
         let _ = std::fs::remove_dir_all(to);
