@@ -19,8 +19,8 @@
 //! files does not fall in its clock. The three sides run `BENCH_REPEATS`
 //! times (default 3) in turn, tidewater's on a fresh copy of the table as
 //! loaded each time; the figures are the medians, and each round's own
-//! ratio is printed too. The result of every side is checked in every
-//! round (tidewater's against the same fingerprint). Not a pass/fail test.
+//! ratio is printed too. The result of every side is checked against the
+//! same fingerprint in every round. Not a pass/fail test.
 
 #![allow(
     clippy::unwrap_used,
