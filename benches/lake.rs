@@ -391,6 +391,9 @@ fn run_json(cmd: &mut Command) -> Json {
     serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap()
 }
 
+/// One peer's result in a round.
+type Side = fn(&Round) -> &Json;
+
 /// One round of the benchmark: each side's result, and whether tidewater's
 /// table matched the expected content.
 struct Round {
@@ -569,9 +572,7 @@ fn main() {
     let ours_secs = median(&|r| secs(&r.ours));
     let delta_secs = median(&|r| secs(&r.delta));
     let duck_secs = median(&|r| secs(&r.duck));
-    let Round {
-        ours, duck, delta, ..
-    } = &rounds[0];
+    let ours = &rounds[0].ours;
     let ours_ok = rounds.iter().all(|r| r.ours_ok);
     let ours_rewritten = ours["rows_carried"].as_f64().unwrap()
         + ours["inserted"].as_f64().unwrap()
@@ -616,22 +617,12 @@ fn main() {
         ours["files_written"].as_f64().unwrap(),
         ours_ok,
     );
-    let delta_of = |r: &Round| r.delta.clone();
-    let duck_of = |r: &Round| r.duck.clone();
-    for (name, peer, seconds, side) in [
-        (
-            "delta-rs merge (deltalake)",
-            delta,
-            delta_secs,
-            &delta_of as &dyn Fn(&Round) -> Json,
-        ),
-        (
-            "DuckDB partition rewrite (bound)",
-            duck,
-            duck_secs,
-            &duck_of,
-        ),
-    ] {
+    let sides: [(&str, f64, Side); 2] = [
+        ("delta-rs merge (deltalake)", delta_secs, |r| &r.delta),
+        ("DuckDB partition rewrite (bound)", duck_secs, |r| &r.duck),
+    ];
+    for (name, seconds, side) in sides {
+        let peer = side(&rounds[0]);
         row(
             name,
             seconds,
