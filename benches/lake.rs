@@ -67,8 +67,14 @@ fn python() -> String {
     env_or("TIDEWATER_PYTHON", "/root/.cache/tidewater/venv/bin/python")
 }
 
-fn peers_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/lake_peers.py")
+/// `benches/lake_peers.py <what> --dir <data>`, to take more arguments.
+fn peers(what: &str, data: &Path) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/lake_peers.py");
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .args([what, "--dir", data.to_str().unwrap()]);
+    command
 }
 
 fn options() -> TableOptions {
@@ -450,12 +456,8 @@ fn main() {
             "generating {rows} rows and {changes} changes in {}",
             data.display()
         );
-        let status = Command::new(python())
-            .arg(peers_script())
+        let status = peers("generate", &data)
             .args([
-                "generate",
-                "--dir",
-                data.to_str().unwrap(),
                 "--rows",
                 &rows,
                 "--changes",
@@ -525,28 +527,13 @@ fn main() {
             .map(|f| hudi.join(f.as_str().unwrap()).display().to_string())
             .collect();
         std::fs::write(&list, files.join("\n")).unwrap();
-        let verified = Command::new(python())
-            .arg(peers_script())
-            .args([
-                "verify",
-                "--dir",
-                data.to_str().unwrap(),
-                "--files-from",
-                list.to_str().unwrap(),
-            ])
+        let verified = peers("verify", &data)
+            .args(["--files-from", list.to_str().unwrap()])
             .output()
             .unwrap();
         let ours_ok = verified.status.success();
         eprintln!("round {} of {repeats}: peers duckdb, delta-rs", round + 1);
-        let peer = |name: &str| {
-            run_json(Command::new(python()).arg(peers_script()).args([
-                "run",
-                "--dir",
-                data.to_str().unwrap(),
-                "--peer",
-                name,
-            ]))
-        };
+        let peer = |name: &str| run_json(peers("run", &data).args(["--peer", name]));
         let duck = peer("duckdb");
         let delta = peer("delta");
         rounds.push(Round {
