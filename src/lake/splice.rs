@@ -192,7 +192,7 @@ enum Codec {
     /// The encoder and its output buffer, reused from page to page (a
     /// fresh buffer of the largest output is zeroed for every page).
     Snappy(snap::raw::Encoder, Vec<u8>),
-    Zstd(i32),
+    Zstd(zstd::bulk::Compressor<'static>),
 }
 
 impl Codec {
@@ -200,7 +200,9 @@ impl Codec {
         match codec {
             Compression::UNCOMPRESSED => Ok(Codec::None),
             Compression::SNAPPY => Ok(Codec::Snappy(snap::raw::Encoder::new(), Vec::new())),
-            Compression::ZSTD(level) => Ok(Codec::Zstd(level.compression_level())),
+            Compression::ZSTD(level) => zstd::bulk::Compressor::new(level.compression_level())
+                .map(Codec::Zstd)
+                .map_err(|e| SpliceError::Codec(e.to_string())),
             other => Err(unsupported(format!("codec {other}"))),
         }
     }
@@ -218,7 +220,8 @@ impl Codec {
                     .map_err(|e| SpliceError::Codec(e.to_string()))?;
                 Ok(Bytes::copy_from_slice(out.get(..n).unwrap_or_default()))
             }
-            Codec::Zstd(level) => zstd::bulk::compress(data, *level)
+            Codec::Zstd(compressor) => compressor
+                .compress(data)
                 .map(Bytes::from)
                 .map_err(|e| SpliceError::Codec(e.to_string())),
         }

@@ -1208,6 +1208,7 @@ impl Table {
             })
             .collect();
         self.index.update(&removed, &added);
+        drop((removed, added));
         self.timeline = Self::list_hoodie(self.store.as_ref()).await?;
         self.failed.retain(|t| *t != instant);
         self.schema = Some(schema);
@@ -1216,8 +1217,9 @@ impl Table {
         self.sweep_strays().await?;
         self.clean().await?;
         // Freeing a batch of a million changes takes a while: not on the
-        // async thread.
-        tokio::task::spawn_blocking(move || drop((changes, ctx)));
+        // async thread. Every file job's result holds the batch too, so they
+        // go along: the last reference decides which thread frees it.
+        tokio::task::spawn_blocking(move || drop((changes, ctx, moves)));
         Ok(outcome)
     }
 
