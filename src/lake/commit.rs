@@ -21,7 +21,7 @@
 //! changes. Inserts assigned to the group (small-file bin-packing) are
 //! appended.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -587,29 +587,37 @@ pub fn merge_group(
         }
     }
     let is_dropped = |drop: &[bool], r: usize| drop.get(r).copied().unwrap_or(false);
-    // The keys wanted, short ones (most keys) as inline string views: a
-    // stored key is looked up by its view, without reading its string.
-    let mut short: HashSet<u128, foldhash::fast::RandomState> = HashSet::default();
-    let mut long: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    // The stored row of each key wanted, found in one pass over the stored
+    // keys: short keys (most) by their inline string view, without reading
+    // the stored string, longer ones by the string.
+    let mut short: HashMap<u128, Option<usize>, foldhash::fast::RandomState> = HashMap::default();
+    let mut long: HashMap<&str, Option<usize>, foldhash::fast::RandomState> = HashMap::default();
     for change in routed.iter().filter_map(|ci| ctx.changes.get(*ci)) {
         match inline_view(&change.key) {
-            Some(view) => short.insert(view),
-            None => long.insert(change.key.as_str()),
+            Some(view) => short.insert(view, None),
+            None => long.insert(change.key.as_str(), None),
         };
     }
-    let mut rows_of: HashMap<&str, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(short.len() + long.len(), Default::default());
     for r in 0..keys.len() {
         if keys.is_valid(r) {
-            let wanted = match keys.inline(r) {
-                Some(view) => short.contains(&view),
-                None => !long.is_empty() && long.contains(keys.value(r)),
+            let slot = match keys.inline(r) {
+                Some(view) => short.get_mut(&view),
+                None if long.is_empty() => None,
+                None => long.get_mut(keys.value(r)),
             };
-            if wanted {
-                rows_of.insert(keys.value(r), r);
+            if let Some(slot) = slot {
+                *slot = Some(r);
             }
         }
     }
+    let row_of = |key: &str| {
+        match inline_view(key) {
+            Some(view) => short.get(&view),
+            None => long.get(key),
+        }
+        .copied()
+        .flatten()
+    };
     let mut replace: Vec<(usize, usize)> = Vec::new();
     let mut elsewhere: Vec<Change> = Vec::new();
     let mut partitioner = Partitioner::new(&ctx.layout);
@@ -617,7 +625,7 @@ pub fn merge_group(
         let Some(change) = ctx.changes.get(*ci) else {
             continue;
         };
-        let Some(&r) = rows_of.get(change.key.as_str()) else {
+        let Some(r) = row_of(&change.key) else {
             if change.row.is_some() {
                 elsewhere.push(change.clone());
             }
