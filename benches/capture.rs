@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench capture            # services from scripts/services.sh
 //!   BENCH_UPDATES=100000 BENCH_SNAPSHOT_ROWS=1000000 cargo bench --bench capture
+//!   BENCH_INSERTS=2000000 BENCH_UPDATES=1000000 BENCH_SNAPSHOT_ROWS=10000000 cargo bench --bench capture  # doubled
 //!
 //! Streaming ("stream mix" without the deletes): two slots are created, then
 //! 1M inserts in one transaction and 500k updates in transactions of 100 are
@@ -191,7 +192,7 @@ async fn encoded_events(
         .collect()
 }
 
-async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
+async fn streaming(pg: &Client, dir: &Path, s: &str, inserts: u64, updates: u64) {
     let publication = format!("{s}_pub");
     pg.batch_execute(&format!(
         "CREATE TABLE {s}.orders (id bigserial PRIMARY KEY, customer_id bigint, status text, \
@@ -217,7 +218,7 @@ async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
     pg.batch_execute(&format!(
         "INSERT INTO {s}.orders (customer_id, status, amount, created_at, payload) \
          SELECT g % 10000, 'new', (g % 100000) / 100.0, timestamptz '2026-01-01' + g * interval '1 second', \
-         jsonb_build_object('sku', g % 977, 'qty', g % 7) FROM generate_series(1, 1000000) g"
+         jsonb_build_object('sku', g % 977, 'qty', g % 7) FROM generate_series(1, {inserts}) g"
     ))
     .await
     .unwrap();
@@ -231,7 +232,7 @@ async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
     .await
     .unwrap();
     let (end_text, end) = current_lsn(pg).await;
-    let events = 1_000_000 + batches * 100;
+    let events = inserts + batches * 100;
     println!(
         "workload written in {:.1} s: {events} row changes, WAL end {end_text}",
         started.elapsed().as_secs_f64()
@@ -311,7 +312,7 @@ async fn streaming(pg: &Client, dir: &Path, s: &str, updates: u64) {
     // tidewater encodes these rows, from a plain librdkafka producer.
     let mut kafka = KafkaConfig::with_brokers(brokers());
     kafka.topic_partitions = 4;
-    let prepared = encoded_events(&kafka, &format!("{s}_ceiling"), 1_000_000, batches * 100).await;
+    let prepared = encoded_events(&kafka, &format!("{s}_ceiling"), inserts, batches * 100).await;
     let bytes: usize = prepared.iter().map(|(k, v)| k.len() + v.len()).sum();
     let ceiling = peer::run_peer(&kafka, &format!("{s}_ceiling.orders"), &prepared).await;
     drop(prepared);
@@ -429,10 +430,11 @@ fn main() {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let inserts: u64 = env_or("BENCH_INSERTS", "1000000").parse().unwrap();
         let updates: u64 = env_or("BENCH_UPDATES", "500000").parse().unwrap();
         let rows: u64 = env_or("BENCH_SNAPSHOT_ROWS", "5000000").parse().unwrap();
         if std::env::var("BENCH_ONLY").as_deref() != Ok("snapshot") {
-            streaming(&pg, dir.path(), &s, updates).await;
+            streaming(&pg, dir.path(), &s, inserts, updates).await;
         }
         if std::env::var("BENCH_ONLY").as_deref() != Ok("streaming") {
             snapshot(&pg, dir.path(), &s, rows).await;
