@@ -590,12 +590,17 @@ pub fn merge_group(
     // The stored row of each key wanted, found in one pass over the stored
     // keys: short keys (most) by their inline string view, without reading
     // the stored string, longer ones by the string.
+    // Each routed change's view is made once, here, and used again below.
+    let views: Vec<Option<u128>> = (routed.iter())
+        .map(|ci| ctx.changes.get(*ci).and_then(|c| inline_view(&c.key)))
+        .collect();
     let mut short: HashMap<u128, Option<usize>, foldhash::fast::RandomState> = HashMap::default();
     let mut long: HashMap<&str, Option<usize>, foldhash::fast::RandomState> = HashMap::default();
-    for change in routed.iter().filter_map(|ci| ctx.changes.get(*ci)) {
-        match inline_view(&change.key) {
-            Some(view) => short.insert(view, None),
-            None => long.insert(change.key.as_str(), None),
+    for (ci, view) in routed.iter().zip(&views) {
+        match (view, ctx.changes.get(*ci)) {
+            (Some(view), _) => short.insert(*view, None),
+            (None, Some(change)) => long.insert(change.key.as_str(), None),
+            (None, None) => None,
         };
     }
     for r in 0..keys.len() {
@@ -610,9 +615,9 @@ pub fn merge_group(
             }
         }
     }
-    let row_of = |key: &str| {
-        match inline_view(key) {
-            Some(view) => short.get(&view),
+    let row_of = |view: &Option<u128>, key: &str| {
+        match view {
+            Some(view) => short.get(view),
             None => long.get(key),
         }
         .copied()
@@ -621,11 +626,11 @@ pub fn merge_group(
     let mut replace: Vec<(usize, usize)> = Vec::new();
     let mut elsewhere: Vec<Change> = Vec::new();
     let mut partitioner = Partitioner::new(&ctx.layout);
-    for ci in routed {
+    for (ci, view) in routed.iter().zip(&views) {
         let Some(change) = ctx.changes.get(*ci) else {
             continue;
         };
-        let Some(r) = row_of(&change.key) else {
+        let Some(r) = row_of(view, &change.key) else {
             if change.row.is_some() {
                 elsewhere.push(change.clone());
             }
