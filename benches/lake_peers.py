@@ -25,7 +25,13 @@ created_at_day only (other data columns null).
 
 Each `run` prints one JSON object on stdout; progress goes to stderr. The timed
 part runs in a fresh child process (this same script) so its peak RSS
-(ru_maxrss) is not inflated by loading or generation.
+(ru_maxrss) is not inflated by loading or generation, started --settle seconds
+(BENCH_SETTLE_SECONDS, default 30) after the step before it, as every side of
+benches/lake.rs is, so that the memory the steps before freed is back with the
+host (see `settle` in benches/lake.rs). That process applies the batch twice:
+to the table as loaded (the figures at the top of the JSON), then to a copy of it
+(under "second": a process that already holds its memory). Both results are
+checked.
 
 Needs pyarrow, numpy, duckdb, deltalake (the tidewater venv).
 """
@@ -79,6 +85,14 @@ T_START = time.monotonic()
 
 def log(msg: str) -> None:
     print(f"[lake_peers +{time.monotonic() - T_START:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def settle(seconds: float) -> None:
+    """Waits before a timed child so that it starts, as every side of the benchmark does, with the
+    memory the steps before it freed given back to the host (see `settle` in benches/lake.rs)."""
+    if seconds > 0:
+        log(f"settling for {seconds:g} s (BENCH_SETTLE_SECONDS)")
+        time.sleep(seconds)
 
 
 def peak_rss_mb() -> float:
@@ -408,9 +422,16 @@ DEFAULT_VARIANT = "literal"
 
 
 def cmd_child_delta_merge(a: argparse.Namespace) -> None:
+    first = delta_merge_once(a, Path(a.table))
+    if a.table2:
+        first["second"] = delta_merge_once(a, Path(a.table2))
+    print(json.dumps(first, default=str))
+
+
+def delta_merge_once(a: argparse.Namespace, table: Path) -> dict:
     from deltalake import DeltaTable
 
-    D, table = Path(a.dir), Path(a.table)
+    D = Path(a.dir)
     pred, literal, streamed = MERGE_VARIANTS[a.variant]
     dt_ = DeltaTable(str(table))  # opening the table's log is not timed
     rss0 = peak_rss_mb()
@@ -433,28 +454,29 @@ def cmd_child_delta_merge(a: argparse.Namespace) -> None:
     )
     metrics = m.execute()
     secs = time.monotonic() - t0
-    print(
-        json.dumps(
-            {
-                "seconds": secs,
-                "cpu_seconds": cpu_seconds() - cpu0,
-                "peak_rss_mb": peak_rss_mb(),
-                "rss_before_mb": rss0,
-                "metrics": metrics,
-                "predicate_len": len(pred),
-                "predicate_head": pred[:200],
-            },
-            default=str,
-        )
-    )
+    return {
+        "seconds": secs,
+        "cpu_seconds": cpu_seconds() - cpu0,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss0,
+        "metrics": metrics,
+        "predicate_len": len(pred),
+        "predicate_head": pred[:200],
+    }
 
 
 def cmd_child_duckdb(a: argparse.Namespace) -> None:
-    D, out = Path(a.dir), Path(a.out)
-    shutil.rmtree(out, ignore_errors=True)
     con = _duckdb()
     if a.threads:
         con.execute(f"SET threads = {int(a.threads)}")
+    first = duckdb_once(con, Path(a.dir), Path(a.out))
+    if a.out2:
+        first["second"] = duckdb_once(con, Path(a.dir), Path(a.out2))
+    print(json.dumps(first))
+
+
+def duckdb_once(con, D: Path, out: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
     rss0 = peak_rss_mb()
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
@@ -477,18 +499,14 @@ def cmd_child_duckdb(a: argparse.Namespace) -> None:
     parts = con.execute(
         f"SELECT count(DISTINCT created_at_day) FROM read_parquet('{D}/changes/*.parquet')"
     ).fetchone()[0]
-    print(
-        json.dumps(
-            {
-                "seconds": secs,
-                "cpu_seconds": cpu_seconds() - cpu0,
-                "peak_rss_mb": peak_rss_mb(),
-                "rss_before_mb": rss0,
-                "rows_written": r[0],
-                "affected_partitions": parts,
-            }
-        )
-    )
+    return {
+        "seconds": secs,
+        "cpu_seconds": cpu_seconds() - cpu0,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss0,
+        "rows_written": r[0],
+        "affected_partitions": parts,
+    }
 
 
 # ---------------------------------------------------------------------- run
@@ -522,8 +540,22 @@ def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
         f"delta: loaded in {load['seconds']:.1f} s ({base_stats['files_added']} files, "
         f"{base_stats['bytes_added'] / 1e6:.1f} MB); merging {meta['changes']} changes, variant {a.variant}"
     )
+    table2 = table.with_name(table.name + "-second")
+    shutil.rmtree(table2, ignore_errors=True)
+    subprocess.run(["cp", "-a", str(table), str(table2)], check=True)
     os.sync()  # the load's writes on disk before the timed merge, as for tidewater
-    mr = child_json(["_delta_merge", "--dir", str(D), "--table", str(table), "--variant", a.variant])
+    settle(a.settle)
+    mr = child_json(
+        ["_delta_merge", "--dir", str(D), "--table", str(table), "--table2", str(table2), "--variant", a.variant]
+    )
+    dtab2 = DeltaTable(str(table2))
+    second = {
+        "seconds": round(mr["second"]["seconds"], 3),
+        "cpu_seconds": round(mr["second"]["cpu_seconds"], 2),
+        "result_rows": dtab2.to_pyarrow_dataset().count_rows(),
+        "_result_files": dtab2.file_uris(),
+        "_work": table2,
+    }
     dtab = DeltaTable(str(table))
     v1 = dtab.version()
     st = delta_commit_stats(table, v1)
@@ -538,7 +570,8 @@ def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
         f"variant={a.variant}: predicate "
         + ("t.created_at_day IN (<the batch's partitions as literals>) AND " if literal else "")
         + f"{pred}; streamed_exec={streamed}",
-        "timed: reading changes/*.parquet into Arrow + merge + commit, in a fresh process",
+        "timed: reading changes/*.parquet into Arrow + merge + commit, in a fresh process; "
+        "second: the same into a copy of the table as loaded, right after, in the same process",
         f"merge removed {st['files_removed']} files; delta data files omit the partition column (it is in the path)",
         f"base as delta: {base_stats['files_added']} files, {base_stats['bytes_added']} bytes; "
         f"load peak RSS {load['peak_rss_mb']:.0f} MB",
@@ -558,6 +591,7 @@ def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
         "result_rows": result_rows,
         "merge_metrics": mt,
         "variant": a.variant,
+        "second": second,
         "_result_files": dtab.file_uris(),
         "notes": "; ".join(notes),
     }
@@ -566,11 +600,20 @@ def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
 def run_duckdb(a: argparse.Namespace, D: Path, meta: dict) -> dict:
     out = Path(a.work or D / "duckdb_out")
     log(f"duckdb: rewriting the affected partitions into {out} (child process)")
-    args = ["_duckdb", "--dir", str(D), "--out", str(out)]
+    out2 = out.with_name(out.name + "-second")
+    args = ["_duckdb", "--dir", str(D), "--out", str(out), "--out2", str(out2)]
     if a.threads:
         args += ["--threads", str(a.threads)]
     os.sync()
+    settle(a.settle)
     r = child_json(args)
+    second = {
+        "seconds": round(r["second"]["seconds"], 3),
+        "cpu_seconds": round(r["second"]["cpu_seconds"], 2),
+        "result_rows": r["second"]["rows_written"],
+        "_result_files": sorted(str(p) for p in out2.rglob("*.parquet")),
+        "_work": out2,
+    }
     nbytes, nfiles = dir_bytes(out)
     files = sorted(str(p) for p in out.rglob("*.parquet"))
     log(f"duckdb: rewrote in {r['seconds']:.2f} s, {nfiles} files, {nbytes / 1e6:.1f} MB")
@@ -585,12 +628,14 @@ def run_duckdb(a: argparse.Namespace, D: Path, meta: dict) -> dict:
         "rows_rewritten": r["rows_written"],
         "files_written": nfiles,
         "result_rows": r["rows_written"],
+        "second": second,
         "_result_files": files,
         "notes": (
             f"lower bound: one COPY ... PARTITION_BY (created_at_day) writing the new content of the "
             f"{r['affected_partitions']} partitions named by the batch (base rows minus changed ids, plus "
             "update/insert after-images) to a new directory; no table format, no commit; "
-            "timed: reading base + changes + writing, in a fresh process; files omit the partition column"
+            "timed: reading base + changes + writing, in a fresh process; second: the same into another "
+            "directory, right after, in the same process; files omit the partition column"
         ),
     }
 
@@ -599,17 +644,23 @@ def cmd_run(a: argparse.Namespace) -> None:
     D = Path(a.dir)
     meta = json.loads((D / "meta.json").read_text())
     res = run_delta(a, D, meta) if a.peer == "delta" else run_duckdb(a, D, meta)
-    files = res.pop("_result_files")
+    second = res["second"]
     exp_rows = meta["expected_result_rows"]
-    checks = [f"result_rows {'==' if res['result_rows'] == exp_rows else '!='} expected {exp_rows}"]
-    ok = res["result_rows"] == exp_rows
-    if a.verify:
-        log("verifying the result's fingerprint against DuckDB's recomputation (not timed)")
-        e = expected(D)
-        got = fingerprint_files(files)
-        fp_ok = got["rows"] == e["rows"] and got["fingerprint"] == e["fingerprint"]
-        ok = ok and fp_ok
-        checks.append("content fingerprint " + ("matches" if fp_ok else f"MISMATCH {got} vs {e}"))
+    checks = []
+    ok = True
+    for name, result in (("first", res), ("second", second)):
+        files = result.pop("_result_files")
+        rows_ok = result["result_rows"] == exp_rows
+        checks.append(f"{name}: result_rows {'==' if rows_ok else '!='} expected {exp_rows}")
+        ok = ok and rows_ok
+        if a.verify:
+            log(f"verifying the {name} result's fingerprint against DuckDB's recomputation (not timed)")
+            e = expected(D)
+            got = fingerprint_files(files)
+            fp_ok = got["rows"] == e["rows"] and got["fingerprint"] == e["fingerprint"]
+            ok = ok and fp_ok
+            checks.append(f"{name}: content fingerprint " + ("matches" if fp_ok else f"MISMATCH {got} vs {e}"))
+    shutil.rmtree(second.pop("_work"), ignore_errors=True)  # only timed; the first result stays
     res["change_bytes"] = meta["change_bytes"]
     res["write_amplification"] = round(res["bytes_written"] / meta["change_bytes"], 2)
     res["rows_rewritten_per_change"] = round(res["rows_rewritten"] / meta["changes"], 3)
@@ -643,6 +694,8 @@ def main() -> None:
                    help=f"delta merge variant (default {DEFAULT_VARIANT})")
     r.add_argument("--work", help="where the peer writes (default D/delta or D/duckdb_out); wiped first")
     r.add_argument("--threads", type=int, help="duckdb threads (default: all cores)")
+    r.add_argument("--settle", type=float, default=float(os.environ.get("BENCH_SETTLE_SECONDS", "30")),
+                   help="seconds to wait before the timed child (default: BENCH_SETTLE_SECONDS or 30)")
     r.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the content fingerprint check (row count is still checked)")
     e = sub.add_parser("expect", help="print the expected rows and fingerprint after the batch")
@@ -657,10 +710,12 @@ def main() -> None:
     c2 = sub.add_parser("_delta_merge")
     c2.add_argument("--dir", required=True)
     c2.add_argument("--table", required=True)
+    c2.add_argument("--table2", help="a copy of the table as loaded: merged into right after, in this process")
     c2.add_argument("--variant", required=True)
     c3 = sub.add_parser("_duckdb")
     c3.add_argument("--dir", required=True)
     c3.add_argument("--out", required=True)
+    c3.add_argument("--out2", help="written right after --out, in this process")
     c3.add_argument("--threads", type=int)
     a = ap.parse_args()
     {
