@@ -528,6 +528,17 @@ def delta_commit_stats(table: Path, version: int) -> dict:
     return {"files_added": adds, "files_removed": removes, "bytes_added": add_bytes, "rows_added": add_rows}
 
 
+def second_result(timed: dict, result_rows: int, files: list[str], work: Path) -> dict:
+    """A peer's second batch: its times, and its result to check (`cmd_run`), then remove."""
+    return {
+        "seconds": round(timed["seconds"], 3),
+        "cpu_seconds": round(timed["cpu_seconds"], 2),
+        "result_rows": result_rows,
+        "_result_files": files,
+        "_work": work,
+    }
+
+
 def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
     from deltalake import DeltaTable
 
@@ -549,13 +560,7 @@ def run_delta(a: argparse.Namespace, D: Path, meta: dict) -> dict:
         ["_delta_merge", "--dir", str(D), "--table", str(table), "--table2", str(table2), "--variant", a.variant]
     )
     dtab2 = DeltaTable(str(table2))
-    second = {
-        "seconds": round(mr["second"]["seconds"], 3),
-        "cpu_seconds": round(mr["second"]["cpu_seconds"], 2),
-        "result_rows": dtab2.to_pyarrow_dataset().count_rows(),
-        "_result_files": dtab2.file_uris(),
-        "_work": table2,
-    }
+    second = second_result(mr["second"], dtab2.to_pyarrow_dataset().count_rows(), dtab2.file_uris(), table2)
     dtab = DeltaTable(str(table))
     v1 = dtab.version()
     st = delta_commit_stats(table, v1)
@@ -607,13 +612,9 @@ def run_duckdb(a: argparse.Namespace, D: Path, meta: dict) -> dict:
     os.sync()
     settle(a.settle)
     r = child_json(args)
-    second = {
-        "seconds": round(r["second"]["seconds"], 3),
-        "cpu_seconds": round(r["second"]["cpu_seconds"], 2),
-        "result_rows": r["second"]["rows_written"],
-        "_result_files": sorted(str(p) for p in out2.rglob("*.parquet")),
-        "_work": out2,
-    }
+    second = second_result(
+        r["second"], r["second"]["rows_written"], sorted(str(p) for p in out2.rglob("*.parquet")), out2
+    )
     nbytes, nfiles = dir_bytes(out)
     files = sorted(str(p) for p in out.rglob("*.parquet"))
     log(f"duckdb: rewrote in {r['seconds']:.2f} s, {nfiles} files, {nbytes / 1e6:.1f} MB")
