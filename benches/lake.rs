@@ -369,8 +369,11 @@ async fn child_apply(data: &Path, out: &Path, second: Option<&Path>) {
 async fn apply_once(data: &Path, out: &Path) -> Json {
     let table_schema = orders::orders(TableId::new("public", "orders"), "bench");
     let opening = Instant::now();
+    let read_before = proc::read_chars(None);
     let mut table = open(out).await;
     let open_seconds = opening.elapsed().as_secs_f64();
+    let open_read_mb = (proc::read_chars(None) - read_before) as f64 / 1e6;
+    let index_at_open = table.index_size();
     eprintln!(
         "apply: table open, RSS {:.0} MB (peak {:.0} MB)",
         proc::rss_mb(None),
@@ -406,6 +409,9 @@ async fn apply_once(data: &Path, out: &Path) -> Json {
         "seconds": seconds,
         "read_changes_seconds": read_seconds,
         "open_seconds": open_seconds,
+        "open_read_mb": open_read_mb,
+        "index_keys": index_at_open.0,
+        "index_mb": index_at_open.1 as f64 / 1e6,
         "cpu_seconds": proc::cpu_seconds(None) - cpu0,
         "peak_rss_mb": proc::peak_rss_mb(None),
         "bytes_written": outcome.bytes_written,

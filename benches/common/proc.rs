@@ -1,5 +1,5 @@
-//! Figures of a process from /proc: memory and CPU time, of this process
-//! (`None`) or of a child (its pid).
+//! Figures of a process from /proc: memory, CPU time and bytes read, of
+//! this process (`None`) or of a child (its pid).
 
 #![allow(dead_code, reason = "each benchmark uses part of it")]
 
@@ -47,4 +47,15 @@ pub fn cpu_seconds(pid: Option<u32>) -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Bytes read so far by `read`-like system calls (`rchar` in
+/// `/proc/<pid>/io`: page-cache hits count too, unlike `read_bytes`).
+pub fn read_chars(pid: Option<u32>) -> u64 {
+    std::fs::read_to_string(path(pid, "io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -547,7 +547,9 @@ pub fn decode_base_file(bytes: Bytes) -> Result<(RecordBatch, Option<DynamicBloo
 }
 
 /// The footer of a base file, read with strings and binaries as views.
-pub fn stored_metadata(bytes: &Bytes) -> Result<ArrowReaderMetadata, FileError> {
+pub fn stored_metadata<R: parquet::file::reader::ChunkReader>(
+    bytes: &R,
+) -> Result<ArrowReaderMetadata, FileError> {
     let plain = ArrowReaderMetadata::load(bytes, ArrowReaderOptions::new())?;
     Ok(ArrowReaderMetadata::try_new(
         plain.metadata().clone(),
@@ -602,20 +604,145 @@ fn decode_with(
     Ok((batch, filter))
 }
 
-/// The index slots of a base file's record keys, in row order (a NULL key
-/// reads as the empty key, as everywhere else). Only that column is
-/// decoded.
-pub fn decode_key_slots(bytes: Bytes) -> Result<Vec<Slot>, FileError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(65_536);
-    let schema = builder.parquet_schema();
-    let indices: Vec<usize> = schema
+/// How many bytes at the end of a stored file are read first to find its
+/// footer. A base file's footer is mostly its bloom filter, about eight
+/// bytes a row: this covers files of up to about 120k rows in one read.
+pub const FOOTER_GUESS: u64 = 1 << 20;
+
+/// The size of the footer (the metadata and its 8-byte trailer) of a
+/// Parquet file whose last bytes are `tail`.
+pub fn footer_size(tail: &[u8]) -> Result<u64, FileError> {
+    let trailer: &[u8; 8] = tail.last_chunk().ok_or_else(|| {
+        FileError::Layout(format!(
+            "{} bytes are too few for a Parquet footer",
+            tail.len()
+        ))
+    })?;
+    let footer = parquet::file::metadata::FooterTail::try_new(trailer).map_err(|_| {
+        FileError::Layout("the file does not end in a Parquet footer (`PAR1`)".into())
+    })?;
+    Ok(footer.metadata_length() as u64 + 8)
+}
+
+/// Some byte ranges of a stored file, read by range: what decoding some of
+/// its columns needs (its footer and those columns' chunks) without the
+/// rest of the file. A read of bytes that were not fetched fails, naming
+/// them: nothing is made up.
+pub struct Ranges {
+    size: u64,
+    /// Each range's first byte and its bytes, by first byte.
+    parts: Vec<(u64, Bytes)>,
+}
+
+impl Ranges {
+    /// The ranges `parts` (first byte, bytes) of a file of `size` bytes.
+    pub fn new(size: u64, mut parts: Vec<(u64, Bytes)>) -> Ranges {
+        parts.sort_by_key(|(start, _)| *start);
+        Ranges { size, parts }
+    }
+
+    /// The bytes from `start` on, `length` of them or to the end of the
+    /// range that holds `start`; `None` unless one range holds them all.
+    fn slice(&self, start: u64, length: Option<usize>) -> Option<Bytes> {
+        if length == Some(0) {
+            return Some(Bytes::new());
+        }
+        let i = self.parts.partition_point(|(first, _)| *first <= start);
+        let (first, bytes) = self.parts.get(i.checked_sub(1)?)?;
+        let from = usize::try_from(start - first).ok()?;
+        let to = match length {
+            Some(n) => from.checked_add(n)?,
+            None => bytes.len(),
+        };
+        (from <= to && to <= bytes.len()).then(|| bytes.slice(from..to))
+    }
+
+    fn missing(&self, start: u64, length: Option<usize>) -> parquet::errors::ParquetError {
+        let end = length.map_or("its range's end".to_string(), |n| {
+            (start + n as u64).to_string()
+        });
+        parquet::errors::ParquetError::General(format!(
+            "bytes {start}..{end} of a {}-byte file were not read",
+            self.size
+        ))
+    }
+}
+
+impl parquet::file::reader::Length for Ranges {
+    fn len(&self) -> u64 {
+        self.size
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Ranges {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        self.slice(start, None)
+            .map(Buf::reader)
+            .ok_or_else(|| self.missing(start, None))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, Some(length))
+            .ok_or_else(|| self.missing(start, Some(length)))
+    }
+}
+
+/// The footer of a base file of `size` bytes, from its last bytes `tail`
+/// (at least [`footer_size`] of them), read as [`stored_metadata`] reads it.
+pub fn footer_metadata(size: u64, tail: Bytes) -> Result<ArrowReaderMetadata, FileError> {
+    let first = size.checked_sub(tail.len() as u64).ok_or_else(|| {
+        FileError::Layout(format!(
+            "{} bytes read from the end of a {size}-byte file",
+            tail.len()
+        ))
+    })?;
+    stored_metadata(&Ranges::new(size, vec![(first, tail)]))
+}
+
+/// Where a base file keeps its record keys: the byte range of that
+/// column's chunk in each row group.
+pub fn key_chunks(metadata: &ParquetMetaData) -> Result<Vec<std::ops::Range<u64>>, FileError> {
+    let leaf = key_leaf(metadata)?;
+    metadata
+        .row_groups()
+        .iter()
+        .map(|group| {
+            let (start, length) = group
+                .columns()
+                .get(leaf)
+                .ok_or_else(|| FileError::Layout(format!("a row group without {RECORD_KEY}")))?
+                .byte_range();
+            Ok(start..start + length)
+        })
+        .collect()
+}
+
+/// The leaf number of the record key column.
+fn key_leaf(metadata: &ParquetMetaData) -> Result<usize, FileError> {
+    metadata
+        .file_metadata()
+        .schema_descr()
         .columns()
         .iter()
-        .enumerate()
-        .filter(|(_, c)| c.name() == RECORD_KEY)
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::leaves(schema, indices);
+        .position(|c| c.name() == RECORD_KEY)
+        .ok_or_else(|| FileError::Layout(format!("no {RECORD_KEY} column")))
+}
+
+/// The index slots of a base file's record keys, in row order (a NULL key
+/// reads as the empty key, as everywhere else). Only that column is
+/// decoded: `file` needs to hold no more than its chunks (see
+/// [`key_chunks`]), its footer being `metadata` ([`stored_metadata`]).
+pub fn decode_key_slots<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
+    metadata: ArrowReaderMetadata,
+) -> Result<Vec<Slot>, FileError> {
+    let leaf = key_leaf(metadata.metadata())?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata).with_batch_size(65_536);
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [leaf]);
     let reader = builder.with_projection(mask).build()?;
     let mut slots = Vec::new();
     for batch in reader {
@@ -1215,8 +1342,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn key_slots_are_read_from_the_key_column_alone_in_row_order() {
+    /// A file of 70,000 rows: record keys of every kind (a NULL one too)
+    /// and a wide text column after them, with the keys.
+    fn keyed_file() -> (Bytes, Vec<Option<String>>) {
         let keys: Vec<Option<String>> = (0..70_000)
             .map(|r| match r % 3 {
                 _ if r == 5 => None,
@@ -1228,17 +1356,33 @@ mod tests {
         let schema = std::sync::Arc::new(Schema::new(vec![
             Field::new(RECORD_KEY, DataType::Utf8, true),
             Field::new("n", DataType::Int64, false),
+            Field::new("payload", DataType::Utf8, false),
         ]));
+        let mut rng = Rng::new(11);
+        let payloads: Vec<String> = (0..70_000)
+            .map(|_| {
+                (0..100)
+                    .map(|_| char::from(b'a' + rng.below(26) as u8))
+                    .collect()
+            })
+            .collect();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
                 std::sync::Arc::new(StringArray::from(keys.clone())),
                 std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..70_000)),
+                std::sync::Arc::new(StringArray::from(payloads)),
             ],
         )
         .unwrap();
         let bytes = encode(&schema, &[batch], &Encoding::default(), None).unwrap();
-        let slots = decode_key_slots(bytes).unwrap();
+        (bytes, keys)
+    }
+
+    #[test]
+    fn key_slots_are_read_from_the_key_column_alone_in_row_order() {
+        let (bytes, keys) = keyed_file();
+        let slots = decode_key_slots(bytes.clone(), stored_metadata(&bytes).unwrap()).unwrap();
         let expected: Vec<Slot> = keys
             .iter()
             .map(|k| Slot::of(k.as_deref().unwrap_or("")))
@@ -1247,6 +1391,67 @@ mod tests {
         assert_eq!(slots, expected);
         assert_eq!(slots[3], Slot::Int(3));
         assert!(matches!(slots[4], Slot::Hash(_)));
+    }
+
+    /// How a table is opened: the footer from the file's end, then the key
+    /// column's chunks, and nothing else of the file.
+    #[test]
+    fn key_slots_are_read_from_the_footer_and_the_key_chunks_alone() {
+        let (bytes, keys) = keyed_file();
+        let size = bytes.len() as u64;
+        let footer = footer_size(&bytes).unwrap();
+        let tail = bytes.slice(bytes.len() - footer as usize..);
+        let metadata = footer_metadata(size, tail.clone()).unwrap();
+        let chunks = key_chunks(metadata.metadata()).unwrap();
+        let mut parts = vec![(size - footer, tail)];
+        for c in &chunks {
+            parts.push((c.start, bytes.slice(c.start as usize..c.end as usize)));
+        }
+        let read: u64 = parts.iter().map(|(_, b)| b.len() as u64).sum();
+        assert!(
+            read * 5 < size,
+            "{read} of {size} bytes read: the wide column is not"
+        );
+        let slots = decode_key_slots(Ranges::new(size, parts), metadata.clone()).unwrap();
+        let expected: Vec<Slot> = keys
+            .iter()
+            .map(|k| Slot::of(k.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(slots, expected);
+
+        // Without the key chunks, the read fails and names the bytes.
+        let footer_only = Ranges::new(
+            size,
+            vec![(size - footer, bytes.slice(bytes.len() - footer as usize..))],
+        );
+        let err = decode_key_slots(footer_only, metadata)
+            .unwrap_err()
+            .to_string();
+        let first = chunks.first().unwrap().start;
+        assert!(
+            err.contains(&format!("bytes {first}..")) && err.contains("were not read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_footer_is_found_or_refused_by_its_trailer() {
+        let (bytes, _) = keyed_file();
+        let footer = footer_size(&bytes).unwrap();
+        assert!(footer > 8 && footer < bytes.len() as u64);
+        // Its last eight bytes say it all.
+        assert_eq!(footer_size(&bytes[bytes.len() - 8..]).unwrap(), footer);
+        let short = footer_size(b"PAR1").unwrap_err().to_string();
+        assert!(short.contains("4 bytes are too few"), "{short}");
+        let not_parquet = footer_size(b"\x10\0\0\0NOPE").unwrap_err().to_string();
+        assert!(
+            not_parquet.contains("does not end in a Parquet footer"),
+            "{not_parquet}"
+        );
+        // A tail longer than the file it is said to end.
+        let tail = bytes.slice(bytes.len() - footer as usize..);
+        let err = footer_metadata(footer - 1, tail).unwrap_err().to_string();
+        assert!(err.contains("read from the end of a"), "{err}");
     }
 
     #[test]

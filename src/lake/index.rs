@@ -13,11 +13,64 @@
 //! The maps are split into [`SHARDS`] shards by key, so that a commit's
 //! changes to the index (hundreds of thousands of keys placed and removed,
 //! each a cache miss) are applied on every core ([`KeyIndex::update`]).
+//!
+//! Memory: the index holds every key of the table, so it is packed. An
+//! entry is a key and its group with no padding: 12 bytes for an integer
+//! key, 20 for a hashed one (a map of `(i64, u32)` pads each to 16 bytes,
+//! of `(u128, u32)` to 32), plus a control byte, in tables at most 7/8
+//! full that double when they fill. For the lake benchmark's 10M integer
+//! keys that is 218 MB ([`KeyIndex::heap_bytes`], logged when a table
+//! opens), about 22 bytes a key; a table of a billion keys needs about
+//! 22 GB (36 GB with keys that are not integers).
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
-type Map<K> = HashMap<K, u32, foldhash::fast::RandomState>;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+/// An integer key and its group in 12 bytes: the key's low and high
+/// halves, then the group.
+#[derive(Debug, Clone, Copy)]
+struct IntEntry([u32; 3]);
+
+impl IntEntry {
+    fn new(key: i64, group: u32) -> IntEntry {
+        let bits = key as u64;
+        IntEntry([bits as u32, (bits >> 32) as u32, group])
+    }
+
+    fn key(&self) -> i64 {
+        let [low, high, _] = self.0;
+        ((u64::from(high) << 32) | u64::from(low)) as i64
+    }
+
+    fn group(&self) -> u32 {
+        let [_, _, group] = self.0;
+        group
+    }
+}
+
+/// A hashed key (128 bits, four quarters from the lowest) and its group in
+/// 20 bytes.
+#[derive(Debug, Clone, Copy)]
+struct HashEntry([u32; 5]);
+
+impl HashEntry {
+    fn new(hash: u128, group: u32) -> HashEntry {
+        let q = |n: u32| (hash >> (32 * n)) as u32;
+        HashEntry([q(0), q(1), q(2), q(3), group])
+    }
+
+    fn hash(&self) -> u128 {
+        let [a, b, c, d, _] = self.0;
+        u128::from(a) | u128::from(b) << 32 | u128::from(c) << 64 | u128::from(d) << 96
+    }
+
+    fn group(&self) -> u32 {
+        let [_, _, _, _, group] = self.0;
+        group
+    }
+}
 
 /// How many shards the index is split into (a power of two).
 pub const SHARDS: usize = 16;
@@ -32,8 +85,10 @@ pub struct KeyIndex {
 
 #[derive(Debug, Default)]
 struct Shard {
-    ints: Map<i64>,
-    hashed: Map<u128>,
+    ints: HashTable<IntEntry>,
+    hashed: HashTable<HashEntry>,
+    /// Hashes integer keys for `ints` (a hashed key is its own hash).
+    state: foldhash::fast::RandomState,
 }
 
 impl Default for KeyIndex {
@@ -95,27 +150,70 @@ impl Slot {
 }
 
 impl Shard {
+    fn int_hash(&self, key: i64) -> u64 {
+        self.state.hash_one(key)
+    }
+
+    /// A hashed key's place in `hashed`: its low half (the shard is chosen
+    /// by its high half, see [`Slot::shard`]).
+    fn hashed_hash(hash: u128) -> u64 {
+        hash as u64
+    }
+
     fn insert(&mut self, slot: Slot, group: u32) {
         match slot {
             Slot::Int(i) => {
-                self.ints.insert(i, group);
+                let hash = self.int_hash(i);
+                let state = &self.state;
+                let rehash = |e: &IntEntry| state.hash_one(e.key());
+                match self.ints.entry(hash, |e| e.key() == i, rehash) {
+                    Entry::Occupied(mut o) => *o.get_mut() = IntEntry::new(i, group),
+                    Entry::Vacant(v) => {
+                        v.insert(IntEntry::new(i, group));
+                    }
+                }
             }
             Slot::Hash(h) => {
-                self.hashed.insert(h, group);
+                let rehash = |e: &HashEntry| Shard::hashed_hash(e.hash());
+                match (self.hashed).entry(Shard::hashed_hash(h), |e| e.hash() == h, rehash) {
+                    Entry::Occupied(mut o) => *o.get_mut() = HashEntry::new(h, group),
+                    Entry::Vacant(v) => {
+                        v.insert(HashEntry::new(h, group));
+                    }
+                }
             }
+        }
+    }
+
+    fn get(&self, slot: Slot) -> Option<u32> {
+        match slot {
+            Slot::Int(i) => self
+                .ints
+                .find(self.int_hash(i), |e| e.key() == i)
+                .map(IntEntry::group),
+            Slot::Hash(h) => self
+                .hashed
+                .find(Shard::hashed_hash(h), |e| e.hash() == h)
+                .map(HashEntry::group),
         }
     }
 
     fn remove_from(&mut self, slot: Slot, group: u32) {
         match slot {
             Slot::Int(i) => {
-                if self.ints.get(&i) == Some(&group) {
-                    self.ints.remove(&i);
+                let hash = self.int_hash(i);
+                if let Ok(o) = self.ints.find_entry(hash, |e| e.key() == i)
+                    && o.get().group() == group
+                {
+                    o.remove();
                 }
             }
             Slot::Hash(h) => {
-                if self.hashed.get(&h) == Some(&group) {
-                    self.hashed.remove(&h);
+                let hash = Shard::hashed_hash(h);
+                if let Ok(o) = self.hashed.find_entry(hash, |e| e.hash() == h)
+                    && o.get().group() == group
+                {
+                    o.remove();
                 }
             }
         }
@@ -149,8 +247,17 @@ impl KeyIndex {
     /// Makes room for `additional` more integer keys.
     pub fn reserve(&mut self, additional: usize) {
         for shard in &mut self.shards {
-            shard.ints.reserve(additional / SHARDS + 1);
+            let state = &shard.state;
+            (shard.ints).reserve(additional / SHARDS + 1, |e| state.hash_one(e.key()));
         }
+    }
+
+    /// The bytes its tables take on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.ints.allocation_size() + s.hashed.allocation_size())
+            .sum()
     }
 
     pub fn len(&self) -> usize {
@@ -166,11 +273,7 @@ impl KeyIndex {
 
     pub fn get(&self, key: &str) -> Option<u32> {
         let slot = Slot::of(key);
-        let shard = self.shards.get(slot.shard())?;
-        match slot {
-            Slot::Int(i) => shard.ints.get(&i).copied(),
-            Slot::Hash(h) => shard.hashed.get(&h).copied(),
-        }
+        self.shards.get(slot.shard())?.get(slot)
     }
 
     pub fn insert_slot(&mut self, slot: Slot, group: u32) {
@@ -237,6 +340,53 @@ mod tests {
         ix.update(&[("7", 1)], &[]);
         assert_eq!(ix.get("7"), None);
         assert_eq!(ix.len(), 2);
+    }
+
+    #[test]
+    fn entries_are_packed_and_keep_every_bit() {
+        assert_eq!(std::mem::size_of::<IntEntry>(), 12);
+        assert_eq!(std::mem::size_of::<HashEntry>(), 20);
+        for key in [i64::MIN, -1, 0, 1, 1 << 32, (1 << 32) - 1, i64::MAX] {
+            let e = IntEntry::new(key, u32::MAX);
+            assert_eq!((e.key(), e.group()), (key, u32::MAX));
+        }
+        for hash in [
+            0,
+            u128::MAX,
+            1 << 127,
+            (1 << 64) - 1,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ] {
+            let e = HashEntry::new(hash, 7);
+            assert_eq!((e.hash(), e.group()), (hash, 7));
+        }
+        // Extreme keys are found, replaced and removed like any other.
+        let mut ix = KeyIndex::default();
+        for (g, key) in [i64::MIN, -1, i64::MAX].iter().enumerate() {
+            ix.insert_slot(Slot::Int(*key), g as u32);
+        }
+        ix.insert_slot(Slot::Int(-1), 9);
+        assert_eq!(ix.get(&i64::MIN.to_string()), Some(0));
+        assert_eq!(ix.get("-1"), Some(9));
+        assert_eq!(ix.get(&i64::MAX.to_string()), Some(2));
+        ix.update(&[("-1", 9)], &[]);
+        assert_eq!((ix.get("-1"), ix.len()), (None, 2));
+    }
+
+    /// 200,000 integer keys, 12,500 a shard: tables of 16,384 slots, 76%
+    /// full. At 13 bytes a slot that is 17 bytes a key; entries padded to
+    /// 16 bytes (a map of `(i64, u32)`) would take 22.
+    #[test]
+    fn integer_keys_take_thirteen_bytes_a_slot() {
+        let mut ix = KeyIndex::default();
+        let n = 200_000usize;
+        ix.reserve(n);
+        for k in 0..n {
+            ix.insert_slot(Slot::of(&(k * 7919).to_string()), (k % 90) as u32);
+        }
+        let per_key = ix.heap_bytes() as f64 / n as f64;
+        assert!(per_key < 20.0, "{per_key:.1} bytes a key");
+        assert!((0..n).all(|k| ix.get(&(k * 7919).to_string()) == Some((k % 90) as u32)));
     }
 
     #[test]
