@@ -740,10 +740,12 @@ fn main() {
         ours["files_written"]
     );
     println!(
-        "tidewater (medians): {:.2} s reading the change files, {:.1} CPU seconds; opening the table (untimed: its key index of {} rows) {:.2} s; base load (untimed) {:.1} s, peak RSS {:.0} MB",
+        "tidewater (medians): {:.2} s reading the change files, {:.1} CPU seconds; opening the table (untimed: its key index of {} keys, {:.0} MB, read from {:.0} MB of the files) {:.2} s; base load (untimed) {:.1} s, peak RSS {:.0} MB",
         read_secs,
         median(&|r| r.ours["cpu_seconds"].as_f64().unwrap()),
-        meta["rows"],
+        ours["index_keys"],
+        ours["index_mb"].as_f64().unwrap(),
+        ours["open_read_mb"].as_f64().unwrap(),
         median(&|r| r.ours["open_seconds"].as_f64().unwrap()),
         load["seconds"].as_f64().unwrap(),
         load["peak_rss_mb"].as_f64().unwrap()

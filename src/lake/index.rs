@@ -17,11 +17,11 @@
 //! Memory: the index holds every key of the table, so it is packed. An
 //! entry is a key and its group with no padding: 12 bytes for an integer
 //! key, 20 for a hashed one (a map of `(i64, u32)` pads each to 16 bytes,
-//! of `(u128, u32)` to 32), plus a control byte, in tables at most 7/8
-//! full that double when they fill. For the lake benchmark's 10M integer
-//! keys that is 218 MB ([`KeyIndex::heap_bytes`], logged when a table
-//! opens), about 22 bytes a key; a table of a billion keys needs about
-//! 22 GB (36 GB with keys that are not integers).
+//! of `(u128, u32)` to 32), plus a control byte a slot, in tables between
+//! 7/16 and 7/8 full (they double when they fill): 15 to 30 bytes a key
+//! for integer keys, 24 to 48 for others. The lake benchmark's 10M
+//! integer keys take 218 MB ([`KeyIndex::heap_bytes`], logged when a
+//! table opens); a table of a billion integer keys needs 15 to 30 GB.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
