@@ -372,7 +372,7 @@ async fn apply_once(data: &Path, out: &Path) -> Json {
     let read_before = proc::read_chars(None);
     let mut table = open(out).await;
     let open_seconds = opening.elapsed().as_secs_f64();
-    let open_read_mb = (proc::read_chars(None) - read_before) as f64 / 1e6;
+    let open_read_mb = proc::read_chars(None).saturating_sub(read_before) as f64 / 1e6;
     let index_at_open = table.index_size();
     eprintln!(
         "apply: table open, RSS {:.0} MB (peak {:.0} MB)",
@@ -740,7 +740,7 @@ fn main() {
         ours["files_written"]
     );
     println!(
-        "tidewater (medians): {:.2} s reading the change files, {:.1} CPU seconds; opening the table (untimed: its key index of {} keys, {:.0} MB, read from {:.0} MB of the files) {:.2} s; base load (untimed) {:.1} s, peak RSS {:.0} MB",
+        "tidewater (medians): {:.2} s reading the change files, {:.1} CPU seconds; opening the table (untimed: its key index of {} keys, {:.0} MB, read from {:.0} MB of the files in round 1) {:.2} s (median); base load (untimed) {:.1} s, peak RSS {:.0} MB",
         read_secs,
         median(&|r| r.ours["cpu_seconds"].as_f64().unwrap()),
         ours["index_keys"],

@@ -17,11 +17,13 @@
 //! Memory: the index holds every key of the table, so it is packed. An
 //! entry is a key and its group with no padding: 12 bytes for an integer
 //! key, 20 for a hashed one (a map of `(i64, u32)` pads each to 16 bytes,
-//! of `(u128, u32)` to 32), plus a control byte a slot, in tables between
-//! 7/16 and 7/8 full (they double when they fill): 15 to 30 bytes a key
-//! for integer keys, 24 to 48 for others. The lake benchmark's 10M
-//! integer keys take 218 MB ([`KeyIndex::heap_bytes`], logged when a
-//! table opens); a table of a billion integer keys needs 15 to 30 GB.
+//! of `(u128, u32)` to 32), plus a control byte a slot. Tables grown by
+//! inserts are between 7/16 and 7/8 full (they double when they fill):
+//! 15 to 30 bytes a key for integer keys, 24 to 48 for others; deletes
+//! leave them emptier until the table is opened again, when they are
+//! sized from its first file. The lake benchmark's 10M integer keys take
+//! 218 MB ([`KeyIndex::heap_bytes`], logged when a table opens); a table
+//! of a billion integer keys needs 15 to 30 GB.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -154,10 +156,11 @@ impl Shard {
         self.state.hash_one(key)
     }
 
-    /// A hashed key's place in `hashed`: its low half (the shard is chosen
-    /// by its high half, see [`Slot::shard`]).
-    fn hashed_hash(hash: u128) -> u64 {
-        hash as u64
+    /// A hashed key's place in `hashed`: hashed again with the process's
+    /// random seed, as `hash128` is SipHash with fixed keys (keys chosen
+    /// to collide in it must not pile up in one run of slots).
+    fn hashed_hash(&self, hash: u128) -> u64 {
+        self.state.hash_one(hash)
     }
 
     fn insert(&mut self, slot: Slot, group: u32) {
@@ -174,8 +177,10 @@ impl Shard {
                 }
             }
             Slot::Hash(h) => {
-                let rehash = |e: &HashEntry| Shard::hashed_hash(e.hash());
-                match (self.hashed).entry(Shard::hashed_hash(h), |e| e.hash() == h, rehash) {
+                let hash = self.hashed_hash(h);
+                let state = &self.state;
+                let rehash = |e: &HashEntry| state.hash_one(e.hash());
+                match self.hashed.entry(hash, |e| e.hash() == h, rehash) {
                     Entry::Occupied(mut o) => *o.get_mut() = HashEntry::new(h, group),
                     Entry::Vacant(v) => {
                         v.insert(HashEntry::new(h, group));
@@ -193,7 +198,7 @@ impl Shard {
                 .map(IntEntry::group),
             Slot::Hash(h) => self
                 .hashed
-                .find(Shard::hashed_hash(h), |e| e.hash() == h)
+                .find(self.hashed_hash(h), |e| e.hash() == h)
                 .map(HashEntry::group),
         }
     }
@@ -209,7 +214,7 @@ impl Shard {
                 }
             }
             Slot::Hash(h) => {
-                let hash = Shard::hashed_hash(h);
+                let hash = self.hashed_hash(h);
                 if let Ok(o) = self.hashed.find_entry(hash, |e| e.hash() == h)
                     && o.get().group() == group
                 {
@@ -244,11 +249,16 @@ fn update_part(part: &mut [Shard], first: usize, removed: &[(&str, u32)], added:
 }
 
 impl KeyIndex {
-    /// Makes room for `additional` more integer keys.
-    pub fn reserve(&mut self, additional: usize) {
+    /// Makes room for `ints` more integer keys and `hashed` more others.
+    pub fn reserve(&mut self, ints: usize, hashed: usize) {
         for shard in &mut self.shards {
             let state = &shard.state;
-            (shard.ints).reserve(additional / SHARDS + 1, |e| state.hash_one(e.key()));
+            if ints > 0 {
+                (shard.ints).reserve(ints / SHARDS + 1, |e| state.hash_one(e.key()));
+            }
+            if hashed > 0 {
+                (shard.hashed).reserve(hashed / SHARDS + 1, |e| state.hash_one(e.hash()));
+            }
         }
     }
 
@@ -380,7 +390,7 @@ mod tests {
     fn integer_keys_take_thirteen_bytes_a_slot() {
         let mut ix = KeyIndex::default();
         let n = 200_000usize;
-        ix.reserve(n);
+        ix.reserve(n, 0);
         for k in 0..n {
             ix.insert_slot(Slot::of(&(k * 7919).to_string()), (k % 90) as u32);
         }

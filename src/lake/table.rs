@@ -50,8 +50,8 @@ use super::commit::{
     EncodeError, MergeCounts, Merged, WriteContext, build_rows, by_partition, carry, merge_group,
 };
 use super::files::{
-    FOOTER_GUESS, FileError, Ranges, Spliced, base_file_name, decode_base_file, decode_columns,
-    decode_key_slots, footer_metadata, footer_size, key_chunks, new_file_id, parse_base_file_name,
+    FileError, Ranges, Spliced, base_file_name, decode_base_file, decode_columns, decode_key_slots,
+    footer_guess, footer_metadata, footer_size, key_chunks, new_file_id, parse_base_file_name,
     stored_metadata, write_token,
 };
 use super::index::{KeyIndex, Slot};
@@ -593,29 +593,42 @@ impl Table {
     /// Reads the key column of every latest slice into the index (only
     /// that column and the footer of each file, see [`read_key_slots`]).
     async fn build_index(&mut self) -> Result<(), LakeError> {
-        let jobs: Vec<(usize, Path)> = self
+        let jobs: Vec<(usize, Path, u64)> = self
             .groups
             .iter()
             .enumerate()
-            .filter_map(|(i, g)| Some((i, g.path_of(g.latest()?))))
+            .filter_map(|(i, g)| {
+                let slice = g.latest()?;
+                Some((i, g.path_of(slice), slice.bytes))
+            })
             .collect();
         let store = self.store.clone();
-        let mut results = futures::stream::iter(jobs)
-            .map(|(i, path)| {
-                let store = store.clone();
-                async move { Ok::<_, LakeError>((i, read_key_slots(store, path).await?)) }
-            })
-            .buffer_unordered(4);
+        // A file's reads hold a footer and a key column, a few MB at most:
+        // many files are read at once, as S3 answers each in its own time.
+        let mut results =
+            futures::stream::iter(jobs)
+                .map(|(i, path, size)| {
+                    let store = store.clone();
+                    let guess = footer_guess(size);
+                    async move {
+                        Ok::<_, LakeError>((i, read_key_slots(store, path, size, guess).await?))
+                    }
+                })
+                .buffer_unordered(8);
         while let Some(result) = results.next().await {
             let (i, slots) = result?;
             if let Some(slice) = self.groups.get_mut(i).and_then(|g| g.slices.last_mut()) {
                 slice.rows = slots.len() as u64;
             }
             if self.index.is_empty() {
-                // Avoid growing the map ten times over: size it from the
-                // first file.
-                self.index
-                    .reserve(slots.len().saturating_mul(self.groups.len()) + slots.len());
+                // Avoid growing the tables ten times over: size them from
+                // the first file, in its proportion of integer keys.
+                let ints = slots.iter().filter(|s| matches!(s, Slot::Int(_))).count();
+                let files = self.groups.len() + 1;
+                self.index.reserve(
+                    ints.saturating_mul(files),
+                    (slots.len() - ints).saturating_mul(files),
+                );
             }
             for slot in slots {
                 self.index.insert_slot(slot, i as u32);
@@ -1892,25 +1905,29 @@ async fn run_job(
     })
 }
 
-/// The index slots of the record keys of the stored file `path`, reading
-/// only its footer and its key column's chunks by range: its size, its
-/// last `FOOTER_GUESS` bytes (the rest of a larger footer next), then the
-/// chunks; a file no larger than `FOOTER_GUESS` is read whole. For the
-/// benchmark's base files that is an eighth of each file: opening a table on
-/// S3 reads that much of it, not all of it. Every range asked for is
-/// bounded and inside the object (a suffix or open range is not answered
-/// alike by every S3-API server).
-async fn read_key_slots(store: Arc<dyn ObjectStore>, path: Path) -> Result<Vec<Slot>, LakeError> {
+/// The index slots of the record keys of the stored file `path` of `size`
+/// bytes (from the listing), reading only its footer and its key column's
+/// chunks by range: its last `guess` bytes ([`footer_guess`]), the rest of
+/// a larger footer, then the chunks. A file no larger than `guess` is read
+/// whole. For the benchmark's base files that is an eighth of each file:
+/// opening a table on S3 downloads that much of it, not all of it. Every
+/// range asked for is bounded and inside the object (a suffix or open
+/// range is not answered alike by every S3-API server).
+async fn read_key_slots(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+    guess: u64,
+) -> Result<Vec<Slot>, LakeError> {
     let file_err = |source: FileError| LakeError::File {
         path: path.to_string(),
         source,
     };
     let on_pool = |e: super::cpu::PoolError| LakeError::Corrupt {
         table: String::new(),
-        message: e.to_string(),
+        message: format!("reading the keys of {path}: {e}"),
     };
-    let size = store.head(&path).await?.size;
-    if size <= FOOTER_GUESS {
+    if size <= guess {
         let bytes = store.get(&path).await?.bytes().await?;
         return super::cpu::run(move || {
             let metadata = stored_metadata(&bytes)?;
@@ -1920,14 +1937,18 @@ async fn read_key_slots(store: Arc<dyn ObjectStore>, path: Path) -> Result<Vec<S
         .map_err(on_pool)?
         .map_err(file_err);
     }
-    let first = size - FOOTER_GUESS;
+    let first = size - guess;
     let mut tail = store.get_range(&path, first..size).await?;
     let footer = footer_size(&tail).map_err(file_err)?;
-    let footer_start = size.checked_sub(footer).ok_or_else(|| {
-        file_err(FileError::Layout(format!(
-            "a footer of {footer} bytes in a file of {size}"
-        )))
-    })?;
+    // The file starts with `PAR1`: a footer can be no larger than the rest.
+    let footer_start = size
+        .checked_sub(footer)
+        .filter(|start| *start >= 4)
+        .ok_or_else(|| {
+            file_err(FileError::Layout(format!(
+                "its footer says it is {footer} bytes, in a file of {size}"
+            )))
+        })?;
     if footer_start < first {
         let rest = store.get_range(&path, footer_start..first).await?;
         let mut whole = bytes::BytesMut::with_capacity(rest.len() + tail.len());
@@ -1935,15 +1956,14 @@ async fn read_key_slots(store: Arc<dyn ObjectStore>, path: Path) -> Result<Vec<S
         whole.extend_from_slice(&tail);
         tail = whole.freeze();
     }
-    let metadata = super::cpu::run(move || footer_metadata(size, tail))
-        .await
-        .map_err(on_pool)?
-        .map_err(file_err)?;
-    // An empty chunk (a row group of no rows) is no range to ask for.
-    let chunks: Vec<_> = (key_chunks(metadata.metadata()).map_err(file_err)?)
-        .into_iter()
-        .filter(|c| !c.is_empty())
-        .collect();
+    let (metadata, chunks) = super::cpu::run(move || {
+        let metadata = footer_metadata(size, tail)?;
+        let chunks = key_chunks(metadata.metadata(), footer_start)?;
+        Ok::<_, FileError>((metadata, chunks))
+    })
+    .await
+    .map_err(on_pool)?
+    .map_err(file_err)?;
     let parts = store.get_ranges(&path, &chunks).await?;
     let ranges = Ranges::new(size, chunks.iter().map(|c| c.start).zip(parts).collect());
     super::cpu::run(move || decode_key_slots(ranges, metadata))
@@ -1963,4 +1983,116 @@ async fn write_bytes(store: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Resu
         put(store, path, bytes, false).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use object_store::memory::InMemory;
+
+    /// A file of 25,000 rows in row groups of 4,000 (the last one short):
+    /// record keys repeating enough to be dictionary-encoded, a NULL one,
+    /// then a wide column; with its keys.
+    fn grouped_file() -> (Bytes, Vec<Option<String>>) {
+        let keys: Vec<Option<String>> = (0..25_000)
+            .map(|r| (r != 7).then(|| format!("k{}", r % 300)))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(RECORD_KEY, DataType::Utf8, true),
+            Field::new("payload", DataType::Utf8, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(keys.clone())),
+            Arc::new(StringArray::from_iter_values(
+                (0..25_000).map(|r| format!("{r:0>120}")),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4_000))
+            .build();
+        let mut out = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        (Bytes::from(out), keys)
+    }
+
+    /// Opening a table reads a file's key column by range: with a guess
+    /// too small for the footer (its rest read next), as large as the
+    /// footer, and larger than the file (read whole), the keys are the
+    /// file's, from every row group, and only the footer and the key
+    /// chunks are read (`Ranges` fails on any other byte).
+    #[tokio::test]
+    async fn keys_are_read_from_the_footer_and_the_key_chunks_by_range() {
+        let (bytes, keys) = grouped_file();
+        let size = bytes.len() as u64;
+        let metadata = stored_metadata(&bytes).unwrap();
+        assert_eq!(metadata.metadata().num_row_groups(), 7);
+        let key_column = metadata.metadata().row_group(0).column(0);
+        assert!(
+            key_column.dictionary_page_offset().is_some(),
+            "the key column has a dictionary page"
+        );
+        let footer = footer_size(&bytes).unwrap();
+        let chunks = key_chunks(metadata.metadata(), size - footer).unwrap();
+        assert_eq!(chunks.len(), 7);
+        let chunk_bytes: u64 = chunks.iter().map(|c| c.end - c.start).sum();
+        assert!(
+            (chunk_bytes + footer) * 4 < size,
+            "the wide column is not read"
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("p/f.parquet");
+        store.put(&path, bytes.clone().into()).await.unwrap();
+        let expected: Vec<Slot> = keys
+            .iter()
+            .map(|k| Slot::of(k.as_deref().unwrap_or("")))
+            .collect();
+        for guess in [64, footer, size + 1] {
+            let slots = read_key_slots(store.clone(), path.clone(), size, guess)
+                .await
+                .unwrap();
+            assert_eq!(slots, expected, "guess {guess}");
+        }
+    }
+
+    /// A footer that claims more bytes than the file has, or a key chunk
+    /// that runs into the footer, is an error naming the file.
+    #[tokio::test]
+    async fn a_footer_or_chunk_out_of_the_file_is_refused() {
+        let (bytes, _) = grouped_file();
+        let size = bytes.len() as u64;
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut lying = bytes.to_vec();
+        let at = lying.len() - 8;
+        lying
+            .get_mut(at..at + 4)
+            .unwrap()
+            .copy_from_slice(&(size as u32).to_le_bytes());
+        let path = Path::from("p/lying.parquet");
+        store.put(&path, Bytes::from(lying).into()).await.unwrap();
+        let err = read_key_slots(store.clone(), path, size, 64)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p/lying.parquet") && err.contains("its footer says it is"),
+            "{err}"
+        );
+        let metadata = stored_metadata(&bytes).unwrap();
+        let footer = footer_size(&bytes).unwrap();
+        let chunks = key_chunks(metadata.metadata(), size - footer).unwrap();
+        let last = chunks.last().unwrap();
+        let err = key_chunks(metadata.metadata(), last.end - 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row group 6") && err.contains("ends past the footer"),
+            "{err}"
+        );
+    }
 }
