@@ -166,26 +166,24 @@ impl Shard {
     fn insert(&mut self, slot: Slot, group: u32) {
         match slot {
             Slot::Int(i) => {
-                let hash = self.int_hash(i);
-                let state = &self.state;
-                let rehash = |e: &IntEntry| state.hash_one(e.key());
-                match self.ints.entry(hash, |e| e.key() == i, rehash) {
-                    Entry::Occupied(mut o) => *o.get_mut() = IntEntry::new(i, group),
-                    Entry::Vacant(v) => {
-                        v.insert(IntEntry::new(i, group));
-                    }
-                }
+                let (hash, state) = (self.int_hash(i), &self.state);
+                place(
+                    &mut self.ints,
+                    hash,
+                    |e| e.key() == i,
+                    |e| state.hash_one(e.key()),
+                    IntEntry::new(i, group),
+                );
             }
             Slot::Hash(h) => {
-                let hash = self.hashed_hash(h);
-                let state = &self.state;
-                let rehash = |e: &HashEntry| state.hash_one(e.hash());
-                match self.hashed.entry(hash, |e| e.hash() == h, rehash) {
-                    Entry::Occupied(mut o) => *o.get_mut() = HashEntry::new(h, group),
-                    Entry::Vacant(v) => {
-                        v.insert(HashEntry::new(h, group));
-                    }
-                }
+                let (hash, state) = (self.hashed_hash(h), &self.state);
+                place(
+                    &mut self.hashed,
+                    hash,
+                    |e| e.hash() == h,
+                    |e| state.hash_one(e.hash()),
+                    HashEntry::new(h, group),
+                );
             }
         }
     }
@@ -207,21 +205,38 @@ impl Shard {
         match slot {
             Slot::Int(i) => {
                 let hash = self.int_hash(i);
-                if let Ok(o) = self.ints.find_entry(hash, |e| e.key() == i)
-                    && o.get().group() == group
-                {
-                    o.remove();
-                }
+                take(&mut self.ints, hash, |e| e.key() == i && e.group() == group);
             }
             Slot::Hash(h) => {
                 let hash = self.hashed_hash(h);
-                if let Ok(o) = self.hashed.find_entry(hash, |e| e.hash() == h)
-                    && o.get().group() == group
-                {
-                    o.remove();
-                }
+                take(&mut self.hashed, hash, |e| {
+                    e.hash() == h && e.group() == group
+                });
             }
         }
+    }
+}
+
+/// Puts `entry` in `table` at `hash`, in place of the entry `same` finds.
+fn place<E>(
+    table: &mut HashTable<E>,
+    hash: u64,
+    same: impl FnMut(&E) -> bool,
+    rehash: impl Fn(&E) -> u64,
+    entry: E,
+) {
+    match table.entry(hash, same, rehash) {
+        Entry::Occupied(mut o) => *o.get_mut() = entry,
+        Entry::Vacant(v) => {
+            v.insert(entry);
+        }
+    }
+}
+
+/// Removes the entry at `hash` that `this` accepts, if there is one.
+fn take<E>(table: &mut HashTable<E>, hash: u64, this: impl FnMut(&E) -> bool) {
+    if let Ok(o) = table.find_entry(hash, this) {
+        o.remove();
     }
 }
 
