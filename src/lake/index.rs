@@ -27,6 +27,7 @@
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
@@ -40,6 +41,10 @@ impl IntEntry {
         let bits = key as u64;
         IntEntry([bits as u32, (bits >> 32) as u32, group])
     }
+}
+
+impl Packed for IntEntry {
+    type Key = i64;
 
     fn key(&self) -> i64 {
         let [low, high, _] = self.0;
@@ -62,8 +67,12 @@ impl HashEntry {
         let q = |n: u32| (hash >> (32 * n)) as u32;
         HashEntry([q(0), q(1), q(2), q(3), group])
     }
+}
 
-    fn hash(&self) -> u128 {
+impl Packed for HashEntry {
+    type Key = u128;
+
+    fn key(&self) -> u128 {
         let [a, b, c, d, _] = self.0;
         u128::from(a) | u128::from(b) << 32 | u128::from(c) << 64 | u128::from(d) << 96
     }
@@ -72,6 +81,50 @@ impl HashEntry {
         let [_, _, _, _, group] = self.0;
         group
     }
+}
+
+/// An entry of one of a shard's tables: its key and its group. Both tables
+/// place a key by its hash with the shard's random seed (a hashed key
+/// too: `hash128` is SipHash with fixed keys, and keys chosen to collide
+/// in it must not pile up in one run of slots).
+trait Packed: Copy {
+    type Key: Hash + Eq + Copy;
+
+    fn key(&self) -> Self::Key;
+    fn group(&self) -> u32;
+}
+
+/// The group of `key` in `table`.
+fn find<E: Packed>(table: &HashTable<E>, state: &RandomState, key: E::Key) -> Option<u32> {
+    table
+        .find(state.hash_one(key), |e| e.key() == key)
+        .map(E::group)
+}
+
+/// Puts `entry` in `table`, in place of the entry of its key if any.
+fn place<E: Packed>(table: &mut HashTable<E>, state: &RandomState, entry: E) {
+    let key = entry.key();
+    let rehash = |e: &E| state.hash_one(e.key());
+    match table.entry(state.hash_one(key), |e| e.key() == key, rehash) {
+        Entry::Occupied(mut o) => *o.get_mut() = entry,
+        Entry::Vacant(v) => {
+            v.insert(entry);
+        }
+    }
+}
+
+/// Removes `key` from `table` if it is there in `group`.
+fn take<E: Packed>(table: &mut HashTable<E>, state: &RandomState, key: E::Key, group: u32) {
+    if let Ok(o) = table.find_entry(state.hash_one(key), |e| {
+        e.key() == key && e.group() == group
+    }) {
+        o.remove();
+    }
+}
+
+/// Makes room in `table` for `additional` more entries.
+fn room<E: Packed>(table: &mut HashTable<E>, state: &RandomState, additional: usize) {
+    table.reserve(additional, |e| state.hash_one(e.key()));
 }
 
 /// How many shards the index is split into (a power of two).
@@ -89,8 +142,8 @@ pub struct KeyIndex {
 struct Shard {
     ints: HashTable<IntEntry>,
     hashed: HashTable<HashEntry>,
-    /// Hashes integer keys for `ints` (a hashed key is its own hash).
-    state: foldhash::fast::RandomState,
+    /// The seed both tables hash their keys with (see [`Packed`]).
+    state: RandomState,
 }
 
 impl Default for KeyIndex {
@@ -152,91 +205,25 @@ impl Slot {
 }
 
 impl Shard {
-    fn int_hash(&self, key: i64) -> u64 {
-        self.state.hash_one(key)
-    }
-
-    /// A hashed key's place in `hashed`: hashed again with the process's
-    /// random seed, as `hash128` is SipHash with fixed keys (keys chosen
-    /// to collide in it must not pile up in one run of slots).
-    fn hashed_hash(&self, hash: u128) -> u64 {
-        self.state.hash_one(hash)
-    }
-
     fn insert(&mut self, slot: Slot, group: u32) {
         match slot {
-            Slot::Int(i) => {
-                let (hash, state) = (self.int_hash(i), &self.state);
-                place(
-                    &mut self.ints,
-                    hash,
-                    |e| e.key() == i,
-                    |e| state.hash_one(e.key()),
-                    IntEntry::new(i, group),
-                );
-            }
-            Slot::Hash(h) => {
-                let (hash, state) = (self.hashed_hash(h), &self.state);
-                place(
-                    &mut self.hashed,
-                    hash,
-                    |e| e.hash() == h,
-                    |e| state.hash_one(e.hash()),
-                    HashEntry::new(h, group),
-                );
-            }
+            Slot::Int(i) => place(&mut self.ints, &self.state, IntEntry::new(i, group)),
+            Slot::Hash(h) => place(&mut self.hashed, &self.state, HashEntry::new(h, group)),
         }
     }
 
     fn get(&self, slot: Slot) -> Option<u32> {
         match slot {
-            Slot::Int(i) => self
-                .ints
-                .find(self.int_hash(i), |e| e.key() == i)
-                .map(IntEntry::group),
-            Slot::Hash(h) => self
-                .hashed
-                .find(self.hashed_hash(h), |e| e.hash() == h)
-                .map(HashEntry::group),
+            Slot::Int(i) => find(&self.ints, &self.state, i),
+            Slot::Hash(h) => find(&self.hashed, &self.state, h),
         }
     }
 
     fn remove_from(&mut self, slot: Slot, group: u32) {
         match slot {
-            Slot::Int(i) => {
-                let hash = self.int_hash(i);
-                take(&mut self.ints, hash, |e| e.key() == i && e.group() == group);
-            }
-            Slot::Hash(h) => {
-                let hash = self.hashed_hash(h);
-                take(&mut self.hashed, hash, |e| {
-                    e.hash() == h && e.group() == group
-                });
-            }
+            Slot::Int(i) => take(&mut self.ints, &self.state, i, group),
+            Slot::Hash(h) => take(&mut self.hashed, &self.state, h, group),
         }
-    }
-}
-
-/// Puts `entry` in `table` at `hash`, in place of the entry `same` finds.
-fn place<E>(
-    table: &mut HashTable<E>,
-    hash: u64,
-    same: impl FnMut(&E) -> bool,
-    rehash: impl Fn(&E) -> u64,
-    entry: E,
-) {
-    match table.entry(hash, same, rehash) {
-        Entry::Occupied(mut o) => *o.get_mut() = entry,
-        Entry::Vacant(v) => {
-            v.insert(entry);
-        }
-    }
-}
-
-/// Removes the entry at `hash` that `this` accepts, if there is one.
-fn take<E>(table: &mut HashTable<E>, hash: u64, this: impl FnMut(&E) -> bool) {
-    if let Ok(o) = table.find_entry(hash, this) {
-        o.remove();
     }
 }
 
@@ -267,12 +254,11 @@ impl KeyIndex {
     /// Makes room for `ints` more integer keys and `hashed` more others.
     pub fn reserve(&mut self, ints: usize, hashed: usize) {
         for shard in &mut self.shards {
-            let state = &shard.state;
             if ints > 0 {
-                (shard.ints).reserve(ints / SHARDS + 1, |e| state.hash_one(e.key()));
+                room(&mut shard.ints, &shard.state, ints / SHARDS + 1);
             }
             if hashed > 0 {
-                (shard.hashed).reserve(hashed / SHARDS + 1, |e| state.hash_one(e.hash()));
+                room(&mut shard.hashed, &shard.state, hashed / SHARDS + 1);
             }
         }
     }
@@ -383,7 +369,7 @@ mod tests {
             0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
         ] {
             let e = HashEntry::new(hash, 7);
-            assert_eq!((e.hash(), e.group()), (hash, 7));
+            assert_eq!((e.key(), e.group()), (hash, 7));
         }
         // Extreme keys are found, replaced and removed like any other.
         let mut ix = KeyIndex::default();
