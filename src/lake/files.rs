@@ -751,6 +751,14 @@ fn key_leaf(metadata: &ParquetMetaData) -> Result<usize, FileError> {
         .ok_or_else(|| FileError::Layout(format!("no {RECORD_KEY} column")))
 }
 
+/// The slots [`decode_key_slots`] reads from a key column holding `keys`.
+#[cfg(test)]
+pub(crate) fn slots_of_keys(keys: &[Option<String>]) -> Vec<Slot> {
+    keys.iter()
+        .map(|k| Slot::of(k.as_deref().unwrap_or("")))
+        .collect()
+}
+
 /// The index slots of a base file's record keys, in row order (a NULL key
 /// reads as the empty key, as everywhere else). Only that column is
 /// decoded: `file` needs to hold no more than its chunks (see
@@ -1403,10 +1411,7 @@ mod tests {
     fn key_slots_are_read_from_the_key_column_alone_in_row_order() {
         let (bytes, keys) = keyed_file();
         let slots = decode_key_slots(bytes.clone(), stored_metadata(&bytes).unwrap()).unwrap();
-        let expected: Vec<Slot> = keys
-            .iter()
-            .map(|k| Slot::of(k.as_deref().unwrap_or("")))
-            .collect();
+        let expected = slots_of_keys(&keys);
         assert_eq!(slots.len(), 70_000, "more than one batch of 65,536 rows");
         assert_eq!(slots, expected);
         assert_eq!(slots[3], Slot::Int(3));
@@ -1433,10 +1438,7 @@ mod tests {
             "{read} of {size} bytes read: the wide column is not"
         );
         let slots = decode_key_slots(Ranges::new(size, parts), metadata.clone()).unwrap();
-        let expected: Vec<Slot> = keys
-            .iter()
-            .map(|k| Slot::of(k.as_deref().unwrap_or("")))
-            .collect();
+        let expected = slots_of_keys(&keys);
         assert_eq!(slots, expected);
 
         // Without the key chunks, the read fails and names the bytes.

@@ -104,8 +104,7 @@ fn find<E: Packed>(table: &HashTable<E>, state: &RandomState, key: E::Key) -> Op
 /// Puts `entry` in `table`, in place of the entry of its key if any.
 fn place<E: Packed>(table: &mut HashTable<E>, state: &RandomState, entry: E) {
     let key = entry.key();
-    let rehash = |e: &E| state.hash_one(e.key());
-    match table.entry(state.hash_one(key), |e| e.key() == key, rehash) {
+    match table.entry(state.hash_one(key), |e| e.key() == key, rehash(state)) {
         Entry::Occupied(mut o) => *o.get_mut() = entry,
         Entry::Vacant(v) => {
             v.insert(entry);
@@ -124,7 +123,12 @@ fn take<E: Packed>(table: &mut HashTable<E>, state: &RandomState, key: E::Key, g
 
 /// Makes room in `table` for `additional` more entries.
 fn room<E: Packed>(table: &mut HashTable<E>, state: &RandomState, additional: usize) {
-    table.reserve(additional, |e| state.hash_one(e.key()));
+    table.reserve(additional, rehash(state));
+}
+
+/// How a table places an entry it moves when it grows.
+fn rehash<E: Packed>(state: &RandomState) -> impl Fn(&E) -> u64 + '_ {
+    move |e| state.hash_one(e.key())
 }
 
 /// How many shards the index is split into (a power of two).
