@@ -10,11 +10,13 @@
 # Usage:
 #   scripts/services.sh up                 install what is missing, start all, wait until they answer
 #   scripts/services.sh down               stop all (data is kept)
-#   scripts/services.sh status             one line per service; exit 1 if any is down
+#   scripts/services.sh status [service]   one line per service (or for one); exit 1 if any is down
 #   scripts/services.sh env                print `export NAME=value` lines: eval "$(scripts/services.sh env)"
 #   scripts/services.sh start   <service>  start one service (postgres|mariadb|kafka|s3) and wait for it
 #   scripts/services.sh stop    <service>  stop one service (data is kept)
 #   scripts/services.sh restart <service>  stop + start
+#   scripts/services.sh wipe kafka         stop the broker and delete its store: every topic,
+#                                          message and committed offset (the next start is empty)
 #
 # Everything listens on 127.0.0.1 only. Ports (environment variable: default):
 #   TIDEWATER_PG_PORT                 5432  PostgreSQL
@@ -1069,8 +1071,9 @@ cmd_down() {
 }
 
 cmd_status() {
-  local svc p pid rc=0
-  for svc in "${SERVICES[@]}"; do
+  local svc p pid rc=0 list=("$@")
+  ((${#list[@]} > 0)) || list=("${SERVICES[@]}")
+  for svc in "${list[@]}"; do
     p=$(fn_prefix "$svc")
     pid=$("${p}_pid" || true)
     if ! "${p}_running"; then
@@ -1142,10 +1145,27 @@ take_lock() {
   fi
 }
 
+# The broker keeps every message of every topic for ever: tansu 0.6.0 has no
+# retention, and neither DeleteTopics nor DeleteRecords can be used (see the
+# top of this script). A month of test and benchmark runs left 55 GB in
+# tansu.db and filled the disk; scripts/test.sh wipes the store whenever it is
+# the one starting the broker.
+cmd_wipe() {
+  [[ $1 == kafka ]] || die "wipe: only the broker's store can be wiped ('$1' keeps its data; stop it and remove its directory under $SERVICES_DIR by hand)"
+  local size
+  kafka_stop || true
+  ! kafka_running || die "wipe: the broker did not stop; its store is left as it is"
+  size=$(du -sh "$KAFKA_DIR" 2>/dev/null | cut -f1 || true)
+  rm -f "$KAFKA_DIR"/tansu.db "$KAFKA_DIR"/tansu.db-wal "$KAFKA_DIR"/tansu.db-shm
+  say "kafka: store wiped (${size:-0} in $KAFKA_DIR); the next start is empty"
+}
+
 usage() {
   cat >&2 <<EOF
 usage: $0 up|down|status|env
+       $0 status [postgres|mariadb|kafka|s3]
        $0 start|stop|restart postgres|mariadb|kafka|s3
+       $0 wipe kafka
 (see the comment at the top of this script)
 EOF
   exit 2
@@ -1154,7 +1174,7 @@ EOF
 main() {
   local cmd=${1:-}
   case $cmd in
-  up | down | start | stop | restart)
+  up | down | start | stop | restart | wipe)
     need_root "$cmd"
     take_lock
     ;;
@@ -1162,7 +1182,15 @@ main() {
   case $cmd in
   up) cmd_up ;;
   down) cmd_down ;;
-  status) cmd_status ;;
+  status)
+    [[ $# -le 2 ]] || usage
+    [[ $# -eq 1 ]] || fn_prefix "$2" >/dev/null
+    cmd_status "${@:2}"
+    ;;
+  wipe)
+    [[ $# -eq 2 ]] || usage
+    cmd_wipe "$2"
+    ;;
   env) cmd_env ;;
   start | stop | restart)
     [[ $# -eq 2 ]] || usage

@@ -30,6 +30,24 @@ trap on_failure ERR
 
 step "free disk"
 disk
+# A fresh clone's build takes about 3 GB under target/, the services and their
+# test data a few more: say so now rather than fail half way with ENOSPC.
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [[ $free_kb =~ ^[0-9]+$ ]] && ((free_kb < 10 * 1024 * 1024)); then
+  echo "[test] warning: $((free_kb / 1024)) MB free here; a fresh build and the test services need about 10 GB"
+  du -sh "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}"/* 2>/dev/null || true
+fi
+
+# The test topics are throwaway, and the broker keeps every message for ever
+# (no retention in tansu 0.6.0): a broker this run starts begins empty. One
+# already running is left alone, with its store's size shown.
+step "the broker's store"
+if scripts/services.sh status kafka; then
+  du -sh "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}/kafka" || true
+  echo "(running, so kept; 'scripts/services.sh wipe kafka' empties it)"
+else
+  scripts/services.sh wipe kafka
+fi
 
 step "services: install if missing and start"
 scripts/services.sh up
