@@ -76,6 +76,22 @@ INSERT IGNORE INTO orders
 SQL
 
 lake=/var/lib/tidewater/lake
+# The lake's tables hold Kafka checkpoints (offsets) and the capture keeps
+# its positions in Kafka: a lake written from another broker store (one
+# wiped since, as scripts/test.sh and `scripts/services.sh wipe kafka` do)
+# can never follow the new topics, and its sinks rightly stop. Such a lake is
+# removed and built again from the sources' snapshots. The store is known by
+# its file's inode and creation time.
+store=$TIDEWATER_SERVICES_DIR/kafka/tansu.db
+fed_by=/var/lib/tidewater/lake.broker-store
+store_id=$(stat -c '%i %w' "$store" 2>/dev/null) || fail "the broker's store $store is missing though the broker runs"
+if [[ -d $lake && $(cat "$fed_by" 2>/dev/null) != "$store_id" ]]; then
+  step "the lake in $lake was written from another broker store: removing it (the sources are snapshotted again)"
+  rm -rf "$lake"
+fi
+mkdir -p "$(dirname "$fed_by")"
+printf '%s\n' "$store_id" >"$fed_by"
+
 admin=${TIDEWATER_ADMIN_ADDR:-127.0.0.1:8089}
 log=$(mktemp /tmp/tidewater-quickstart.XXXXXX.log)
 step "running tidewater (capture and sink) on pipelines/shop-postgres.yaml and pipelines/shop-mysql.yaml; log: $log"
@@ -170,6 +186,11 @@ for _ in $(seq 1 90); do
     break
   fi
   kill -0 "$daemon" 2>/dev/null || { tail -20 "$log" >&2; fail "tidewater exited"; }
+  # A stopped table never catches up: say why now rather than after the wait.
+  if grep -aq 'table stopped' "$log"; then
+    grep -a ERROR "$log" | tail -8 >&2
+    fail "a lake table stopped (its error is above)"
+  fi
   sleep 2
 done
 [[ $caught_up == 1 ]] || { grep -a ERROR "$log" | tail -8 >&2; tail -5 "$log" >&2; fail "the lake did not catch up: postgres '$w', lake '$g'; mariadb '$wm', lake '$gm'"; }
