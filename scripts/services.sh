@@ -1158,6 +1158,7 @@ cmd_wipe() {
   size=$(du -sh "$KAFKA_DIR" 2>/dev/null | cut -f1 || true)
   rm -f "$KAFKA_DIR"/tansu.db "$KAFKA_DIR"/tansu.db-wal "$KAFKA_DIR"/tansu.db-shm
   say "kafka: store wiped (${size:-0} in $KAFKA_DIR); the next start is empty"
+  say "kafka: lake tables fed from the old topics hold checkpoints the new ones cannot serve: rebuild them (scripts/quickstart.sh rebuilds its own)"
 }
 
 usage() {
