@@ -284,6 +284,7 @@ async fn child_load(data: &Path, out: &Path) {
                 checkpoint: Checkpoint {
                     topic: "load".into(),
                     offsets: BTreeMap::from([(0, i as i64)]),
+                    ..Default::default()
                 },
                 position: None,
             })
@@ -399,6 +400,7 @@ async fn apply_once(data: &Path, out: &Path) -> Json {
             checkpoint: Checkpoint {
                 topic: "apply".into(),
                 offsets: BTreeMap::from([(0, 1)]),
+                ..Default::default()
             },
             position: None,
         })

@@ -516,7 +516,9 @@ async fn a_sink_consumer_cancelled_mid_message_loses_nothing() {
                         consumer.start(&starts).unwrap();
                     }
                     Polled::Revoked(_) => {}
-                    Polled::Gap { .. } => panic!("no messages are deleted here"),
+                    Polled::Gap { .. } | Polled::Replaced { .. } => {
+                panic!("no messages are deleted or replaced here")
+            }
                     Polled::Message { partition, offset, decoded, .. } => {
                         decoded.unwrap();
                         got.push((partition, offset));
@@ -586,7 +588,9 @@ async fn a_sink_consumer_starts_each_partition_where_it_is_told() {
                 consumer.start(&starts).unwrap();
             }
             Polled::Revoked(_) => {}
-            Polled::Gap { .. } => panic!("no messages are deleted here"),
+            Polled::Gap { .. } | Polled::Replaced { .. } => {
+                panic!("no messages are deleted or replaced here")
+            }
             Polled::Message {
                 partition,
                 offset,

@@ -327,6 +327,7 @@ async fn ddl_matches_the_parquet_files_on_disk() {
             checkpoint: Checkpoint {
                 topic: "t".into(),
                 offsets: BTreeMap::from([(0, 1)]),
+                ..Default::default()
             },
             position: Some(Position::new(1, u64::MAX)),
         })
@@ -570,6 +571,7 @@ async fn a_failed_attempt_is_rolled_back_before_the_writers_next_commit() {
         checkpoint: Checkpoint {
             topic: "shop.public.orders".into(),
             offsets: BTreeMap::from([(0, 10_000)]),
+            ..Default::default()
         },
         position: Some(Position::new(5_000, u64::MAX)),
     };
@@ -962,6 +964,7 @@ fn batch_of(
         checkpoint: tidewater::lake::metadata::Checkpoint {
             topic: "t".into(),
             offsets: std::collections::BTreeMap::from([(0, commit as i64)]),
+            ..Default::default()
         },
         position: Some(Position::new(commit, u64::MAX)),
     }

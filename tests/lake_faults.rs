@@ -124,6 +124,7 @@ async fn a_large_file_goes_up_in_parts_despite_a_503_on_completion() {
             checkpoint: Checkpoint {
                 topic: "t".into(),
                 offsets: BTreeMap::from([(0, 7_000)]),
+                ..Default::default()
             },
             position: None,
         })

@@ -37,6 +37,7 @@ use tidewater::kafka::client::client_config;
 use tidewater::kafka::producer::{EventProducer, EventSerializer, ProducerOptions};
 use tidewater::kafka::schemas::SchemaStore;
 use tidewater::kafka::topic::table_topic;
+use tidewater::lake::metadata::Checkpoint;
 
 const DAY: i64 = 86_400_000_000;
 const START: i64 = 1_704_067_200_000_000;
@@ -428,6 +429,79 @@ lake:
                 Some((a.parse().ok()?, b.parse().ok()?))
             })
             .collect()
+    }
+
+    /// The latest completed commit's stamps: the timestamp of the last
+    /// message read of each partition.
+    fn stamps_of(&self, lake_table: &str) -> BTreeMap<i32, i64> {
+        let Some(last) = self.commits_of(lake_table).pop() else {
+            return BTreeMap::new();
+        };
+        let text = last["extraMetadata"]["tidewater.checkpoint.stamps"]
+            .as_str()
+            .unwrap_or("");
+        text.split(',')
+            .filter_map(|p| {
+                let (a, b) = p.split_once(':')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The timestamp Kafka gives the message at `offset` of a partition.
+    fn timestamp_at(&self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{Message, Offset, TopicPartitionList};
+        let c: BaseConsumer = client_config(&self.kafka)
+            .set("group.id", "stamps")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .unwrap();
+        c.assign(&tpl).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no message at {topic}/{partition}@{offset}"
+            );
+            if let Some(m) = c.poll(Duration::from_millis(500)) {
+                let m = m.unwrap();
+                if m.offset() == offset {
+                    return m.timestamp().to_millis();
+                }
+            }
+        }
+    }
+
+    /// Opens a lake table of the pipeline as another writer would.
+    async fn open_table(&self, name: &str) -> tidewater::lake::table::Table {
+        use tidewater::config::model::LakeConfig;
+        use tidewater::lake::table::{Table, TableOptions};
+        let report = tidewater::config::load(std::slice::from_ref(&self.pipeline));
+        let cfg = &report.pipelines[0].config;
+        let lake = cfg.lake.clone().unwrap();
+        let (id, layout) = tidewater::pipeline::sink::table_layouts(cfg, &lake)
+            .unwrap()
+            .into_iter()
+            .find(|(id, _)| id.name == name)
+            .unwrap();
+        let lake_table = tidewater::pipeline::sink::lake_table_name(&id);
+        let store = tidewater::lake::store::open(&LakeConfig::with_uri(format!(
+            "file://{}",
+            self.uri_of(&lake_table)
+        )))
+        .unwrap();
+        let options = TableOptions {
+            layout,
+            target_file_bytes: 1 << 20,
+            keep_commits: 5,
+            compression: lake.parquet_compression,
+            writer_id: "earlier".into(),
+        };
+        Table::open(store, options).await.unwrap()
     }
 
     fn high_watermarks_of(&self, topic: &str) -> BTreeMap<i32, i64> {
@@ -1115,11 +1189,6 @@ async fn a_truncate_empties_the_table_whatever_shape_it_carries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
-    use tidewater::config::model::LakeConfig;
-    use tidewater::lake::layout::event_record_key;
-    use tidewater::lake::metadata::Checkpoint;
-    use tidewater::lake::table::{Change, CommitBatch, Table, TableOptions};
-
     let setup = Setup::with_tables("gap", CUSTOMERS_TABLE, "");
     let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
     let v1 = customers(&["id"]);
@@ -1135,48 +1204,17 @@ async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
 
     // The customers table was written by an earlier run that read far more
     // of its topic than the topic now holds (the topic was recreated).
-    let report = tidewater::config::load(std::slice::from_ref(&setup.pipeline));
-    let cfg = &report.pipelines[0].config;
-    let lake = cfg.lake.clone().unwrap();
-    let (_, layout) = tidewater::pipeline::sink::table_layouts(cfg, &lake)
-        .unwrap()
-        .into_iter()
-        .find(|(id, _)| id.name == "customers")
-        .unwrap();
-    let store = tidewater::lake::store::open(&LakeConfig::with_uri(format!(
-        "file://{}",
-        setup.uri_of("public_customers")
-    )))
-    .unwrap();
-    let options = TableOptions {
-        layout,
-        target_file_bytes: 1 << 20,
-        keep_commits: 5,
-        compression: lake.parquet_compression,
-        writer_id: "earlier".into(),
-    };
-    let mut table = Table::open(store, options).await.unwrap();
-    let event = customer(&v1, 1);
-    let row = event.after.clone().unwrap();
-    table
-        .commit(CommitBatch {
-            shapes: vec![v1.clone()],
-            changes: vec![Change {
-                key: event_record_key(&v1, &Row(vec![Datum::Int(1)])),
-                position: event.position,
-                row: Some(row.into()),
-                schema: v1.clone(),
-            }]
-            .into(),
-            truncate: None,
-            checkpoint: Checkpoint {
-                topic: customers_topic.clone(),
-                offsets: (0..4).map(|p| (p, 1000)).collect(),
-            },
-            position: Some(event.position),
-        })
-        .await
-        .unwrap();
+    let mut table = setup.open_table("customers").await;
+    commit_customer_one(
+        &mut table,
+        &v1,
+        Checkpoint {
+            topic: customers_topic.clone(),
+            offsets: (0..4).map(|p| (p, 1000)).collect(),
+            ..Default::default()
+        },
+    )
+    .await;
 
     let log = setup.dir.path().join("sink.log");
     let sink = setup.spawn_logged(None, Some(&log));
@@ -1196,6 +1234,158 @@ async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
         customers,
         vec!["1".to_string()],
         "nothing read past the gap"
+    );
+}
+
+/// Commits customer 1 into `table` as another writer, with `checkpoint`.
+async fn commit_customer_one(
+    table: &mut tidewater::lake::table::Table,
+    v1: &Arc<TableSchema>,
+    checkpoint: Checkpoint,
+) {
+    use tidewater::lake::layout::event_record_key;
+    use tidewater::lake::table::{Change, CommitBatch};
+    let event = customer(v1, 1);
+    let row = event.after.clone().unwrap();
+    table
+        .commit(CommitBatch {
+            shapes: vec![v1.clone()],
+            changes: vec![Change {
+                key: event_record_key(v1, &Row(vec![Datum::Int(1)])),
+                position: event.position,
+                row: Some(row.into()),
+                schema: v1.clone(),
+            }]
+            .into(),
+            truncate: None,
+            checkpoint,
+            position: Some(event.position),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_again_and_grown_past_the_checkpoint_stops_the_table_loudly() {
+    let setup = Setup::with_tables("recreated", CUSTOMERS_TABLE, "");
+    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let v1 = customers(&["id"]);
+    let mut producer = setup.producer();
+    for id in 1..=20 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    let mut w = Workload::new(11);
+    for e in w.transaction(40) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    // A first run reads everything: each partition's stamp is Kafka's
+    // timestamp of the last message the lake read of it.
+    let log = setup.dir.path().join("first.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    setup.wait_table_caught_up(
+        "public_customers",
+        &customers_topic,
+        Duration::from_secs(60),
+    );
+    setup.wait_caught_up(Duration::from_secs(60));
+    stop_with_no_table_stopped(sink, &log);
+    let offsets = setup.checkpoint_of("public_customers");
+    let stamps = setup.stamps_of("public_customers");
+    let read: Vec<i32> = offsets
+        .iter()
+        .filter(|(_, o)| **o > 0)
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(
+        read.len() > 1,
+        "customers spread over partitions: {offsets:?}"
+    );
+    assert_eq!(
+        stamps.keys().copied().collect::<Vec<_>>(),
+        read,
+        "{stamps:?}"
+    );
+    for p in &read {
+        assert_eq!(
+            Some(stamps[p]),
+            setup.timestamp_at(&customers_topic, *p, offsets[p] - 1),
+            "partition {p}: the stamp is the timestamp of the message before the offset"
+        );
+    }
+
+    // A restart checks each partition by that message and reads on.
+    for id in 21..=30 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = setup.dir.path().join("second.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    setup.wait_table_caught_up(
+        "public_customers",
+        &customers_topic,
+        Duration::from_secs(60),
+    );
+    stop_with_no_table_stopped(sink, &log);
+    let ids = |rows: BTreeMap<String, Json>| -> Vec<i64> {
+        let mut ids: Vec<i64> = rows.keys().map(|k| k.parse().unwrap()).collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(
+        ids(setup.lake_rows_of("public_customers")),
+        (1..=30).collect::<Vec<_>>()
+    );
+
+    // Another writer's commit says the lake read other messages at these
+    // offsets: as after the topic was deleted, created again and filled
+    // past the checkpoint. The offsets alone look fine.
+    let offsets = setup.checkpoint_of("public_customers");
+    let mut table = setup.open_table("customers").await;
+    commit_customer_one(
+        &mut table,
+        &v1,
+        Checkpoint {
+            topic: customers_topic.clone(),
+            offsets: offsets.clone(),
+            stamps: setup
+                .stamps_of("public_customers")
+                .into_iter()
+                .map(|(p, t)| (p, t - 1))
+                .collect(),
+        },
+    )
+    .await;
+    for id in 31..=35 {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    for e in w.transaction(20) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let log = setup.dir.path().join("third.log");
+    let sink = setup.spawn_logged(None, Some(&log));
+    let text = wait_for_log(&log, "table stopped", Duration::from_secs(60));
+    assert!(
+        text.contains("public.customers")
+            && text.contains("is not the one the lake read there")
+            && text.contains("deleted and created again")
+            && text.contains("re-snapshot"),
+        "the error names the table, the cause and the fix: {text}"
+    );
+    // The other table goes on; the stopped one reads nothing more.
+    setup.wait_caught_up(Duration::from_secs(60));
+    stop_gracefully(sink);
+    assert_same_rows(&setup.lake_rows(), &w.expected(), "orders");
+    assert_eq!(
+        ids(setup.lake_rows_of("public_customers")),
+        (1..=30).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        setup.checkpoint_of("public_customers"),
+        offsets,
+        "nothing committed after the stop"
     );
 }
 

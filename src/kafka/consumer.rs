@@ -224,11 +224,25 @@ mod sink {
             from: i64,
             earliest: i64,
         },
+        /// The message a partition was checked by ([`SinkConsumer::check_first`])
+        /// is not the one the caller knew at that offset: its timestamp is
+        /// `found` (none: the message has none), not `recorded`. The topic
+        /// was deleted and created again since. The partition delivers
+        /// nothing more.
+        Replaced {
+            topic: String,
+            partition: i32,
+            offset: i64,
+            recorded: i64,
+            found: Option<i64>,
+        },
         /// A message of a positioned partition.
         Message {
             topic: String,
             partition: i32,
             offset: i64,
+            /// The message's timestamp in milliseconds, if it has one.
+            timestamp: Option<i64>,
             decoded: Result<Decoded, Undecodable>,
             /// The raw bytes, kept only for messages that did not decode.
             raw: Option<RawMessage>,
@@ -290,6 +304,9 @@ mod sink {
         /// message below it was fetched before the seek (or is one already
         /// delivered) and is dropped.
         positioned: HashMap<(String, i32), i64>,
+        /// Partitions to check before they deliver: the offset of a message
+        /// the caller knows and its timestamp ([`Self::check_first`]).
+        checks: HashMap<(String, i32), (i64, i64)>,
         /// Standalone: the partitions started so far, with their offsets.
         standalone: Option<TopicPartitionList>,
         /// The decoding of a received message (it may wait for a schema),
@@ -310,6 +327,39 @@ mod sink {
             }
             _ => false,
         }
+    }
+
+    /// What the message at `offset` (with `timestamp`) of a partition
+    /// checked by its message at `at` (with `recorded`) says.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Check {
+        /// Before the checked message (fetched before the seek): dropped.
+        Early,
+        /// The checked message, as recorded.
+        Same,
+        /// Past it: the checked message is gone, nothing to compare.
+        Gone,
+        /// Another message at the checked offset.
+        Replaced,
+    }
+
+    fn checked(at: i64, recorded: i64, offset: i64, timestamp: Option<i64>) -> Check {
+        match offset.cmp(&at) {
+            std::cmp::Ordering::Less => Check::Early,
+            std::cmp::Ordering::Greater => Check::Gone,
+            std::cmp::Ordering::Equal if timestamp == Some(recorded) => Check::Same,
+            std::cmp::Ordering::Equal => Check::Replaced,
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn a_checked_partition_is_replaced_only_by_another_message_at_the_offset() {
+        assert_eq!(checked(9, 1000, 9, Some(1000)), Check::Same);
+        assert_eq!(checked(9, 1000, 9, Some(1001)), Check::Replaced);
+        assert_eq!(checked(9, 1000, 9, None), Check::Replaced);
+        assert_eq!(checked(9, 1000, 8, Some(5)), Check::Early);
+        assert_eq!(checked(9, 1000, 10, Some(5)), Check::Gone);
     }
 
     /// Whether a message at `offset` skips offsets after `next` (the next
@@ -417,9 +467,29 @@ mod sink {
                 shared,
                 decoder: Arc::new(tokio::sync::Mutex::new(decoder)),
                 positioned: HashMap::new(),
+                checks: HashMap::new(),
                 standalone: standalone.then(TopicPartitionList::new),
                 decoding: None,
             })
+        }
+
+        /// Before the next [`Self::start`] of a partition: its message at
+        /// `offset` (the one before its start, read again) must have the
+        /// timestamp `stamp`, or the partition reports [`Polled::Replaced`]
+        /// instead of delivering. When that message is gone (retention),
+        /// nothing is checked.
+        pub fn check_first(&mut self, topic: &str, partition: i32, offset: i64, stamp: i64) {
+            self.checks
+                .insert((topic.to_string(), partition), (offset, stamp));
+        }
+
+        /// Where a partition is read from: its start, or the message it is
+        /// checked by.
+        fn read_from(&self, topic: &str, partition: i32, start: Offset) -> Offset {
+            match self.checks.get(&(topic.to_string(), partition)) {
+                Some((at, _)) => Offset::Offset(*at),
+                None => start,
+            }
         }
 
         /// Positions assigned partitions, each at its offset (the next
@@ -427,15 +497,22 @@ mod sink {
         /// assignment is made in one call (librdkafka must not see several
         /// overlapping assignments in a row).
         pub fn start(&mut self, starts: &[(String, i32, Offset)]) -> Result<(), KafkaError> {
-            if let Some(assigned) = self.standalone.as_mut() {
-                for (topic, partition, offset) in starts {
-                    assigned.add_partition_offset(topic, *partition, *offset)?;
+            if self.standalone.is_some() {
+                let froms: Vec<Offset> = starts
+                    .iter()
+                    .map(|(t, p, o)| self.read_from(t, *p, *o))
+                    .collect();
+                if let Some(assigned) = self.standalone.as_mut() {
+                    for ((topic, partition, _), from) in starts.iter().zip(froms) {
+                        assigned.add_partition_offset(topic, *partition, from)?;
+                    }
+                    self.consumer.assign(assigned)?;
                 }
-                self.consumer.assign(assigned)?;
             } else {
                 for (topic, partition, offset) in starts {
+                    let from = self.read_from(topic, *partition, *offset);
                     self.consumer
-                        .seek(topic, *partition, *offset, Duration::from_secs(10))?;
+                        .seek(topic, *partition, from, Duration::from_secs(10))?;
                     let mut tpl = TopicPartitionList::new();
                     tpl.add_partition(topic, *partition);
                     self.consumer.resume(&tpl)?;
@@ -470,6 +547,7 @@ mod sink {
                     if let Polled::Revoked(parts) = &event {
                         for p in parts {
                             self.positioned.remove(p);
+                            self.checks.remove(p);
                         }
                         let orphaned = self.decoding.as_ref().is_some_and(|(t, p, _)| {
                             !self.positioned.contains_key(&(t.clone(), *p))
@@ -497,6 +575,33 @@ mod sink {
                         message.offset(),
                     );
                     let key = (topic.clone(), partition);
+                    let timestamp = message.timestamp().to_millis();
+                    if let Some(&(at, recorded)) = self.checks.get(&key)
+                        && self.positioned.contains_key(&key)
+                    {
+                        match checked(at, recorded, offset, timestamp) {
+                            Check::Early => continue,
+                            Check::Same => {
+                                // Read already: not delivered again.
+                                self.checks.remove(&key);
+                                continue;
+                            }
+                            Check::Gone => {
+                                self.checks.remove(&key);
+                            }
+                            Check::Replaced => {
+                                self.checks.remove(&key);
+                                self.positioned.insert(key, i64::MAX);
+                                return Ok(Polled::Replaced {
+                                    topic,
+                                    partition,
+                                    offset,
+                                    recorded,
+                                    found: timestamp,
+                                });
+                            }
+                        }
+                    }
                     if let Some(next) = self.positioned.get(&key).copied()
                         && skipped(next, offset)
                     {
@@ -538,6 +643,7 @@ mod sink {
                             topic,
                             partition,
                             offset,
+                            timestamp,
                             decoded,
                             raw,
                         }

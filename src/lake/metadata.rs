@@ -5,6 +5,10 @@
 //! - `schema`: the Avro schema of the data columns (what readers use);
 //! - `deltastreamer.checkpoint.key`: `topic,partition:offset,...` with the
 //!   next offset to read, as Hudi's own streamer writes it;
+//! - `tidewater.checkpoint.stamps`: `partition:milliseconds,...`, the
+//!   Kafka timestamp of the last message read of each partition (the one
+//!   before the checkpoint's offset), by which a restarted sink knows the
+//!   topic is still the one the lake read ([`Checkpoint::stamps`]);
 //! - `tidewater.source.position`: the highest source position the commit
 //!   includes;
 //! - `tidewater.schema`: the lake schema ([`LakeSchema`]) with column types
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::LakeSchema;
 
 pub const CHECKPOINT_KEY: &str = "deltastreamer.checkpoint.key";
+pub const STAMPS_KEY: &str = "tidewater.checkpoint.stamps";
 pub const POSITION_KEY: &str = "tidewater.source.position";
 pub const LAKE_SCHEMA_KEY: &str = "tidewater.schema";
 pub const SCHEMA_KEY: &str = "schema";
@@ -71,9 +76,19 @@ pub struct CommitMetadata {
 
 impl CommitMetadata {
     pub fn checkpoint(&self) -> Option<Checkpoint> {
-        self.extra_metadata
+        let mut checkpoint = self
+            .extra_metadata
             .get(CHECKPOINT_KEY)
-            .and_then(|s| Checkpoint::parse(s).ok())
+            .and_then(|s| Checkpoint::parse(s).ok())?;
+        // Unreadable stamps only mean nothing to check the topic by.
+        if let Some(stamps) = self
+            .extra_metadata
+            .get(STAMPS_KEY)
+            .and_then(|s| Checkpoint::parse_stamps(s).ok())
+        {
+            checkpoint.stamps = stamps;
+        }
+        Some(checkpoint)
     }
 
     pub fn lake_schema(&self) -> Option<LakeSchema> {
@@ -92,6 +107,12 @@ impl CommitMetadata {
 pub struct Checkpoint {
     pub topic: String,
     pub offsets: BTreeMap<i32, i64>,
+    /// The timestamp (milliseconds) of the message before each partition's
+    /// offset, the last one the lake read, where the message had one. A
+    /// topic deleted and created again under the same name starts again
+    /// at offset 0 and, once it holds as many messages, looks like the old
+    /// one by its offsets alone; its message at that offset is another one.
+    pub stamps: BTreeMap<i32, i64>,
 }
 
 impl Checkpoint {
@@ -102,6 +123,30 @@ impl Checkpoint {
             out.push_str(&format!(",{p}:{o}"));
         }
         out
+    }
+
+    /// `partition:milliseconds,...` ([`STAMPS_KEY`]), or `None` when no
+    /// partition has a stamp.
+    pub fn stamps_text(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .stamps
+            .iter()
+            .map(|(p, t)| format!("{p}:{t}"))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(","))
+    }
+
+    pub fn parse_stamps(text: &str) -> Result<BTreeMap<i32, i64>, String> {
+        let mut stamps = BTreeMap::new();
+        for part in text.split(',').filter(|p| !p.is_empty()) {
+            let (p, t) = part
+                .split_once(':')
+                .ok_or_else(|| format!("`{part}` is not partition:milliseconds"))?;
+            let p = p.parse().map_err(|_| format!("bad partition `{p}`"))?;
+            let t = t.parse().map_err(|_| format!("bad timestamp `{t}`"))?;
+            stamps.insert(p, t);
+        }
+        Ok(stamps)
     }
 
     pub fn parse(text: &str) -> Result<Checkpoint, String> {
@@ -120,7 +165,11 @@ impl Checkpoint {
             let o = o.parse().map_err(|_| format!("bad offset `{o}`"))?;
             offsets.insert(p, o);
         }
-        Ok(Checkpoint { topic, offsets })
+        Ok(Checkpoint {
+            topic,
+            offsets,
+            stamps: BTreeMap::new(),
+        })
     }
 }
 
@@ -136,6 +185,31 @@ mod tests {
         assert_eq!(c.to_text(), "events,0:1234,1:5678");
         assert!(Checkpoint::parse("events,0-12").is_err());
         assert!(Checkpoint::parse("").is_err());
+    }
+
+    #[test]
+    fn stamps_round_trip_beside_the_hudi_checkpoint() {
+        let mut m = CommitMetadata::default();
+        m.extra_metadata
+            .insert(CHECKPOINT_KEY.into(), "events,0:12,1:40".into());
+        assert!(
+            m.checkpoint().unwrap().stamps.is_empty(),
+            "a commit without stamps (an older one) has none"
+        );
+        m.extra_metadata
+            .insert(STAMPS_KEY.into(), "0:1764000000123,1:1764000000456".into());
+        let c = m.checkpoint().unwrap();
+        assert_eq!(c.stamps[&0], 1_764_000_000_123);
+        assert_eq!(c.stamps[&1], 1_764_000_000_456);
+        assert_eq!(c.stamps_text().unwrap(), "0:1764000000123,1:1764000000456");
+        assert_eq!(c.to_text(), "events,0:12,1:40", "Hudi's key is unchanged");
+        m.extra_metadata.insert(STAMPS_KEY.into(), "0-5".into());
+        let c = m.checkpoint().unwrap();
+        assert!(
+            c.stamps.is_empty() && c.offsets[&1] == 40,
+            "bad stamps are none"
+        );
+        assert!(Checkpoint::default().stamps_text().is_none());
     }
 
     #[test]

@@ -59,7 +59,7 @@ use super::layout::{LakeSchema, POSITION, RECORD_KEY, TableLayout, parse_positio
 use super::log::{self, Claim, LogEntry};
 use super::metadata::{
     CHECKPOINT_KEY, Checkpoint, CommitMetadata, LAKE_SCHEMA_KEY, POSITION_KEY, SCHEMA_KEY,
-    WriteStat,
+    STAMPS_KEY, WriteStat,
 };
 use super::properties::TableProperties;
 use super::splice::{self, SpliceError};
@@ -1165,6 +1165,9 @@ impl Table {
             self.options.layout.avro_schema(&schema).to_string(),
         );
         extra_metadata.insert(CHECKPOINT_KEY.to_string(), batch.checkpoint.to_text());
+        if let Some(stamps) = batch.checkpoint.stamps_text() {
+            extra_metadata.insert(STAMPS_KEY.to_string(), stamps);
+        }
         extra_metadata.insert(
             LAKE_SCHEMA_KEY.to_string(),
             serde_json::to_string(&schema).unwrap_or_default(),

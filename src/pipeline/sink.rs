@@ -6,7 +6,13 @@
 //! Kafka offset of every partition of its topic. When the group assigns a
 //! partition, the worker starts it at that offset (consumer-group offsets
 //! are only advisory), so after any crash it re-reads exactly the messages
-//! the last completed commit did not cover. Replays never duplicate: a key
+//! the last completed commit did not cover. Offsets alone cannot tell a
+//! topic deleted and created again (it starts over at 0) once it has grown
+//! past the checkpoint: the commit also records the timestamp of the last
+//! message read of each partition (`tidewater.checkpoint.stamps`), and the
+//! worker reads that message again first. Another timestamp there stops the
+//! table ([`replaced`]), as does a checkpoint the partition cannot serve
+//! ([`gap`]). Replays never duplicate: a key
 //! lives in one place and a change is applied only if its source position
 //! is newer than the stored row's.
 //!
@@ -197,6 +203,9 @@ struct Pending {
     max_position: Option<Position>,
     /// Next offset to read, per partition, covering everything buffered.
     offsets: BTreeMap<i32, i64>,
+    /// The timestamp of the message before each of `offsets` (none: that
+    /// message had none).
+    stamps: BTreeMap<i32, Option<i64>>,
     /// What the buffered changes take in memory ([`buffered_bytes`]).
     bytes: usize,
     since: Option<Clock>,
@@ -439,6 +448,47 @@ fn gap(topic: &str, partition: i32, start: Option<i64>, low: i64, high: i64) -> 
         )),
         _ => None,
     }
+}
+
+/// Why a partition whose message at `offset` the lake read with the
+/// timestamp `recorded` cannot be read on: that offset now holds another
+/// message (timestamp `found`).
+fn replaced(topic: &str, partition: i32, offset: i64, recorded: i64, found: Option<i64>) -> String {
+    let found = found.map_or_else(|| "none".to_string(), |t| t.to_string());
+    format!(
+        "{topic}/{partition}: the message at offset {offset} is not the one the lake read there \
+         (timestamp {found} ms, the lake's checkpoint recorded {recorded} ms): the topic was \
+         deleted and created again since, and its offsets no longer say what the lake holds; \
+         re-snapshot the source into a new table"
+    )
+}
+
+/// The checkpoint a commit records: the lake's (`lake`, the last completed
+/// commit's, maybe another worker's) moved on to what this worker buffered
+/// (`offsets`, next offset per partition, with the `stamps` of the messages
+/// before them). A partition takes the further offset, and the stamp that
+/// goes with it.
+fn advance(
+    lake: Checkpoint,
+    topic: &str,
+    offsets: &BTreeMap<i32, i64>,
+    stamps: &BTreeMap<i32, Option<i64>>,
+) -> Checkpoint {
+    let mut next = Checkpoint {
+        topic: topic.to_string(),
+        ..lake
+    };
+    for (p, o) in offsets {
+        if next.offsets.get(p).is_some_and(|l| l > o) {
+            continue;
+        }
+        next.offsets.insert(*p, *o);
+        match stamps.get(p).copied().flatten() {
+            Some(t) => next.stamps.insert(*p, t),
+            None => next.stamps.remove(p),
+        };
+    }
+    next
 }
 
 /// The changes whose Kafka offset the lake's checkpoint (`lake`: next
@@ -721,12 +771,13 @@ impl SinkWorker {
                 let mut starts: Vec<(String, i32, Offset)> = Vec::new();
                 for ((topic, partition), mark) in parts.into_iter().zip(marks) {
                     let (low, high) = mark?;
-                    let start = self
+                    let checkpoint = self
                         .tables
                         .get(&topic)
                         .and_then(|t| t.table.checkpoint())
-                        .filter(|c| c.topic == topic)
-                        .and_then(|c| c.offsets.get(&partition).copied());
+                        .filter(|c| c.topic == topic);
+                    let start = checkpoint.and_then(|c| c.offsets.get(&partition).copied());
+                    let stamp = checkpoint.and_then(|c| c.stamps.get(&partition).copied());
                     let stopped = self.tables.get(&topic).is_none_or(|t| t.stopped.is_some());
                     if !stopped && let Some(reason) = gap(&topic, partition, start, low, high) {
                         self.stop_table(&topic, &reason);
@@ -734,6 +785,13 @@ impl SinkWorker {
                     if self.tables.get(&topic).is_none_or(|t| t.stopped.is_some()) {
                         // A stopped table's partitions are not read.
                         continue;
+                    }
+                    // The message the lake read last is read again, to
+                    // check the topic is still the one the lake read.
+                    if let (Some(n), Some(stamp)) = (start, stamp)
+                        && n > low
+                    {
+                        self.consumer.check_first(&topic, partition, n - 1, stamp);
                     }
                     // From 0, not "the beginning": a partition read from
                     // a known offset notices when retention skips it.
@@ -767,10 +825,26 @@ impl SinkWorker {
                     self.commit_table(&topic).await?;
                 }
             }
+            Polled::Replaced {
+                topic,
+                partition,
+                offset,
+                recorded,
+                found,
+            } => {
+                let stopped = self.tables.get(&topic).is_none_or(|t| t.stopped.is_some());
+                if !stopped {
+                    // Nothing buffered is committed: the topic is not the
+                    // one the lake read.
+                    let reason = replaced(&topic, partition, offset, recorded, found);
+                    self.stop_table(&topic, &reason);
+                }
+            }
             Polled::Message {
                 topic,
                 partition,
                 offset,
+                timestamp,
                 decoded,
                 raw,
             } => {
@@ -838,6 +912,7 @@ impl SinkWorker {
                 // offsets are committed on the interval all the same.
                 sink.pending.since.get_or_insert_with(Clock::now);
                 sink.pending.offsets.insert(partition, offset + 1);
+                sink.pending.stamps.insert(partition, timestamp);
                 if sink.pending.changes.len() >= max || sink.pending.bytes >= budget {
                     self.commit_table(&topic).await?;
                 }
@@ -887,28 +962,23 @@ impl SinkWorker {
         // In place: the changes take the buffer's memory.
         let changes: Arc<Vec<Change>> = Arc::new(buffered.into_iter().map(|b| b.change).collect());
         for attempt in 0..5 {
-            let mut offsets = sink
+            let lake = sink
                 .table
                 .checkpoint()
                 .filter(|c| c.topic == sink.topic)
-                .map(|c| c.offsets.clone())
+                .cloned()
                 .unwrap_or_default();
             // After a lost race, the winner may have committed part of what
             // is buffered here: those changes are in the lake already, and
             // applying them again could bring back a row it deleted since.
-            let fresh = not_yet_in_lake(&changes, &origins, &offsets);
-            for (p, o) in &pending.offsets {
-                let slot = offsets.entry(*p).or_insert(*o);
-                *slot = (*slot).max(*o);
-            }
+            let fresh = not_yet_in_lake(&changes, &origins, &lake.offsets);
+            let checkpoint = advance(lake, &sink.topic, &pending.offsets, &pending.stamps);
+            let offsets = checkpoint.offsets.clone();
             let batch = CommitBatch {
                 shapes: sink.shapes_to_absorb(&pending.shapes),
                 changes: fresh,
                 truncate: pending.truncate,
-                checkpoint: Checkpoint {
-                    topic: sink.topic.clone(),
-                    offsets: offsets.clone(),
-                },
+                checkpoint,
                 position: pending.max_position,
             };
             let started = Clock::now();
@@ -1102,6 +1172,44 @@ mod tests {
         assert_eq!(names(&shapes_to_absorb(&seen, None)), vec![3, 2]);
         // Everything at or before the table's position: nothing to absorb.
         assert!(shapes_to_absorb(&seen, Some(at(3))).is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_moves_each_partition_on_with_the_stamp_of_its_offset() {
+        let lake = Checkpoint {
+            topic: "t".into(),
+            offsets: BTreeMap::from([(0, 10), (1, 50), (2, 7)]),
+            stamps: BTreeMap::from([(0, 100), (1, 500), (2, 70)]),
+        };
+        // Partition 0 moved on; 1 is behind another worker's commit; 2 moved
+        // on to a message without a timestamp; 3 is read for the first time.
+        let offsets = BTreeMap::from([(0, 12), (1, 40), (2, 9), (3, 1)]);
+        let stamps = BTreeMap::from([(0, Some(120)), (1, Some(400)), (2, None), (3, Some(5))]);
+        let next = advance(lake, "t", &offsets, &stamps);
+        assert_eq!(
+            next.offsets,
+            BTreeMap::from([(0, 12), (1, 50), (2, 9), (3, 1)])
+        );
+        assert_eq!(
+            next.stamps,
+            BTreeMap::from([(0, 120), (1, 500), (3, 5)]),
+            "each stamp is the one of the message before its partition's offset"
+        );
+        let fresh = advance(Checkpoint::default(), "t", &offsets, &stamps);
+        assert_eq!(fresh.topic, "t");
+        assert_eq!(fresh.offsets, offsets);
+    }
+
+    #[test]
+    fn a_replaced_topic_is_named_with_both_timestamps_and_the_fix() {
+        let text = replaced("t", 2, 49, 1_000, Some(2_000));
+        assert!(
+            text.starts_with("t/2: the message at offset 49")
+                && text.contains("timestamp 2000 ms, the lake's checkpoint recorded 1000 ms")
+                && text.contains("re-snapshot"),
+            "{text}"
+        );
+        assert!(replaced("t", 0, 0, 1, None).contains("timestamp none"));
     }
 
     #[test]

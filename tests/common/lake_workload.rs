@@ -247,6 +247,7 @@ impl Workload {
         let checkpoint = Checkpoint {
             topic: "shop.public.orders".into(),
             offsets: BTreeMap::from([(0, self.offset)]),
+            ..Default::default()
         };
         let outcome = self
             .table
