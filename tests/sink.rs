@@ -422,13 +422,7 @@ lake:
         let text = last["extraMetadata"]["deltastreamer.checkpoint.key"]
             .as_str()
             .unwrap_or("");
-        text.split(',')
-            .skip(1)
-            .filter_map(|p| {
-                let (a, b) = p.split_once(':')?;
-                Some((a.parse().ok()?, b.parse().ok()?))
-            })
-            .collect()
+        partition_pairs(text.split_once(',').map_or("", |(_, rest)| rest))
     }
 
     /// The latest completed commit's stamps: the timestamp of the last
@@ -437,15 +431,11 @@ lake:
         let Some(last) = self.commits_of(lake_table).pop() else {
             return BTreeMap::new();
         };
-        let text = last["extraMetadata"]["tidewater.checkpoint.stamps"]
-            .as_str()
-            .unwrap_or("");
-        text.split(',')
-            .filter_map(|p| {
-                let (a, b) = p.split_once(':')?;
-                Some((a.parse().ok()?, b.parse().ok()?))
-            })
-            .collect()
+        partition_pairs(
+            last["extraMetadata"]["tidewater.checkpoint.stamps"]
+                .as_str()
+                .unwrap_or(""),
+        )
     }
 
     /// The timestamp Kafka gives the message at `offset` of a partition.
@@ -1189,18 +1179,13 @@ async fn a_truncate_empties_the_table_whatever_shape_it_carries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
-    let setup = Setup::with_tables("gap", CUSTOMERS_TABLE, "");
-    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
-    let v1 = customers(&["id"]);
-    let mut producer = setup.producer();
-    for id in 1..=8 {
-        producer.send(&customer(&v1, id)).await.unwrap();
-    }
-    let mut w = Workload::new(7);
-    for e in w.transaction(40) {
-        producer.send(&e).await.unwrap();
-    }
-    producer.flush().await.unwrap();
+    let CustomersBesideOrders {
+        setup,
+        customers_topic,
+        v1,
+        w,
+        ..
+    } = customers_beside_orders("gap", 1..=8, 7).await;
 
     // The customers table was written by an earlier run that read far more
     // of its topic than the topic now holds (the topic was recreated).
@@ -1237,6 +1222,52 @@ async fn a_checkpoint_past_the_end_of_its_partition_stops_the_table_loudly() {
     );
 }
 
+/// `partition:number,...` as a map.
+fn partition_pairs(text: &str) -> BTreeMap<i32, i64> {
+    text.split(',')
+        .filter_map(|p| {
+            let (a, b) = p.split_once(':')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A pipeline with the customers table beside orders, with customers
+/// `ids` (first shape) and one orders transaction of 40 changes sent.
+struct CustomersBesideOrders {
+    setup: Setup,
+    customers_topic: String,
+    v1: Arc<TableSchema>,
+    producer: EventProducer,
+    w: Workload,
+}
+
+async fn customers_beside_orders(
+    name: &str,
+    ids: std::ops::RangeInclusive<i64>,
+    seed: u64,
+) -> CustomersBesideOrders {
+    let setup = Setup::with_tables(name, CUSTOMERS_TABLE, "");
+    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
+    let v1 = customers(&["id"]);
+    let mut producer = setup.producer();
+    for id in ids {
+        producer.send(&customer(&v1, id)).await.unwrap();
+    }
+    let mut w = Workload::new(seed);
+    for e in w.transaction(40) {
+        producer.send(&e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    CustomersBesideOrders {
+        setup,
+        customers_topic,
+        v1,
+        producer,
+        w,
+    }
+}
+
 /// Commits customer 1 into `table` as another writer, with `checkpoint`.
 async fn commit_customer_one(
     table: &mut tidewater::lake::table::Table,
@@ -1267,18 +1298,13 @@ async fn commit_customer_one(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_again_and_grown_past_the_checkpoint_stops_the_table_loudly() {
-    let setup = Setup::with_tables("recreated", CUSTOMERS_TABLE, "");
-    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
-    let v1 = customers(&["id"]);
-    let mut producer = setup.producer();
-    for id in 1..=20 {
-        producer.send(&customer(&v1, id)).await.unwrap();
-    }
-    let mut w = Workload::new(11);
-    for e in w.transaction(40) {
-        producer.send(&e).await.unwrap();
-    }
-    producer.flush().await.unwrap();
+    let CustomersBesideOrders {
+        setup,
+        customers_topic,
+        v1,
+        mut producer,
+        mut w,
+    } = customers_beside_orders("recreated", 1..=20, 11).await;
 
     // A first run reads everything: each partition's stamp is Kafka's
     // timestamp of the last message the lake read of it.
@@ -1391,18 +1417,13 @@ async fn a_topic_created_again_and_grown_past_the_checkpoint_stops_the_table_lou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
-    let setup = Setup::with_tables("unreadable", CUSTOMERS_TABLE, "");
-    let customers_topic = table_topic(&setup.prefix, &TableId::new("public", "customers"));
-    let v1 = customers(&["id"]);
-    let mut w = Workload::new(9);
-    let mut producer = setup.producer();
-    for id in 1..=20 {
-        producer.send(&customer(&v1, id)).await.unwrap();
-    }
-    for e in w.transaction(40) {
-        producer.send(&e).await.unwrap();
-    }
-    producer.flush().await.unwrap();
+    let CustomersBesideOrders {
+        setup,
+        customers_topic,
+        v1,
+        mut producer,
+        mut w,
+    } = customers_beside_orders("unreadable", 1..=20, 9).await;
     let log = setup.dir.path().join("sink.log");
     let sink = setup.spawn_logged(None, Some(&log));
     setup.wait_table_caught_up(
