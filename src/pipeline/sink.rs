@@ -616,6 +616,8 @@ pub struct SinkWorker {
     pub stats: Arc<SinkStats>,
     /// A plain client for the brokers' high watermarks (lag).
     watermarks: Arc<rdkafka::consumer::BaseConsumer>,
+    /// A commit moved a checkpoint since the lag was last measured.
+    lag_stale: bool,
 }
 
 impl SinkWorker {
@@ -721,6 +723,7 @@ impl SinkWorker {
             dead_letters,
             stats: Arc::default(),
             watermarks: Arc::new(client.create()?),
+            lag_stale: false,
         };
         for (topic, reason) in unopened {
             worker.stop_table(&topic, &reason);
@@ -740,7 +743,14 @@ impl SinkWorker {
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tick.tick() => self.commit_due(false).await?,
+                _ = tick.tick() => {
+                    self.commit_due(false).await?;
+                    // After a commit, not up to LAG_EVERY later: a lake
+                    // that has caught up shows no lag.
+                    if self.lag_stale {
+                        self.measure_lag().await;
+                    }
+                }
                 _ = lag_tick.tick() => self.measure_lag().await,
                 polled = self.consumer.next() => self.handle(polled?).await?,
             }
@@ -991,6 +1001,7 @@ impl SinkWorker {
                         "committed"
                     );
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.lag_stale = true;
                     self.stats
                         .commit_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -1058,6 +1069,7 @@ impl SinkWorker {
     /// the owned partitions and the lake's checkpoints. A broker that does
     /// not answer leaves the figure as it was.
     async fn measure_lag(&mut self) {
+        self.lag_stale = false;
         let owned = self.consumer.owned();
         if owned.is_empty() {
             return;
