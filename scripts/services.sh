@@ -787,6 +787,11 @@ kafka_start() {
   kafka_running && return 0
   check_port_free kafka "$KAFKA_PORT" || return 1
   mkdir -p "$KAFKA_DIR"
+  # Who fed what from this store can tell it from another one (a store
+  # wiped or removed since): a random id beside it, made with the store.
+  if [[ ! -e $KAFKA_DIR/tansu.db || ! -s $KAFKA_DIR/store-id ]]; then
+    cat /proc/sys/kernel/random/uuid >"$KAFKA_DIR/store-id"
+  fi
   # The libsql engine resolves the sqlite:// URL against the working
   # directory: sqlite://tansu.db -> $KAFKA_DIR/tansu.db (+ -wal/-shm files).
   # Logs: RUST_LOG syntax, default warn; NO_COLOR keeps ANSI escapes out of the file.
@@ -1155,8 +1160,10 @@ cmd_wipe() {
   local size
   kafka_stop || true
   ! kafka_running || die "wipe: the broker did not stop; its store is left as it is"
+  # A broker this script did not start (no pid file) may still use the store.
+  check_port_free kafka "$KAFKA_PORT" || die "wipe: something still listens on $HOST:$KAFKA_PORT; its store is left as it is"
   size=$(du -sh "$KAFKA_DIR" 2>/dev/null | cut -f1 || true)
-  rm -f "$KAFKA_DIR"/tansu.db "$KAFKA_DIR"/tansu.db-wal "$KAFKA_DIR"/tansu.db-shm
+  rm -f "$KAFKA_DIR"/tansu.db "$KAFKA_DIR"/tansu.db-wal "$KAFKA_DIR"/tansu.db-shm "$KAFKA_DIR"/store-id
   say "kafka: store wiped (${size:-0} in $KAFKA_DIR); the next start is empty"
   say "kafka: lake tables fed from the old topics hold checkpoints the new ones cannot serve: rebuild them (scripts/quickstart.sh rebuilds its own)"
 }

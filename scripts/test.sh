@@ -43,8 +43,11 @@ fi
 # already running is left alone, with its store's size shown.
 step "the broker's store"
 if scripts/services.sh status kafka; then
-  du -sh "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}/kafka" || true
-  echo "(running, so kept; 'scripts/services.sh wipe kafka' empties it)"
+  store_kb=$(du -sk "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}/kafka" | cut -f1 || true)
+  echo "running, so kept: $((${store_kb:-0} / 1024)) MB ('scripts/services.sh wipe kafka' empties it)"
+  if [[ ${store_kb:-0} =~ ^[0-9]+$ ]] && ((store_kb > 10 * 1024 * 1024)); then
+    echo "[test] warning: the broker's store is over 10 GB; each run adds about 1.5 GB"
+  fi
 else
   scripts/services.sh wipe kafka
 fi

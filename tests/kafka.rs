@@ -516,7 +516,7 @@ async fn a_sink_consumer_cancelled_mid_message_loses_nothing() {
                         consumer.start(&starts).unwrap();
                     }
                     Polled::Revoked(_) => {}
-                    Polled::Gap { .. } | Polled::Replaced { .. } => {
+                    Polled::Gap { .. } | Polled::Replaced { .. } | Polled::Rewound { .. } => {
                 panic!("no messages are deleted or replaced here")
             }
                     Polled::Message { partition, offset, decoded, .. } => {
@@ -588,7 +588,7 @@ async fn a_sink_consumer_starts_each_partition_where_it_is_told() {
                 consumer.start(&starts).unwrap();
             }
             Polled::Revoked(_) => {}
-            Polled::Gap { .. } | Polled::Replaced { .. } => {
+            Polled::Gap { .. } | Polled::Replaced { .. } | Polled::Rewound { .. } => {
                 panic!("no messages are deleted or replaced here")
             }
             Polled::Message {

@@ -236,6 +236,17 @@ mod sink {
             recorded: i64,
             found: Option<i64>,
         },
+        /// A partition that delivered messages up to `from` (exclusive)
+        /// delivered offset `to` below it: the client's position was reset
+        /// to the partition's start because the topic was deleted and
+        /// created again (or lost its messages) while it was read. The
+        /// partition delivers nothing more.
+        Rewound {
+            topic: String,
+            partition: i32,
+            from: i64,
+            to: i64,
+        },
         /// A message of a positioned partition.
         Message {
             topic: String,
@@ -304,6 +315,8 @@ mod sink {
         /// message below it was fetched before the seek (or is one already
         /// delivered) and is dropped.
         positioned: HashMap<(String, i32), i64>,
+        /// Positioned partitions that delivered a message since their start.
+        delivered: std::collections::HashSet<(String, i32)>,
         /// Partitions to check before they deliver: the offset of a message
         /// the caller knows and its timestamp ([`Self::check_first`]).
         checks: HashMap<(String, i32), (i64, i64)>,
@@ -337,8 +350,8 @@ mod sink {
         Early,
         /// The checked message, as recorded.
         Same,
-        /// Past it: the checked message is gone, nothing to compare.
-        Gone,
+        /// Past it: the checked message is gone, or this one came early.
+        Later,
         /// Another message at the checked offset.
         Replaced,
     }
@@ -346,7 +359,7 @@ mod sink {
     fn checked(at: i64, recorded: i64, offset: i64, timestamp: Option<i64>) -> Check {
         match offset.cmp(&at) {
             std::cmp::Ordering::Less => Check::Early,
-            std::cmp::Ordering::Greater => Check::Gone,
+            std::cmp::Ordering::Greater => Check::Later,
             std::cmp::Ordering::Equal if timestamp == Some(recorded) => Check::Same,
             std::cmp::Ordering::Equal => Check::Replaced,
         }
@@ -359,7 +372,26 @@ mod sink {
         assert_eq!(checked(9, 1000, 9, Some(1001)), Check::Replaced);
         assert_eq!(checked(9, 1000, 9, None), Check::Replaced);
         assert_eq!(checked(9, 1000, 8, Some(5)), Check::Early);
-        assert_eq!(checked(9, 1000, 10, Some(5)), Check::Gone);
+        assert_eq!(checked(9, 1000, 10, Some(5)), Check::Later);
+    }
+
+    /// Whether a message at `offset`, below `next`, of a partition that
+    /// has `delivered` since its start means its position went back. Before
+    /// the first delivery it was fetched before the seek; after it,
+    /// librdkafka's seek barrier drops such messages, and only a reset of
+    /// the position to the partition's start (the offset out of range: the
+    /// topic was created again or lost messages) brings one.
+    fn rewound(delivered: bool, next: i64, offset: i64) -> bool {
+        delivered && offset < next
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn a_partition_rewinds_only_below_what_it_delivered() {
+        assert!(!rewound(false, 10, 3), "fetched before the seek");
+        assert!(!rewound(true, 10, 10) && !rewound(true, 10, 12));
+        assert!(rewound(true, 10, 0), "reset to the start of a new topic");
+        assert!(rewound(true, 10, 9));
     }
 
     /// Whether a message at `offset` skips offsets after `next` (the next
@@ -467,6 +499,7 @@ mod sink {
                 shared,
                 decoder: Arc::new(tokio::sync::Mutex::new(decoder)),
                 positioned: HashMap::new(),
+                delivered: std::collections::HashSet::new(),
                 checks: HashMap::new(),
                 standalone: standalone.then(TopicPartitionList::new),
                 decoding: None,
@@ -524,6 +557,7 @@ mod sink {
                     _ => i64::MIN,
                 };
                 self.positioned.insert((topic.clone(), *partition), next);
+                self.delivered.remove(&(topic.clone(), *partition));
             }
             Ok(())
         }
@@ -547,6 +581,7 @@ mod sink {
                     if let Polled::Revoked(parts) = &event {
                         for p in parts {
                             self.positioned.remove(p);
+                            self.delivered.remove(p);
                             self.checks.remove(p);
                         }
                         let orphaned = self.decoding.as_ref().is_some_and(|(t, p, _)| {
@@ -586,11 +621,22 @@ mod sink {
                                 self.checks.remove(&key);
                                 continue;
                             }
-                            Check::Gone => {
+                            Check::Later => {
+                                // Past the checked message: it is gone
+                                // (retention), or this one was fetched
+                                // before the seek and comes again after it.
+                                let low = self
+                                    .consumer
+                                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                                    .map(|(low, _)| low)?;
+                                if low <= at {
+                                    continue;
+                                }
                                 self.checks.remove(&key);
                             }
                             Check::Replaced => {
                                 self.checks.remove(&key);
+                                self.delivered.remove(&key);
                                 self.positioned.insert(key, i64::MAX);
                                 return Ok(Polled::Replaced {
                                     topic,
@@ -613,6 +659,7 @@ mod sink {
                             .fetch_watermarks(&topic, partition, Duration::from_secs(10))
                             .map(|(low, _)| low)?;
                         if low > next {
+                            self.delivered.remove(&key);
                             self.positioned.insert(key, i64::MAX);
                             return Ok(Polled::Gap {
                                 topic,
@@ -622,9 +669,22 @@ mod sink {
                             });
                         }
                     }
+                    if let Some(next) = self.positioned.get(&key).copied()
+                        && rewound(self.delivered.contains(&key), next, offset)
+                    {
+                        self.delivered.remove(&key);
+                        self.positioned.insert(key, i64::MAX);
+                        return Ok(Polled::Rewound {
+                            topic,
+                            partition,
+                            from: next,
+                            to: offset,
+                        });
+                    }
                     if !admit(self.positioned.get_mut(&key), offset) {
                         continue;
                     }
+                    self.delivered.insert(key);
                     let (key, value) = (
                         message.key().map(<[u8]>::to_vec),
                         message.payload().map(<[u8]>::to_vec),

@@ -618,6 +618,8 @@ pub struct SinkWorker {
     watermarks: Arc<rdkafka::consumer::BaseConsumer>,
     /// A commit moved a checkpoint since the lag was last measured.
     lag_stale: bool,
+    /// When the lag was last measured.
+    lag_measured: Option<Clock>,
 }
 
 impl SinkWorker {
@@ -724,6 +726,7 @@ impl SinkWorker {
             stats: Arc::default(),
             watermarks: Arc::new(client.create()?),
             lag_stale: false,
+            lag_measured: None,
         };
         for (topic, reason) in unopened {
             worker.stop_table(&topic, &reason);
@@ -747,7 +750,8 @@ impl SinkWorker {
                     self.commit_due(false).await?;
                     // After a commit, not up to LAG_EVERY later: a lake
                     // that has caught up shows no lag.
-                    if self.lag_stale {
+                    let recent = self.lag_measured.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+                    if self.lag_stale && !recent {
                         self.measure_lag().await;
                     }
                 }
@@ -847,6 +851,22 @@ impl SinkWorker {
                     // Nothing buffered is committed: the topic is not the
                     // one the lake read.
                     let reason = replaced(&topic, partition, offset, recorded, found);
+                    self.stop_table(&topic, &reason);
+                }
+            }
+            Polled::Rewound {
+                topic,
+                partition,
+                from,
+                to,
+            } => {
+                let stopped = self.tables.get(&topic).is_none_or(|t| t.stopped.is_some());
+                if !stopped {
+                    let reason = format!(
+                        "{topic}/{partition}: offsets went back from {from} to {to} while the \
+                         partition was read: the topic was deleted and created again (or lost \
+                         its messages); re-snapshot the source into a new table"
+                    );
                     self.stop_table(&topic, &reason);
                 }
             }
@@ -1070,6 +1090,7 @@ impl SinkWorker {
     /// not answer leaves the figure as it was.
     async fn measure_lag(&mut self) {
         self.lag_stale = false;
+        self.lag_measured = Some(Clock::now());
         let owned = self.consumer.owned();
         if owned.is_empty() {
             return;
