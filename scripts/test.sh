@@ -32,9 +32,11 @@ step "free disk"
 disk
 # A fresh clone's build takes about 3 GB under target/, the services and their
 # test data a few more: say so now rather than fail half way with ENOSPC.
-free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+# The least free of this checkout's disk and the services' (created if need be).
+mkdir -p "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}"
+free_kb=$(df -Pk . "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}" | awk 'NR > 1 && (min == "" || $4 < min) { min = $4 } END { print min }')
 if [[ $free_kb =~ ^[0-9]+$ ]] && ((free_kb < 10 * 1024 * 1024)); then
-  echo "[test] warning: $((free_kb / 1024)) MB free here; a fresh build and the test services need about 10 GB"
+  echo "[test] warning: $((free_kb / 1024)) MB free; a fresh build and the test services need about 10 GB"
   du -sh "${TIDEWATER_SERVICES_DIR:-/var/lib/tidewater-services}"/* 2>/dev/null || true
 fi
 

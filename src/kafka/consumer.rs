@@ -312,8 +312,9 @@ mod sink {
         shared: Arc<Shared>,
         decoder: Arc<tokio::sync::Mutex<EventDecoder>>,
         /// Started partitions and the next offset each may deliver: a
-        /// message below it was fetched before the seek (or is one already
-        /// delivered) and is dropped.
+        /// message below it is dropped before the partition's first
+        /// delivery (fetched before the seek) and means the position went
+        /// back after it ([`Polled::Rewound`]).
         positioned: HashMap<(String, i32), i64>,
         /// Positioned partitions that delivered a message since their start.
         delivered: std::collections::HashSet<(String, i32)>,
