@@ -137,16 +137,7 @@ impl Checkpoint {
     }
 
     pub fn parse_stamps(text: &str) -> Result<BTreeMap<i32, i64>, String> {
-        let mut stamps = BTreeMap::new();
-        for part in text.split(',').filter(|p| !p.is_empty()) {
-            let (p, t) = part
-                .split_once(':')
-                .ok_or_else(|| format!("`{part}` is not partition:milliseconds"))?;
-            let p = p.parse().map_err(|_| format!("bad partition `{p}`"))?;
-            let t = t.parse().map_err(|_| format!("bad timestamp `{t}`"))?;
-            stamps.insert(p, t);
-        }
-        Ok(stamps)
+        partition_pairs(text.split(',').filter(|p| !p.is_empty()), "timestamp")
     }
 
     pub fn parse(text: &str) -> Result<Checkpoint, String> {
@@ -156,21 +147,29 @@ impl Checkpoint {
             .filter(|t| !t.is_empty())
             .ok_or("no topic")?
             .to_string();
-        let mut offsets = BTreeMap::new();
-        for part in parts {
-            let (p, o) = part
-                .split_once(':')
-                .ok_or_else(|| format!("`{part}` is not partition:offset"))?;
-            let p = p.parse().map_err(|_| format!("bad partition `{p}`"))?;
-            let o = o.parse().map_err(|_| format!("bad offset `{o}`"))?;
-            offsets.insert(p, o);
-        }
         Ok(Checkpoint {
             topic,
-            offsets,
+            offsets: partition_pairs(parts, "offset")?,
             stamps: BTreeMap::new(),
         })
     }
+}
+
+/// `partition:number` parts as a map; `what` names the number.
+fn partition_pairs<'a>(
+    parts: impl Iterator<Item = &'a str>,
+    what: &str,
+) -> Result<BTreeMap<i32, i64>, String> {
+    let mut pairs = BTreeMap::new();
+    for part in parts {
+        let (p, n) = part
+            .split_once(':')
+            .ok_or_else(|| format!("`{part}` is not partition:{what}"))?;
+        let p = p.parse().map_err(|_| format!("bad partition `{p}`"))?;
+        let n = n.parse().map_err(|_| format!("bad {what} `{n}`"))?;
+        pairs.insert(p, n);
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]
