@@ -117,8 +117,12 @@ fn options() -> TableOptions {
     }
 }
 
+fn lake_config(dir: &Path) -> LakeConfig {
+    LakeConfig::with_uri(format!("file://{}", dir.display()))
+}
+
 async fn open(dir: &Path) -> Table {
-    let lake = LakeConfig::with_uri(format!("file://{}", dir.display()));
+    let lake = lake_config(dir);
     Table::open(tidewater::lake::store::open(&lake).unwrap(), options())
         .await
         .unwrap()
@@ -358,16 +362,17 @@ fn child_floor(out: &Path) {
 /// memory the process already holds (the daemon keeps what it freed, see
 /// `tidewater::alloc`). The second result is under `"second"`.
 async fn child_apply(data: &Path, out: &Path, second: Option<&Path>) {
-    let mut first = apply_once(data, out).await;
+    let mut first = apply_once(data, out, true).await;
     if let Some(second) = second {
-        first["second"] = apply_once(data, second).await;
+        first["second"] = apply_once(data, second, false).await;
     }
     println!("{first}");
 }
 
-/// Opens the table in `out` (not timed), reads changes/ and applies them in
-/// one commit (timed).
-async fn apply_once(data: &Path, out: &Path) -> Json {
+/// Opens the table in `out` and, with `start`, reserves the sink's buffer
+/// memory as a sink's start does (neither timed), then reads changes/ and
+/// applies them in one commit (timed).
+async fn apply_once(data: &Path, out: &Path, start: bool) -> Json {
     let table_schema = orders::orders(TableId::new("public", "orders"), "bench");
     let opening = Instant::now();
     let read_before = proc::read_chars(None);
@@ -375,17 +380,23 @@ async fn apply_once(data: &Path, out: &Path) -> Json {
     let open_seconds = opening.elapsed().as_secs_f64();
     let open_read_mb = proc::read_chars(None).saturating_sub(read_before) as f64 / 1e6;
     let index_at_open = table.index_size();
+    let reserving = Instant::now();
+    let reserved = start
+        .then(|| tidewater::pipeline::sink::reserve_buffer(&lake_config(out)))
+        .flatten()
+        .is_some();
+    let reserve_seconds = reserving.elapsed().as_secs_f64();
     eprintln!(
         "apply: table open, RSS {:.0} MB (peak {:.0} MB)",
         proc::rss_mb(None),
         proc::peak_rss_mb(None)
     );
     let cpu0 = proc::cpu_seconds(None);
-    let start = Instant::now();
+    let clock = Instant::now();
     // The changes arrive decoded in a running sink; here they are read
     // from parquet, one thread per core.
     let changes = read_change_files(&files_in(&data.join("changes")), &table_schema);
-    let read_seconds = start.elapsed().as_secs_f64();
+    let read_seconds = clock.elapsed().as_secs_f64();
     eprintln!(
         "apply: changes read, RSS {:.0} MB (peak {:.0} MB)",
         proc::rss_mb(None),
@@ -406,9 +417,11 @@ async fn apply_once(data: &Path, out: &Path) -> Json {
         })
         .await
         .unwrap();
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = clock.elapsed().as_secs_f64();
     json!({
         "seconds": seconds,
+        "reserved": reserved,
+        "reserve_seconds": reserve_seconds,
         "read_changes_seconds": read_seconds,
         "open_seconds": open_seconds,
         "open_read_mb": open_read_mb,
@@ -705,6 +718,21 @@ fn main() {
         delta_secs / ours_secs,
         duck_secs / ours_secs,
         median(&|r| secs(&r.delta) / secs(&r.ours))
+    );
+    // A sink touches its buffer memory when it starts (untimed above, like
+    // opening the table); counted in, the first batch is this.
+    let reserve_secs = median(&|r| r.ours["reserve_seconds"].as_f64().unwrap());
+    let with_reserve = median(&|r| secs(&r.ours) + r.ours["reserve_seconds"].as_f64().unwrap());
+    println!(
+        "tidewater's start, untimed: the buffer memory {} in {:.2} s (median); the first batch with that counted in: {:.2} s, {:.2}x delta-rs",
+        if rounds.iter().all(|r| r.ours["reserved"].as_bool() == Some(true)) {
+            "reserved"
+        } else {
+            "NOT reserved (MIMALLOC_PURGE_DELAY is not -1)"
+        },
+        reserve_secs,
+        with_reserve,
+        delta_secs / with_reserve
     );
     let again = |j: &Json| j["second"]["seconds"].as_f64().unwrap();
     let rounds_again: Vec<String> = rounds

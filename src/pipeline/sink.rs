@@ -589,6 +589,9 @@ pub struct SinkStats {
     /// lake yet: high watermark minus the offset the lake's checkpoint
     /// resumes from, summed (measured every 10 s).
     pub kafka_lag: AtomicU64,
+    /// Memory touched at start for the buffers ([`reserve_buffer`]), once
+    /// done; 0 before, or when nothing was touched.
+    pub reserved_bytes: AtomicU64,
     /// Per table: the instant of its last commit, or why it stopped.
     pub tables: std::sync::Mutex<std::collections::BTreeMap<String, TableStatus>>,
 }
@@ -604,6 +607,14 @@ impl SinkStats {
         let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
         f(tables.entry(name.to_string()).or_default());
     }
+}
+
+/// Touches the memory `buffer_mb` allows once, so that the first commit
+/// does not fault it in (see [`crate::alloc`]): a sink's start does it, and
+/// the lake benchmark, which applies its batch without a sink, calls this
+/// as a sink's start would. `None` when nothing was touched.
+pub fn reserve_buffer(lake: &LakeConfig) -> Option<Duration> {
+    crate::alloc::reserve((lake.buffer_mb as usize) << 20)
 }
 
 pub struct SinkWorker {
@@ -730,6 +741,25 @@ impl SinkWorker {
         };
         for (topic, reason) in unopened {
             worker.stop_table(&topic, &reason);
+        }
+        // In the background: the first messages need not wait for it, and
+        // it is done long before a first commit is due.
+        let (lake, stats) = (worker.lake.clone(), worker.stats.clone());
+        let reserving = std::thread::Builder::new()
+            .name("tidewater-reserve".into())
+            .spawn(move || {
+                if let Some(took) = reserve_buffer(&lake) {
+                    let bytes = u64::from(lake.buffer_mb) << 20;
+                    stats.reserved_bytes.store(bytes, Ordering::Relaxed);
+                    tracing::info!(
+                        mib = lake.buffer_mb,
+                        seconds = took.as_secs_f64(),
+                        "sink memory reserved for its buffers"
+                    );
+                }
+            });
+        if let Err(e) = reserving {
+            tracing::warn!(error = %e, "cannot start the thread that reserves the sink's memory");
         }
         Ok(worker)
     }
