@@ -725,7 +725,10 @@ fn main() {
     let with_reserve = median(&|r| secs(&r.ours) + r.ours["reserve_seconds"].as_f64().unwrap());
     println!(
         "tidewater's start, untimed: the buffer memory {} in {:.2} s (median); the first batch with that counted in: {:.2} s, {:.2}x delta-rs",
-        if rounds.iter().all(|r| r.ours["reserved"].as_bool() == Some(true)) {
+        if rounds
+            .iter()
+            .all(|r| r.ours["reserved"].as_bool() == Some(true))
+        {
             "reserved"
         } else {
             "NOT reserved (MIMALLOC_PURGE_DELAY is not -1)"

@@ -358,6 +358,16 @@ lake:
 
     /// Starts a standalone sink; its log goes to `log` when given.
     fn spawn_logged(&self, failpoint: Option<&str>, log: Option<&Path>) -> Child {
+        self.spawn_with(failpoint, log, &[])
+    }
+
+    /// Starts a standalone sink with `env` set too.
+    fn spawn_with(
+        &self,
+        failpoint: Option<&str>,
+        log: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidewater"));
         cmd.args([
             "run",
@@ -373,6 +383,7 @@ lake:
         if let Some(f) = failpoint {
             cmd.env("TIDEWATER_FAILPOINTS", f);
         }
+        cmd.envs(env.iter().copied());
         match log {
             Some(path) => cmd
                 .stdout(Stdio::null())
@@ -1490,6 +1501,50 @@ async fn a_base_file_that_cannot_be_read_stops_its_table_alone() {
     setup.wait_caught_up(Duration::from_secs(60));
     stop_gracefully(sink);
     assert_same_rows(&setup.lake_rows(), &w.expected(), "orders go on");
+}
+
+/// A started sink touches its buffer budget once (the first commit then
+/// runs on memory already faulted in): the memory stays resident, held by
+/// the allocator. With freed memory returned to the system, nothing is
+/// touched and the idle sink stays far below that size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_sink_holds_its_buffer_memory_touched() {
+    const MIB: u64 = 1 << 20;
+    let setup = Setup::with_lake("reserve", "", "  buffer_mb: 512\n");
+    let resident = |sink: &Child| (proc::rss_mb(Some(sink.id())) * MIB as f64) as u64;
+    let sink = setup.spawn(None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while setup.metric("tidewater_sink_reserved_bytes").await != Some((512 * MIB) as f64) {
+        assert!(
+            Instant::now() < deadline,
+            "reserved: {:?}",
+            setup.metric("tidewater_sink_reserved_bytes").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Freed to the allocator, which keeps it: resident a while later too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reserved = resident(&sink);
+    println!("resident after reserving 512 MiB: {reserved} bytes");
+    assert!(
+        reserved >= 512 * MIB,
+        "resident {reserved} bytes after reserving 512 MiB"
+    );
+    stop_gracefully(sink);
+
+    let sink = setup.spawn_with(None, None, &[("MIMALLOC_PURGE_DELAY", "1000")]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        setup.metric("tidewater_sink_reserved_bytes").await,
+        Some(0.0)
+    );
+    let idle = resident(&sink);
+    println!("resident without the reserve: {idle} bytes");
+    assert!(
+        idle < 256 * MIB,
+        "an idle sink without the reserve holds {idle} bytes"
+    );
+    stop_gracefully(sink);
 }
 
 /// Item 7 of the lake sink: with the default buffers, a backlog of a million
