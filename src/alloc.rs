@@ -19,9 +19,10 @@
 //! Kept memory is fast only from its second use: the first touch of a page
 //! is a fault (on this VM, one the host serves too: 2.3–2.5 s per GB of
 //! memory the guest had freed, against 10 GB/s for memory touched before).
-//! A started sink would pay that inside its first commit, which then took
-//! 4.0–4.1 s against 3.6 s for the next (`cargo bench --bench lake`, the
-//! apply by hand). So a sink touches its buffer budget once when it starts
+//! A started sink would pay that inside its first commit: the lake
+//! benchmark's apply took 4.02 and 4.13 s without the memory touched
+//! first, 3.59–3.73 s with it (by hand, in turn; docs/MEASUREMENTS.md).
+//! So a sink touches its buffer budget once when it starts
 //! ([`reserve`]), in the background, as a JVM does with
 //! `-XX:+AlwaysPreTouch`: the memory is then held, backed, for the changes
 //! and file jobs of its first commit. With freed memory returned to the
