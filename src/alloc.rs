@@ -21,7 +21,8 @@
 //! memory the guest had freed, against 10 GB/s for memory touched before).
 //! A started sink would pay that inside its first commit: the lake
 //! benchmark's apply took 4.02 and 4.13 s without the memory touched
-//! first, 3.59–3.73 s with it (by hand, in turn; docs/MEASUREMENTS.md).
+//! first, 3.59–3.73 s with it (by hand, in turn, a first version of
+//! [`reserve`]; docs/MEASUREMENTS.md).
 //! So a sink touches its buffer budget once when it starts
 //! ([`reserve`]), in the background, as a JVM does with
 //! `-XX:+AlwaysPreTouch`: the memory is then held, backed, for the changes
