@@ -224,7 +224,7 @@ impl Registry {
                     m.add("tidewater_sink_dead_letters_total", "counter", "Messages sent to the dead-letter topic", &pl, load(&s.dead_letters));
                     m.add("tidewater_sink_conflicts_total", "counter", "Commits retried after losing a race", &pl, load(&s.conflicts));
                     m.add("tidewater_sink_kafka_lag_messages", "gauge", "Messages of the owned partitions not in the lake yet (high watermark minus the lake checkpoint)", &pl, load(&s.kafka_lag));
-                    m.add("tidewater_sink_reserved_bytes", "gauge", "Memory the sink touched at start for its buffers (`buffer_mb`); 0 until done, or when freed memory is returned to the system", &pl, load(&s.reserved_bytes));
+                    m.add("tidewater_sink_reserved_bytes", "gauge", "Memory the sink touched at start for its buffers (`buffer_mb`, at most half the memory available); 0 when freed memory is returned to the system", &pl, load(&s.reserved_bytes));
                     let tables = s.tables.lock().unwrap_or_else(|p| p.into_inner());
                     for (name, t) in tables.iter() {
                         let tl = [("pipeline", p.pipeline.as_str()), ("table", name.as_str())];

@@ -589,8 +589,8 @@ pub struct SinkStats {
     /// lake yet: high watermark minus the offset the lake's checkpoint
     /// resumes from, summed (measured every 10 s).
     pub kafka_lag: AtomicU64,
-    /// Memory touched at start for the buffers ([`reserve_buffer`]), once
-    /// done; 0 before, or when nothing was touched.
+    /// Memory touched at start for the buffers ([`reserve_buffer`]); 0
+    /// when nothing was touched.
     pub reserved_bytes: AtomicU64,
     /// Per table: the instant of its last commit, or why it stopped.
     pub tables: std::sync::Mutex<std::collections::BTreeMap<String, TableStatus>>,
@@ -613,7 +613,7 @@ impl SinkStats {
 /// does not fault it in (see [`crate::alloc`]): a sink's start does it, and
 /// the lake benchmark, which applies its batch without a sink, calls this
 /// as a sink's start would. `None` when nothing was touched.
-pub fn reserve_buffer(lake: &LakeConfig) -> Option<Duration> {
+pub fn reserve_buffer(lake: &LakeConfig) -> Option<crate::alloc::Reserved> {
     crate::alloc::reserve((lake.buffer_mb as usize) << 20)
 }
 
@@ -685,6 +685,24 @@ impl SinkWorker {
                 },
             );
         }
+        // Done before the consumer starts fetching: buffered changes then
+        // take the memory reserved, never memory beside it.
+        let budget = lake.clone();
+        let reserved = match tokio::task::spawn_blocking(move || reserve_buffer(&budget)).await {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                tracing::warn!(error = %e, "the sink's memory could not be reserved");
+                None
+            }
+        };
+        if let Some(r) = reserved {
+            tracing::info!(
+                pipeline = %cfg.name,
+                mib = r.bytes >> 20,
+                seconds = r.took.as_secs_f64(),
+                "sink memory reserved for its buffers"
+            );
+        }
         let client = client_config(&cfg.kafka);
         let group = cfg
             .kafka
@@ -742,24 +760,9 @@ impl SinkWorker {
         for (topic, reason) in unopened {
             worker.stop_table(&topic, &reason);
         }
-        // In the background: the first messages need not wait for it, and
-        // it is done long before a first commit is due.
-        let (lake, stats) = (worker.lake.clone(), worker.stats.clone());
-        let reserving = std::thread::Builder::new()
-            .name("tidewater-reserve".into())
-            .spawn(move || {
-                if let Some(took) = reserve_buffer(&lake) {
-                    let bytes = u64::from(lake.buffer_mb) << 20;
-                    stats.reserved_bytes.store(bytes, Ordering::Relaxed);
-                    tracing::info!(
-                        mib = lake.buffer_mb,
-                        seconds = took.as_secs_f64(),
-                        "sink memory reserved for its buffers"
-                    );
-                }
-            });
-        if let Err(e) = reserving {
-            tracing::warn!(error = %e, "cannot start the thread that reserves the sink's memory");
+        if let Some(reserved) = reserved {
+            let bytes = u64::try_from(reserved.bytes).unwrap_or(u64::MAX);
+            worker.stats.reserved_bytes.store(bytes, Ordering::Relaxed);
         }
         Ok(worker)
     }
