@@ -82,7 +82,9 @@ pub fn reserve(bytes: usize) -> Option<Reserved> {
     const CHUNK: usize = 1 << 20;
     let bytes = available_bytes().map_or(bytes, |free| bytes.min(free / 2));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let chunks = bytes.div_ceil(CHUNK).div_ceil(threads);
+    let total = bytes.div_ceil(CHUNK);
+    // Thread n's share of the chunks: they add up to `total`.
+    let share = |n: usize| total / threads + usize::from(n < total % threads);
     // Every thread holds its chunks until all are touched: a thread that
     // freed its own first would hand them to the others, which would then
     // touch the same memory again (seen as a resident set of 350-480 MB
@@ -90,14 +92,15 @@ pub fn reserve(bytes: usize) -> Option<Reserved> {
     // are started: one the system refused is not waited for.
     let gate = (Mutex::new((0usize, None::<usize>)), Condvar::new());
     let start = Instant::now();
-    let spawned = std::thread::scope(|scope| {
-        let mut spawned = 0;
+    let (gate, share) = (&gate, &share);
+    let chunks = std::thread::scope(|scope| {
+        let (mut spawned, mut chunks) = (0, 0);
         for n in 0..threads {
             let thread = std::thread::Builder::new()
                 .name(format!("tidewater-reserve-{n}"))
-                .spawn_scoped(scope, || {
-                    let held = touch(chunks, CHUNK);
-                    let (lock, all) = &gate;
+                .spawn_scoped(scope, move || {
+                    let held = touch(share(n), CHUNK);
+                    let (lock, all) = gate;
                     let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
                     state.0 += 1;
                     all.notify_all();
@@ -107,15 +110,18 @@ pub fn reserve(bytes: usize) -> Option<Reserved> {
                     drop(state);
                     std::hint::black_box(&held);
                 });
-            spawned += usize::from(thread.is_ok());
+            if thread.is_ok() {
+                spawned += 1;
+                chunks += share(n);
+            }
         }
-        let (lock, all) = &gate;
+        let (lock, all) = gate;
         lock.lock().unwrap_or_else(PoisonError::into_inner).1 = Some(spawned);
         all.notify_all();
-        spawned
+        chunks
     });
-    (spawned > 0).then(|| Reserved {
-        bytes: spawned * chunks * CHUNK,
+    (chunks > 0).then(|| Reserved {
+        bytes: chunks * CHUNK,
         took: start.elapsed(),
     })
 }
