@@ -486,6 +486,11 @@ pub struct LakeConfig {
 }
 
 impl LakeConfig {
+    /// `buffer_mb` in bytes: the sink's buffers across all its tables.
+    pub fn buffer_bytes(&self) -> usize {
+        (self.buffer_mb as usize) << 20
+    }
+
     /// A lake at `uri` with every other option at its default.
     pub fn with_uri(uri: impl Into<String>) -> Self {
         LakeConfig {

@@ -614,7 +614,7 @@ impl SinkStats {
 /// the lake benchmark, which applies its batch without a sink, calls this
 /// as a sink's start would. `None` when nothing was touched.
 pub fn reserve_buffer(lake: &LakeConfig) -> Option<crate::alloc::Reserved> {
-    crate::alloc::reserve((lake.buffer_mb as usize) << 20)
+    crate::alloc::reserve(lake.buffer_bytes())
 }
 
 pub struct SinkWorker {
@@ -695,14 +695,6 @@ impl SinkWorker {
                 None
             }
         };
-        if let Some(r) = reserved {
-            tracing::info!(
-                pipeline = %cfg.name,
-                mib = r.bytes >> 20,
-                seconds = r.took.as_secs_f64(),
-                "sink memory reserved for its buffers"
-            );
-        }
         let client = client_config(&cfg.kafka);
         let group = cfg
             .kafka
@@ -760,8 +752,14 @@ impl SinkWorker {
         for (topic, reason) in unopened {
             worker.stop_table(&topic, &reason);
         }
-        if let Some(reserved) = reserved {
-            let bytes = u64::try_from(reserved.bytes).unwrap_or(u64::MAX);
+        if let Some(r) = reserved {
+            tracing::info!(
+                pipeline = %cfg.name,
+                mib = r.bytes >> 20,
+                seconds = r.took.as_secs_f64(),
+                "sink memory reserved for its buffers"
+            );
+            let bytes = u64::try_from(r.bytes).unwrap_or(u64::MAX);
             worker.stats.reserved_bytes.store(bytes, Ordering::Relaxed);
         }
         Ok(worker)
@@ -986,7 +984,7 @@ impl SinkWorker {
 
     /// Each table's share of `buffer_mb`.
     fn table_budget(&self) -> usize {
-        (self.lake.buffer_mb as usize * 1024 * 1024) / self.tables.len().max(1)
+        self.lake.buffer_bytes() / self.tables.len().max(1)
     }
 
     async fn commit_due(&mut self, all: bool) -> Result<(), SinkError> {
@@ -1373,7 +1371,7 @@ mod tests {
             schema: table,
         };
         let million = 1_000_000 * buffered_bytes(&change);
-        let budget = (lake.buffer_mb as usize) << 20;
+        let budget = lake.buffer_bytes();
         println!(
             "a million such changes count {million} bytes of {budget}; a row packs into {}",
             change.row.as_ref().map_or(0, PackedRow::heap_bytes)
