@@ -458,7 +458,8 @@ pub struct LakeConfig {
     pub max_changes_per_commit: u32,
     /// Memory the sink may use for buffered changes (each counted with its
     /// row, key and bookkeeping), across all tables of the pipeline; reaching
-    /// it commits early.
+    /// it commits early. The sink touches it once at start (at most half
+    /// the memory available), so it stays resident from then on.
     #[serde(default = "default_buffer_mb")]
     #[schemars(range(min = 16))]
     pub buffer_mb: u32,
