@@ -4,7 +4,8 @@
 //! - [`store`]: the object store a `lake.uri` names ([`local`] for a directory);
 //! - [`properties`], [`timeline`], [`metadata`]: Hudi's on-disk metadata;
 //! - [`layout`], [`batch`], [`files`]: columns, Arrow batches, base files;
-//! - [`splice`]: rewriting a base file page by page;
+//! - [`splice`]: rewriting a base file page by page ([`snappy`]: its
+//!   encoder for pages of long byte strings);
 //! - [`cpu`]: the threads that decode, merge and encode them;
 //! - [`log`]: the commit log that fences concurrent writers;
 //! - [`table`]: loading, recovery and the upsert commit.
@@ -22,6 +23,7 @@ pub mod local;
 pub mod log;
 pub mod metadata;
 pub mod properties;
+pub mod snappy;
 pub mod splice;
 pub mod store;
 pub mod table;
