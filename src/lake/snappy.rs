@@ -14,8 +14,8 @@
 //! byte for four probes, then every second byte, ...), extending a match
 //! backwards over the bytes it skipped. On one base file of the lake
 //! benchmark, its payload column (17.5 MB of JSON in 1 MiB pages, best of
-//! 9, three runs): compressing took 0.72-0.74 of `snap`'s time, decoding
-//! the result (with `snap`) 0.57-0.58 of the time decoding `snap`'s took,
+//! 9, four runs): compressing took 0.71-0.74 of `snap`'s time, decoding
+//! the result (with `snap`) 0.58 of the time decoding `snap`'s took,
 //! for 0.5% fewer bytes (see `docs/MEASUREMENTS.md`).
 //!
 //! Fixed-width columns keep the reference compressor: in little-endian
@@ -117,7 +117,8 @@ impl Encoder {
             literal(b.get(anchor..ip).unwrap_or_default(), out);
             // Emit copies while the bytes after one start another.
             loop {
-                let length = MIN_MATCH + common(b, candidate + MIN_MATCH, ip + MIN_MATCH, last_load);
+                let length =
+                    MIN_MATCH + common(b, candidate + MIN_MATCH, ip + MIN_MATCH, last_load);
                 copy(out, ip - candidate, length);
                 ip += length;
                 anchor = ip;
@@ -253,7 +254,11 @@ mod tests {
         let decoded = snap::raw::Decoder::new()
             .decompress_vec(&out)
             .unwrap_or_else(|e| panic!("undecodable output for {} bytes: {e}", input.len()));
-        assert!(decoded == input, "{} bytes decoded differently", input.len());
+        assert!(
+            decoded == input,
+            "{} bytes decoded differently",
+            input.len()
+        );
         out.len()
     }
 
