@@ -48,7 +48,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::layout::{COMMIT_SEQNO, POSITION, RECORD_KEY};
 use super::local::{BLOCK, to_block};
-use super::splice::{Route, SpliceError};
+use super::splice::{NewColumn, Route, SpliceError};
 use crate::config::model::ParquetCompression;
 
 /// How a table's base files are encoded.
@@ -278,6 +278,19 @@ pub fn encode_rows<E: From<FileError>>(
     let properties = prepare(
         schema, carried, filter, fresh_keys, known, sampled, encoding,
     )?;
+    if carried.is_none_or(|b| b.num_rows() == 0)
+        && let Some(routes) =
+            super::splice::plan_new(schema, |descr| properties.dictionary_enabled(descr.path()))
+    {
+        return encode_new(
+            schema,
+            properties,
+            &routes,
+            fresh_keys.len(),
+            first_fresh,
+            fresh,
+        );
+    }
     // Parquet with compression takes about a third of Arrow's memory; the
     // fresh rows are taken to be as large as the rows sampled.
     let carried_size = carried.map_or(0, RecordBatch::get_array_memory_size);
@@ -294,6 +307,112 @@ pub fn encode_rows<E: From<FileError>>(
         writer.write(&batch?).map_err(FileError::from)?;
     }
     writer.close().map_err(FileError::from)?;
+    Ok(out.into_bytes())
+}
+
+/// Encodes a new file (no stored rows) of `rows` rows from the batches
+/// `first`, then `fresh`, as they come, in row groups of at most
+/// [`MAX_ROW_GROUP_ROWS`]: the columns `routes` sends to
+/// [`Route::Splice`] as PLAIN pages, as a rewrite writes its new rows (so
+/// that text pages get the same encoder, [`super::snappy`]), the others
+/// through the Arrow writer's column writers.
+fn encode_new<E: From<FileError>>(
+    schema: &arrow_schema::SchemaRef,
+    properties: WriterProperties,
+    routes: &[Route],
+    rows: usize,
+    first: Option<RecordBatch>,
+    mut fresh: impl Iterator<Item = Result<RecordBatch, E>>,
+) -> Result<Bytes, E> {
+    let spliced = |e: SpliceError| E::from(FileError::from(e));
+    let parquet = |e: parquet::errors::ParquetError| E::from(FileError::from(e));
+    let codec = properties.compression(&ColumnPath::from(Vec::<String>::new()));
+    let size = first.as_ref().map_or(0, |b| {
+        b.get_array_memory_size() / b.num_rows().max(1) * rows
+    });
+    let mut out = Aligned::with_capacity(size / 3 + 1024);
+    let writer =
+        ArrowWriter::try_new(&mut out, schema.clone(), Some(properties)).map_err(parquet)?;
+    let (mut file, factory) = writer.into_serialized_writer().map_err(parquet)?;
+    let descriptors = file.schema_descr().columns().to_vec();
+    let written = file.properties().clone();
+    let stats: Vec<bool> = (descriptors.iter())
+        .map(|d| written.statistics_enabled(d.path()) != EnabledStatistics::None)
+        .collect();
+    let mut pending = first;
+    let mut left = rows;
+    let mut index = 0usize;
+    loop {
+        if pending.is_none() {
+            pending = fresh.next().transpose()?;
+        }
+        let Some(batch) = pending.as_ref() else {
+            break;
+        };
+        if batch.num_rows() == 0 {
+            pending = None;
+            continue;
+        }
+        // Room per column: a third of its Arrow memory scaled to the row
+        // group (compressed pages; a column outgrowing it grows).
+        let group = left.max(batch.num_rows()).min(MAX_ROW_GROUP_ROWS);
+        let room: Vec<usize> = (batch.columns().iter())
+            .map(|c| c.get_array_memory_size() / batch.num_rows() * group / 3 + 4096)
+            .collect();
+        let writers = factory.create_column_writers(index).map_err(parquet)?;
+        index += 1;
+        let mut failed = None;
+        let mut taken = 0usize;
+        let mut next = || -> Option<RecordBatch> {
+            let batch = match pending.take() {
+                Some(b) => b,
+                None => match fresh.next()? {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failed = Some(e);
+                        return None;
+                    }
+                },
+            };
+            let room = MAX_ROW_GROUP_ROWS - taken;
+            if room == 0 {
+                pending = Some(batch);
+                return None;
+            }
+            if batch.num_rows() > room {
+                pending = Some(batch.slice(room, batch.num_rows() - room));
+                taken += room;
+                return Some(batch.slice(0, room));
+            }
+            taken += batch.num_rows();
+            Some(batch)
+        };
+        let columns = super::splice::new_row_group(
+            routes,
+            schema.fields(),
+            &descriptors,
+            &stats,
+            codec,
+            writers,
+            &room,
+            &mut next,
+        )
+        .map_err(spliced)?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        left = left.saturating_sub(taken);
+        let mut row_group = file.next_row_group().map_err(parquet)?;
+        for column in columns {
+            match column {
+                NewColumn::Pages(bytes, close) => row_group.append_column(&bytes, close),
+                NewColumn::Arrow(chunk) => chunk.append_to_row_group(&mut row_group),
+            }
+            .map_err(parquet)?;
+        }
+        row_group.close().map_err(parquet)?;
+    }
+    file.close().map_err(parquet)?;
     Ok(out.into_bytes())
 }
 
@@ -1014,6 +1133,142 @@ mod tests {
                 assert_eq!(max.as_deref(), Some("key-032999"));
             }
         }
+    }
+
+    /// A new file's rows, written as a commit writes a new file group (no
+    /// stored rows, the batches as they come).
+    fn encode_new_rows(batches: &[RecordBatch], encoding: &Encoding) -> Bytes {
+        let keys: Vec<String> = (batches.iter())
+            .flat_map(|b| {
+                record_keys(b)
+                    .unwrap()
+                    .iter()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        encode_rows::<FileError>(
+            &batches[0].schema(),
+            None,
+            None,
+            &keys,
+            0,
+            batches.iter().cloned().map(Ok),
+            encoding,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_file_writes_its_plain_columns_page_by_page() {
+        use crate::lake::splice::{Route, plan_new};
+        let all = flat(&every_type_file(12_000).0);
+        let schema = all.schema();
+        // Batches of uneven sizes, as a commit builds them.
+        let batches = vec![
+            all.slice(0, 4_096),
+            all.slice(4_096, 1),
+            all.slice(4_097, 7_903),
+        ];
+        for compression in [
+            ParquetCompression::Snappy,
+            ParquetCompression::Zstd,
+            ParquetCompression::None,
+        ] {
+            let encoding = Encoding {
+                compression,
+                unordered: vec![],
+            };
+            let new = encode_new_rows(&batches, &encoding);
+            let through_arrow =
+                encode(&schema, std::slice::from_ref(&all), &encoding, None).unwrap();
+            assert_eq!(decode(new.clone()).unwrap(), all, "{compression:?}");
+            // Statistics as the Arrow writer makes them, column by column.
+            assert_eq!(
+                chunk_statistics(&new),
+                chunk_statistics(&through_arrow),
+                "{compression:?}"
+            );
+            let kv = stored_metadata(&new).unwrap();
+            let kv = kv.metadata().file_metadata().key_value_metadata().unwrap();
+            let max = kv.iter().find(|e| e.key == "hoodie_max_record_key");
+            assert_eq!(max.and_then(|e| e.value.as_deref()), Some("key-011999"));
+        }
+        // The unique columns are written here, the repeating ones by Arrow;
+        // with snappy, the long text columns by tidewater's encoder, so
+        // their chunks differ in size from the Arrow writer's.
+        let encoding = Encoding::default();
+        let properties = prepare(&schema, None, None, &[], 0, Some(&all), &encoding).unwrap();
+        let routes = plan_new(&schema, |d| properties.dictionary_enabled(d.path())).unwrap();
+        assert!(
+            routes.iter().any(|r| matches!(r, Route::Splice(_))),
+            "{routes:?}"
+        );
+        assert!(routes.contains(&Route::Arrow), "{routes:?}");
+        let sizes = |bytes: &Bytes| -> Vec<i64> {
+            let m = stored_metadata(bytes).unwrap();
+            let group = m.metadata().row_group(0);
+            group
+                .columns()
+                .iter()
+                .map(|c| c.compressed_size())
+                .collect()
+        };
+        let new = sizes(&encode_new_rows(&batches, &encoding));
+        let arrow = sizes(&encode(&schema, std::slice::from_ref(&all), &encoding, None).unwrap());
+        let differ = (new.iter().zip(&arrow).zip(&routes))
+            .filter(|((a, b), r)| a != b && matches!(r, Route::Splice(_)))
+            .count();
+        assert!(differ > 0, "{new:?} against {arrow:?}");
+    }
+
+    #[test]
+    fn a_new_file_of_many_rows_splits_its_row_groups_and_structs_go_through_arrow() {
+        let rows = MAX_ROW_GROUP_ROWS + 10_000;
+        let keys: Vec<String> = (0..rows).map(|r| format!("{r}")).collect();
+        let text: Vec<String> = (0..rows)
+            .map(|r| {
+                format!(
+                    "{{\"n\":{r},\"note\":\"{:016x}\"}}",
+                    (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                )
+            })
+            .collect();
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new(RECORD_KEY, DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("doc", DataType::Utf8, true),
+        ]));
+        let all = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(StringArray::from_iter_values(&keys)),
+                std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..rows as i64)),
+                std::sync::Arc::new(StringArray::from_iter_values(&text)),
+            ],
+        )
+        .unwrap();
+        // A batch straddles the row groups' boundary.
+        let batches = vec![all.slice(0, 100_000), all.slice(100_000, rows - 100_000)];
+        let new = encode_new_rows(&batches, &Encoding::default());
+        assert_eq!(decode(new.clone()).unwrap(), all);
+        let m = stored_metadata(&new).unwrap();
+        let groups: Vec<i64> = m
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, vec![MAX_ROW_GROUP_ROWS as i64, 10_000]);
+        // A file with structs (several leaves to a field) is written whole by
+        // the Arrow writer, and reads back the same.
+        let (every, _) = every_type_file(3_000);
+        let new = encode_new_rows(
+            &[every.slice(0, 1_000), every.slice(1_000, 2_000)],
+            &Encoding::default(),
+        );
+        assert_eq!(decode(new).unwrap(), every);
     }
 
     #[test]

@@ -35,17 +35,26 @@ const HASH_BITS: u32 = 14;
 const SKIP_SHIFT: u32 = 2;
 /// The input is compressed in blocks of this size: positions fit 16 bits.
 const BLOCK: usize = 1 << 16;
-/// Inputs shorter than this are one literal.
+/// Blocks shorter than this are one literal.
 const TINY: usize = 16;
+// `key` keeps at most 8 bytes of a load; a copy element takes 4 or more.
+const _: () = assert!(4 <= MIN_MATCH && MIN_MATCH <= 8 && TINY >= 8 + MIN_MATCH);
 
 /// The most bytes `n` input bytes compress to (the reference's bound).
 pub fn max_compressed_len(n: usize) -> usize {
     32 + n + n / 6
 }
 
-/// A Snappy encoder that keeps its hash table from input to input.
+/// An input longer than the format's 32-bit length.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} bytes to compress: Snappy takes at most 4 GiB")]
+pub struct TooLong(pub usize);
+
+/// A Snappy encoder that keeps its hash table and its output buffer from
+/// input to input.
 pub struct Encoder {
     table: Vec<u16>,
+    out: Vec<u8>,
 }
 
 impl Default for Encoder {
@@ -58,11 +67,17 @@ impl Encoder {
     pub fn new() -> Encoder {
         Encoder {
             table: vec![0; 1 << HASH_BITS],
+            out: Vec::new(),
         }
     }
 
-    /// Compresses `input` into `out` (cleared first).
-    pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    /// Compresses `input`; the output lasts until the next call. The
+    /// format states the length in 32 bits: a longer input is refused.
+    pub fn compress(&mut self, input: &[u8]) -> Result<&[u8], TooLong> {
+        if u32::try_from(input.len()).is_err() {
+            return Err(TooLong(input.len()));
+        }
+        let mut out = std::mem::take(&mut self.out);
         out.clear();
         out.reserve(max_compressed_len(input.len()));
         let mut n = input.len() as u64;
@@ -72,8 +87,10 @@ impl Encoder {
         }
         out.push(n as u8);
         for block in input.chunks(BLOCK) {
-            self.block(block, out);
+            self.block(block, &mut out);
         }
+        self.out = out;
+        Ok(&self.out)
     }
 
     fn block(&mut self, b: &[u8], out: &mut Vec<u8>) {
@@ -83,7 +100,7 @@ impl Encoder {
             return;
         }
         self.table.fill(0);
-        // Loads of 8 bytes stay inside the block: a probe at `ip` at most
+        // Loads of 8 bytes stay inside the block: a probe at `ip` below
         // `len - 16`, a match compared 8 bytes at a time up to `len - 8`.
         let last_probe = len - TINY;
         let last_load = len - 8;
@@ -247,9 +264,12 @@ mod tests {
     use super::*;
 
     fn roundtrip(input: &[u8]) -> usize {
-        let mut encoder = Encoder::new();
-        let mut out = Vec::new();
-        encoder.compress(input, &mut out);
+        roundtrip_with(&mut Encoder::new(), input).len()
+    }
+
+    /// The output for `input`, checked to decode to it.
+    fn roundtrip_with(encoder: &mut Encoder, input: &[u8]) -> Vec<u8> {
+        let out = encoder.compress(input).unwrap().to_vec();
         assert!(out.len() <= max_compressed_len(input.len()));
         let decoded = snap::raw::Decoder::new()
             .decompress_vec(&out)
@@ -259,7 +279,50 @@ mod tests {
             "{} bytes decoded differently",
             input.len()
         );
-        out.len()
+        out
+    }
+
+    /// The elements of an output, by kind: literals by how many bytes
+    /// follow the tag with their length, copies with a 1-byte offset and
+    /// their offset's high bits, copies with a 2-byte offset and their
+    /// length.
+    #[derive(Debug, Default)]
+    struct Elements {
+        literals: [usize; 3],
+        copy1_high_offset: usize,
+        copy1: usize,
+        copy2_short: usize,
+        copy2: usize,
+    }
+
+    fn elements(out: &[u8], into: &mut Elements) {
+        let mut i = out.iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+        while let Some(&tag) = out.get(i) {
+            i += 1;
+            match tag & 3 {
+                0 => {
+                    let mut n = usize::from(tag >> 2);
+                    let width = n.saturating_sub(59);
+                    if width > 0 {
+                        n = (0..width).map(|j| usize::from(out[i + j]) << (8 * j)).sum();
+                    }
+                    into.literals[width] += 1;
+                    i += width + n + 1;
+                }
+                1 => {
+                    into.copy1 += 1;
+                    into.copy1_high_offset += usize::from(tag >> 5 != 0);
+                    i += 1;
+                }
+                2 => {
+                    into.copy2 += 1;
+                    into.copy2_short += usize::from((tag >> 2) + 1 < 12);
+                    i += 2;
+                }
+                _ => panic!("a copy with a 4-byte offset"),
+            }
+        }
+        assert_eq!(i, out.len(), "elements past the end");
     }
 
     /// A small deterministic generator (xorshift).
@@ -296,9 +359,51 @@ mod tests {
     }
 
     #[test]
+    fn outputs_are_the_format_byte_for_byte() {
+        // A literal, then a copy of 19 bytes from 1 back (2-byte offset).
+        assert_eq!(
+            roundtrip_with(&mut Encoder::new(), &[b'a'; 20]),
+            [20, 0x00, b'a', 0x4a, 0x01, 0x00]
+        );
+        // Bytes repeated 310 back: copies of 64, 64, 64, then 8 and 10
+        // bytes with 1-byte offsets (310 = 1 << 8 | 54).
+        let mut input = b"0123456789".to_vec();
+        let run: Vec<u8> = (100..200).collect();
+        for _ in 0..3 {
+            input.extend_from_slice(&run);
+        }
+        input.extend_from_slice(b"0123456789ZYXWVUTSRQPONMLKJ");
+        let out = roundtrip_with(&mut Encoder::new(), &input);
+        assert_eq!(out.get(..3), Some(&[0xd1, 0x02, 0xf0][..]), "{out:x?}");
+        let mut kinds = Elements::default();
+        elements(&out, &mut kinds);
+        assert!(kinds.copy1_high_offset >= 1, "{kinds:?}");
+    }
+
+    #[test]
+    fn one_encoder_serves_input_after_input() {
+        let mut rng = Rng(13);
+        let mut encoder = Encoder::new();
+        let mut kinds = Elements::default();
+        for len in [70_000, 5, 15, 16, 17, 300, 200_000, 0, 1_000] {
+            let mut input = json_rows(&mut rng, len / 60 + 1);
+            input.truncate(len);
+            elements(&roundtrip_with(&mut encoder, &input), &mut kinds);
+        }
+        for len in [256, 257, 300] {
+            let random: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            elements(&roundtrip_with(&mut encoder, &random), &mut kinds);
+        }
+        // Every kind of element was made, and read back.
+        assert!(kinds.literals.iter().all(|n| *n > 0), "{kinds:?}");
+        assert!(kinds.copy1 > 0 && kinds.copy1_high_offset > 0, "{kinds:?}");
+        assert!(kinds.copy2 > 0 && kinds.copy2_short > 0, "{kinds:?}");
+    }
+
+    #[test]
     fn every_length_of_short_inputs_round_trips() {
         let mut rng = Rng(7);
-        for len in 0..200 {
+        for len in 0..300 {
             let random: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             roundtrip(&random);
             roundtrip(&vec![b'a'; len]);
@@ -326,7 +431,8 @@ mod tests {
             mixed.truncate(len);
             roundtrip(&mixed);
         }
-        // Literals whose length takes 1, 2 and 3 bytes after the tag.
+        // Literals whose length takes 1 and 2 bytes after the tag (a
+        // literal never passes a block).
         for len in [61, 300, 70_000] {
             let random: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             let mut input = random.clone();

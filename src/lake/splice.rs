@@ -44,6 +44,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Schema, TimeUnit};
 use bytes::Bytes;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 use parquet::basic::{Compression, Encoding, Type as Physical};
 use parquet::column::page::{CompressedPage, Page, PageReader, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
@@ -189,9 +190,10 @@ pub fn plan(stored: &ParquetMetaData, arrow: &Schema, codec: Compression) -> Opt
 /// A page codec.
 enum Codec {
     None,
-    /// The reference encoder, the one for long byte strings
-    /// ([`super::snappy`]) and their output buffer, reused from page to
-    /// page (a fresh buffer of the largest output is zeroed for every page).
+    /// The reference encoder and its output buffer, reused from page to
+    /// page (a fresh buffer of the largest output is zeroed for every
+    /// page), and the encoder of pages of long byte strings
+    /// ([`super::snappy`], holding its own buffer).
     Snappy(snap::raw::Encoder, super::snappy::Encoder, Vec<u8>),
     Zstd(zstd::bulk::Compressor<'static>),
 }
@@ -224,10 +226,10 @@ impl Codec {
     fn compress(&mut self, data: &[u8], long: bool) -> Result<Bytes, SpliceError> {
         match self {
             Codec::None => Ok(Bytes::copy_from_slice(data)),
-            Codec::Snappy(_, text, out) if long => {
-                text.compress(data, out);
-                Ok(Bytes::copy_from_slice(out))
-            }
+            Codec::Snappy(_, text, _) if long => text
+                .compress(data)
+                .map(Bytes::copy_from_slice)
+                .map_err(|e| SpliceError::Codec(e.to_string())),
             Codec::Snappy(encoder, _, out) => {
                 let most = snap::raw::max_compress_len(data.len());
                 if out.len() < most {
@@ -1204,6 +1206,124 @@ pub fn dictionary_column(
         chunk.finish(descr, codec)?
     };
     into_chunk(sink, closed)
+}
+
+/// The route of each column of a new file of `arrow`'s columns: PLAIN
+/// pages written here ([`Route::Splice`]) for the flat columns of a kind
+/// spliced that get no dictionary (`dictionary`: whether the file's writer
+/// properties give the column one), the Arrow writer for the others.
+/// `None` when a field has several leaves (the file goes through Arrow).
+pub fn plan_new(
+    arrow: &Schema,
+    dictionary: impl Fn(&ColumnDescriptor) -> bool,
+) -> Option<Vec<Route>> {
+    let out = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(arrow)
+        .ok()?;
+    if out.num_columns() != arrow.fields().len() {
+        return None;
+    }
+    (arrow.fields().iter().enumerate())
+        .map(|(i, field)| {
+            let descr = out.column(i);
+            if descr.path().parts().first() != Some(field.name()) {
+                return None;
+            }
+            Some(match kind(&descr, field.data_type()) {
+                Some(k) if !dictionary(&descr) => Route::Splice(k),
+                _ => Route::Arrow,
+            })
+        })
+        .collect()
+}
+
+/// One column of a row group of new rows ([`new_row_group`]), for the row
+/// group to take in.
+pub enum NewColumn {
+    /// Written here: its bytes and what the row group needs
+    /// ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
+    Pages(Bytes, ColumnCloseResult),
+    Arrow(ArrowColumnChunk),
+}
+
+/// A column of a row group being written.
+enum Open<'w> {
+    Pages(Chunk<'w>),
+    Arrow(ArrowColumnWriter),
+}
+
+/// Writes one row group of new rows as `next` gives their batches: the
+/// columns routed [`Route::Splice`] as PLAIN pages here, as a rewrite
+/// writes its new rows, the others by their Arrow column writers
+/// (`writers`, one per column). `room`: bytes to set aside per column.
+/// Returns the columns in order.
+#[allow(clippy::too_many_arguments)]
+pub fn new_row_group(
+    routes: &[Route],
+    fields: &arrow_schema::Fields,
+    descriptors: &[ColumnDescPtr],
+    stats: &[bool],
+    codec: Compression,
+    writers: Vec<ArrowColumnWriter>,
+    room: &[usize],
+    next: &mut dyn FnMut() -> Option<arrow_array::RecordBatch>,
+) -> Result<Vec<NewColumn>, SpliceError> {
+    let n = routes.len();
+    if [
+        fields.len(),
+        descriptors.len(),
+        stats.len(),
+        writers.len(),
+        room.len(),
+    ] != [n; 5]
+    {
+        return Err(unsupported("a row group of new rows without every column"));
+    }
+    let mut sinks: Vec<TrackedWrite<Vec<u8>>> = (room.iter())
+        .zip(routes)
+        .map(|(room, route)| match route {
+            Route::Splice(_) => TrackedWrite::new(Vec::with_capacity(*room)),
+            _ => TrackedWrite::new(Vec::new()),
+        })
+        .collect();
+    let mut open = Vec::with_capacity(n);
+    for ((route, (descr, stats)), (sink, writer)) in (routes.iter())
+        .zip(descriptors.iter().zip(stats))
+        .zip(sinks.iter_mut().zip(writers))
+    {
+        open.push(match route {
+            Route::Splice(kind) => Open::Pages(Chunk::new(*kind, descr, *stats, codec, sink)?),
+            _ => Open::Arrow(writer),
+        });
+    }
+    while let Some(batch) = next() {
+        if batch.num_columns() != n {
+            return Err(unsupported("a batch of new rows without every column"));
+        }
+        for ((column, field), array) in open.iter_mut().zip(fields.iter()).zip(batch.columns()) {
+            match column {
+                Open::Pages(chunk) => chunk.fresh(array.as_ref())?,
+                Open::Arrow(writer) => {
+                    for leaf in compute_leaves(field, array)? {
+                        writer.write(&leaf)?;
+                    }
+                }
+            }
+        }
+    }
+    let mut closed = Vec::with_capacity(n);
+    for (column, descr) in open.into_iter().zip(descriptors) {
+        closed.push(match column {
+            Open::Pages(chunk) => Ok(chunk.finish(descr.clone(), codec)?),
+            Open::Arrow(writer) => Err(writer.close()?),
+        });
+    }
+    (closed.into_iter().zip(sinks))
+        .map(|(column, sink)| match column {
+            Ok(closed) => into_chunk(sink, closed).map(|(b, c)| NewColumn::Pages(b, c)),
+            Err(chunk) => Ok(NewColumn::Arrow(chunk)),
+        })
+        .collect()
 }
 
 /// The fresh rows' arrays of column `i`, for [`Column::fresh`].
