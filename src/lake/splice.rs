@@ -1,6 +1,8 @@
 //! Rewriting a stored slice page by page: the column chunks of a base file
 //! whose pages are PLAIN are filtered and extended as bytes, without
-//! decoding their values into Arrow and encoding them again.
+//! decoding their values into Arrow and encoding them again. A new file's
+//! columns without a dictionary are written by the same pages
+//! ([`plan_new`], [`new_row_group`]).
 //!
 //! A copy-on-write commit rewrites every file group it touches. Decoding a
 //! stored file and encoding it again with the Arrow writer (the floor of
