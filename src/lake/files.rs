@@ -20,15 +20,15 @@
 //!
 //! A rewrite whose stored slice allows it is spliced page by page
 //! ([`encode_spliced`], [`super::splice`]): only the columns routed through
-//! Arrow are decoded. A new file writes its columns without a dictionary
-//! with the same page writer ([`encode_rows`] with no carried rows), so
-//! that its pages are those a rewrite writes (long byte strings compressed
-//! by [`super::snappy`]); its next rewrite decoded them faster: one apply
-//! of `cargo bench --bench lake` took 6.8-7.0 CPU seconds on a table
-//! loaded so, 7.1-7.2 on one loaded through the Arrow writer. Otherwise it reads the stored slice with strings and
+//! Arrow are decoded. Otherwise it reads the stored slice with strings and
 //! binaries as views into the decompressed pages ([`decode_base_file`]):
 //! carried values are never copied, and the encoder takes views as they
-//! are. A column gets a
+//! are. A new file writes its columns without a dictionary with the page
+//! writer splicing uses ([`encode_rows`] with no carried rows), so that its
+//! pages are those a rewrite writes (long byte strings compressed by
+//! [`super::snappy`]), and its next rewrite decodes them faster: one apply
+//! of `cargo bench --bench lake` took 6.8-7.0 CPU seconds on a table loaded
+//! so, 7.1-7.2 on one loaded through the Arrow writer. A column gets a
 //! dictionary only when a sample of its values repeats: for mostly unique
 //! values (ids, timestamps, JSON payloads) building one only to abandon it
 //! costs a third of the encoding time and makes the file larger.
@@ -315,6 +315,11 @@ pub fn encode_rows<E: From<FileError>>(
     Ok(out.into_bytes())
 }
 
+/// The most room set aside for a new file, and for one column of one of its
+/// row groups, before they are written ([`encode_new`]).
+const FILE_ROOM: usize = 256 << 20;
+const COLUMN_ROOM: usize = 32 << 20;
+
 /// Encodes a new file (no stored rows) of `rows` rows from the batches
 /// `first`, then `fresh`, as they come, in row groups of at most
 /// [`MAX_ROW_GROUP_ROWS`]: the columns `routes` sends to
@@ -332,10 +337,18 @@ fn encode_new<E: From<FileError>>(
     let spliced = |e: SpliceError| E::from(FileError::from(e));
     let parquet = |e: parquet::errors::ParquetError| E::from(FileError::from(e));
     let codec = properties.compression(&ColumnPath::from(Vec::<String>::new()));
-    let size = first.as_ref().map_or(0, |b| {
-        b.get_array_memory_size() / b.num_rows().max(1) * rows
+    // Room for the file and for each column of a row group: a third of the
+    // first batch's Arrow memory per row (Parquet with compression), capped:
+    // a sliced batch states the memory of the arrays it was cut from. What
+    // outgrows its room grows.
+    let per_row = |memory: usize| memory / first.as_ref().map_or(1, |b| b.num_rows().max(1));
+    let columns: Vec<usize> = first.as_ref().map_or(Vec::new(), |b| {
+        (b.columns().iter())
+            .map(|c| per_row(c.get_array_memory_size()))
+            .collect()
     });
-    let mut out = Aligned::with_capacity(size / 3 + 1024);
+    let size = per_row(first.as_ref().map_or(0, RecordBatch::get_array_memory_size));
+    let mut out = Aligned::with_capacity(size.saturating_mul(rows / 3).min(FILE_ROOM) + 1024);
     let writer =
         ArrowWriter::try_new(&mut out, schema.clone(), Some(properties)).map_err(parquet)?;
     let (mut file, factory) = writer.into_serialized_writer().map_err(parquet)?;
@@ -358,11 +371,12 @@ fn encode_new<E: From<FileError>>(
             pending = None;
             continue;
         }
-        // Room per column: a third of its Arrow memory scaled to the row
-        // group (compressed pages; a column outgrowing it grows).
         let group = left.max(batch.num_rows()).min(MAX_ROW_GROUP_ROWS);
-        let room: Vec<usize> = (batch.columns().iter())
-            .map(|c| c.get_array_memory_size() / batch.num_rows() * group / 3 + 4096)
+        let room: Vec<usize> = (0..routes.len())
+            .map(|i| {
+                let per_row = columns.get(i).copied().unwrap_or(0);
+                per_row.saturating_mul(group / 3).min(COLUMN_ROOM) + 4096
+            })
             .collect();
         let writers = factory.create_column_writers(index).map_err(parquet)?;
         index += 1;
@@ -1254,8 +1268,14 @@ mod tests {
             ],
         )
         .unwrap();
-        // A batch straddles the row groups' boundary.
-        let batches = vec![all.slice(0, 100_000), all.slice(100_000, rows - 100_000)];
+        // A batch straddles the row groups' boundary; the first is one row
+        // cut from the whole (it states the whole's memory: the room set
+        // aside for the file is capped, not that times the rows).
+        let batches = vec![
+            all.slice(0, 1),
+            all.slice(1, 99_999),
+            all.slice(100_000, rows - 100_000),
+        ];
         let new = encode_new_rows(&batches, &Encoding::default());
         assert_eq!(decode(new.clone()).unwrap(), all);
         let m = stored_metadata(&new).unwrap();
