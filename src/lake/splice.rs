@@ -546,7 +546,14 @@ impl<'w> Chunk<'w> {
         codec: Compression,
         sink: &'w mut TrackedWrite<Vec<u8>>,
     ) -> Result<Self, SpliceError> {
-        let mut buffer = Vec::with_capacity(LEVELS_ROOM + PAGE_BYTES + PAGE_BYTES / 8);
+        // A page of fixed-width values is full at its rows: a new file
+        // holds a page being filled for every column at once.
+        let values = match kind {
+            Kind::I32 => PAGE_ROWS * 4,
+            Kind::I64 => PAGE_ROWS * 8,
+            Kind::Bytes => PAGE_BYTES + PAGE_BYTES / 8,
+        };
+        let mut buffer = Vec::with_capacity(LEVELS_ROOM + values);
         buffer.resize(LEVELS_ROOM, 0);
         Ok(Chunk {
             kind,
