@@ -357,6 +357,13 @@ fn encode_new<E: From<FileError>>(
     let stats: Vec<bool> = (descriptors.iter())
         .map(|d| written.statistics_enabled(d.path()) != EnabledStatistics::None)
         .collect();
+    let new_file = super::splice::NewFile {
+        routes,
+        fields: schema.fields(),
+        descriptors: &descriptors,
+        stats: &stats,
+        codec,
+    };
     let mut pending = first;
     let mut left = rows;
     let mut index = 0usize;
@@ -406,17 +413,9 @@ fn encode_new<E: From<FileError>>(
             taken += batch.num_rows();
             Some(batch)
         };
-        let columns = super::splice::new_row_group(
-            routes,
-            schema.fields(),
-            &descriptors,
-            &stats,
-            codec,
-            writers,
-            &room,
-            &mut next,
-        )
-        .map_err(spliced)?;
+        let columns = new_file
+            .row_group(writers, &room, &mut next)
+            .map_err(spliced)?;
         if let Some(e) = failed {
             return Err(e);
         }

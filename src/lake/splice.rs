@@ -2,7 +2,7 @@
 //! whose pages are PLAIN are filtered and extended as bytes, without
 //! decoding their values into Arrow and encoding them again. A new file's
 //! columns without a dictionary are written by the same pages
-//! ([`plan_new`], [`new_row_group`]).
+//! ([`plan_new`], [`NewFile`]).
 //!
 //! A copy-on-write commit rewrites every file group it touches. Decoding a
 //! stored file and encoding it again with the Arrow writer (the floor of
@@ -1246,8 +1246,8 @@ pub fn plan_new(
         .collect()
 }
 
-/// One column of a row group of new rows ([`new_row_group`]), for the row
-/// group to take in.
+/// One column of a row group of new rows ([`NewFile::row_group`]), for the
+/// row group to take in.
 pub enum NewColumn {
     /// Written here: its bytes and what the row group needs
     /// ([`parquet::file::writer::SerializedRowGroupWriter::append_column`]).
@@ -1255,84 +1255,105 @@ pub enum NewColumn {
     Arrow(ArrowColumnChunk),
 }
 
-/// A column of a row group being written.
+/// The columns of a new file, as [`NewFile::row_group`] writes them.
+pub struct NewFile<'a> {
+    /// One per column ([`plan_new`]).
+    pub routes: &'a [Route],
+    pub fields: &'a arrow_schema::Fields,
+    pub descriptors: &'a [ColumnDescPtr],
+    /// Whether each column has chunk statistics.
+    pub stats: &'a [bool],
+    pub codec: Compression,
+}
+
+/// A column of a row group being written, then written.
 enum Open<'w> {
     Pages(Chunk<'w>),
     Arrow(ArrowColumnWriter),
 }
 
-/// Writes one row group of new rows as `next` gives their batches: the
-/// columns routed [`Route::Splice`] as PLAIN pages here, as a rewrite
-/// writes its new rows, the others by their Arrow column writers
-/// (`writers`, one per column). `room`: bytes to set aside per column.
-/// Returns the columns in order.
-#[allow(clippy::too_many_arguments)]
-pub fn new_row_group(
-    routes: &[Route],
-    fields: &arrow_schema::Fields,
-    descriptors: &[ColumnDescPtr],
-    stats: &[bool],
-    codec: Compression,
-    writers: Vec<ArrowColumnWriter>,
-    room: &[usize],
-    next: &mut dyn FnMut() -> Option<arrow_array::RecordBatch>,
-) -> Result<Vec<NewColumn>, SpliceError> {
-    let n = routes.len();
-    if [
-        fields.len(),
-        descriptors.len(),
-        stats.len(),
-        writers.len(),
-        room.len(),
-    ] != [n; 5]
-    {
-        return Err(unsupported("a row group of new rows without every column"));
-    }
-    let mut sinks: Vec<TrackedWrite<Vec<u8>>> = (room.iter())
-        .zip(routes)
-        .map(|(room, route)| match route {
-            Route::Splice(_) => TrackedWrite::new(Vec::with_capacity(*room)),
-            _ => TrackedWrite::new(Vec::new()),
-        })
-        .collect();
-    let mut open = Vec::with_capacity(n);
-    for ((route, (descr, stats)), (sink, writer)) in (routes.iter())
-        .zip(descriptors.iter().zip(stats))
-        .zip(sinks.iter_mut().zip(writers))
-    {
-        open.push(match route {
-            Route::Splice(kind) => Open::Pages(Chunk::new(*kind, descr, *stats, codec, sink)?),
-            _ => Open::Arrow(writer),
-        });
-    }
-    while let Some(batch) = next() {
-        if batch.num_columns() != n {
-            return Err(unsupported("a batch of new rows without every column"));
+enum Done {
+    Pages(Closed),
+    Arrow(ArrowColumnChunk),
+}
+
+impl NewFile<'_> {
+    /// Writes one row group of new rows as `next` gives their batches: the
+    /// columns routed [`Route::Splice`] as PLAIN pages here, as a rewrite
+    /// writes its new rows, the others by their Arrow column writers
+    /// (`writers`, one per column). `room`: bytes to set aside per column.
+    /// Returns the columns in order.
+    pub fn row_group(
+        &self,
+        writers: Vec<ArrowColumnWriter>,
+        room: &[usize],
+        next: &mut dyn FnMut() -> Option<arrow_array::RecordBatch>,
+    ) -> Result<Vec<NewColumn>, SpliceError> {
+        let n = self.routes.len();
+        let lengths = [
+            self.fields.len(),
+            self.descriptors.len(),
+            self.stats.len(),
+            writers.len(),
+            room.len(),
+        ];
+        if lengths != [n; 5] {
+            return Err(unsupported("a row group of new rows without every column"));
         }
-        for ((column, field), array) in open.iter_mut().zip(fields.iter()).zip(batch.columns()) {
-            match column {
-                Open::Pages(chunk) => chunk.fresh(array.as_ref())?,
-                Open::Arrow(writer) => {
-                    for leaf in compute_leaves(field, array)? {
-                        writer.write(&leaf)?;
+        let mut sinks: Vec<TrackedWrite<Vec<u8>>> = (room.iter())
+            .zip(self.routes)
+            .map(|(room, route)| match route {
+                Route::Splice(_) => TrackedWrite::new(Vec::with_capacity(*room)),
+                _ => TrackedWrite::new(Vec::new()),
+            })
+            .collect();
+        let mut open = Vec::with_capacity(n);
+        for ((route, (descr, stats)), (sink, writer)) in (self.routes.iter())
+            .zip(self.descriptors.iter().zip(self.stats))
+            .zip(sinks.iter_mut().zip(writers))
+        {
+            open.push(match route {
+                Route::Splice(kind) => {
+                    Open::Pages(Chunk::new(*kind, descr, *stats, self.codec, sink)?)
+                }
+                _ => Open::Arrow(writer),
+            });
+        }
+        while let Some(batch) = next() {
+            if batch.num_columns() != n {
+                return Err(unsupported("a batch of new rows without every column"));
+            }
+            for ((column, field), array) in (open.iter_mut())
+                .zip(self.fields.iter())
+                .zip(batch.columns())
+            {
+                match column {
+                    Open::Pages(chunk) => chunk.fresh(array.as_ref())?,
+                    Open::Arrow(writer) => {
+                        for leaf in compute_leaves(field, array)? {
+                            writer.write(&leaf)?;
+                        }
                     }
                 }
             }
         }
+        let mut done = Vec::with_capacity(n);
+        for (column, descr) in open.into_iter().zip(self.descriptors) {
+            done.push(match column {
+                Open::Pages(chunk) => Done::Pages(chunk.finish(descr.clone(), self.codec)?),
+                Open::Arrow(writer) => Done::Arrow(writer.close()?),
+            });
+        }
+        // The chunks' borrows of their sinks ended with them.
+        (done.into_iter().zip(sinks))
+            .map(|(column, sink)| match column {
+                Done::Pages(closed) => {
+                    into_chunk(sink, closed).map(|(b, c)| NewColumn::Pages(b, c))
+                }
+                Done::Arrow(chunk) => Ok(NewColumn::Arrow(chunk)),
+            })
+            .collect()
     }
-    let mut closed = Vec::with_capacity(n);
-    for (column, descr) in open.into_iter().zip(descriptors) {
-        closed.push(match column {
-            Open::Pages(chunk) => Ok(chunk.finish(descr.clone(), codec)?),
-            Open::Arrow(writer) => Err(writer.close()?),
-        });
-    }
-    (closed.into_iter().zip(sinks))
-        .map(|(column, sink)| match column {
-            Ok(closed) => into_chunk(sink, closed).map(|(b, c)| NewColumn::Pages(b, c)),
-            Err(chunk) => Ok(NewColumn::Arrow(chunk)),
-        })
-        .collect()
 }
 
 /// The fresh rows' arrays of column `i`, for [`Column::fresh`].
