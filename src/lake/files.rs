@@ -930,8 +930,9 @@ mod tests {
     use crate::event::datum::Datum;
     use crate::event::sample::{self, Rng};
     use crate::lake::batch::{array_of, datum_at, project};
-    use arrow_array::StringArray;
+    use arrow_array::{ArrayRef, StringArray};
     use arrow_schema::{Field, Schema};
+    use std::sync::Arc;
 
     /// A file with every column type, the record key first, and its values.
     fn every_type_file(rows: usize) -> (RecordBatch, Vec<Vec<Datum>>) {
@@ -1046,15 +1047,8 @@ mod tests {
         let fresh = all.slice(30_000, 3_000);
         let fresh_keys: Vec<String> = (30_000..33_000).map(|r| format!("key-{r:06}")).collect();
         let fresh_keys: Vec<&str> = fresh_keys.iter().map(String::as_str).collect();
-        for compression in [
-            ParquetCompression::Snappy,
-            ParquetCompression::Zstd,
-            ParquetCompression::None,
-        ] {
-            let encoding = Encoding {
-                compression,
-                unordered: vec![],
-            };
+        for encoding in every_codec() {
+            let compression = encoding.compression;
             // One row group as a commit writes it, and three of 10,000 rows
             // (the middle one emptied below).
             let mut groups = ArrowWriter::try_new(
@@ -1153,6 +1147,31 @@ mod tests {
         }
     }
 
+    /// The encodings of every codec a table can have.
+    fn every_codec() -> [Encoding; 3] {
+        [
+            ParquetCompression::Snappy,
+            ParquetCompression::Zstd,
+            ParquetCompression::None,
+        ]
+        .map(|compression| Encoding {
+            compression,
+            unordered: vec![],
+        })
+    }
+
+    /// A batch of the record keys `keys`, then `columns` (name, values,
+    /// nullable).
+    fn keyed_batch(keys: &[String], columns: Vec<(&str, ArrayRef, bool)>) -> RecordBatch {
+        let mut fields = vec![Field::new(RECORD_KEY, DataType::Utf8, true)];
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(keys))];
+        for (name, array, nullable) in columns {
+            fields.push(Field::new(name, array.data_type().clone(), nullable));
+            arrays.push(array);
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    }
+
     /// A new file's rows, written as a commit writes a new file group (no
     /// stored rows, the batches as they come).
     fn encode_new_rows(batches: &[RecordBatch], encoding: &Encoding) -> Bytes {
@@ -1189,15 +1208,8 @@ mod tests {
             all.slice(4_096, 1),
             all.slice(4_097, 7_903),
         ];
-        for compression in [
-            ParquetCompression::Snappy,
-            ParquetCompression::Zstd,
-            ParquetCompression::None,
-        ] {
-            let encoding = Encoding {
-                compression,
-                unordered: vec![],
-            };
+        for encoding in every_codec() {
+            let compression = encoding.compression;
             let new = encode_new_rows(&batches, &encoding);
             let through_arrow =
                 encode(&schema, std::slice::from_ref(&all), &encoding, None).unwrap();
@@ -1253,20 +1265,17 @@ mod tests {
                 )
             })
             .collect();
-        let schema = std::sync::Arc::new(Schema::new(vec![
-            Field::new(RECORD_KEY, DataType::Utf8, true),
-            Field::new("n", DataType::Int64, true),
-            Field::new("doc", DataType::Utf8, true),
-        ]));
-        let all = RecordBatch::try_new(
-            schema.clone(),
+        let all = keyed_batch(
+            &keys,
             vec![
-                std::sync::Arc::new(StringArray::from_iter_values(&keys)),
-                std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..rows as i64)),
-                std::sync::Arc::new(StringArray::from_iter_values(&text)),
+                (
+                    "n",
+                    Arc::new(arrow_array::Int64Array::from_iter_values(0..rows as i64)),
+                    true,
+                ),
+                ("doc", Arc::new(StringArray::from_iter_values(&text)), true),
             ],
-        )
-        .unwrap();
+        );
         // A batch straddles the row groups' boundary; the first is one row
         // cut from the whole (it states the whole's memory: the room set
         // aside for the file is capped, not that times the rows).
@@ -1309,23 +1318,21 @@ mod tests {
                 _ => Some("b"),
             })
             .collect();
-        let schema = std::sync::Arc::new(Schema::new(vec![
-            Field::new(RECORD_KEY, DataType::Utf8, true),
-            Field::new("constant", DataType::Utf8, false),
-            Field::new("runs", DataType::Utf8, true),
-        ]));
-        let all = RecordBatch::try_new(
-            schema.clone(),
+        let all = keyed_batch(
+            &keys,
             vec![
-                std::sync::Arc::new(StringArray::from_iter_values(&keys)),
-                std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    "day=2024-01-01",
-                    rows,
-                ))),
-                std::sync::Arc::new(StringArray::from(runs)),
+                (
+                    "constant",
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        "day=2024-01-01",
+                        rows,
+                    ))),
+                    false,
+                ),
+                ("runs", Arc::new(StringArray::from(runs)), true),
             ],
-        )
-        .unwrap();
+        );
+        let schema = all.schema();
         let stored_len = rows - 3_000;
         let (stored_rows, fresh) = (all.slice(0, stored_len), all.slice(stored_len, 3_000));
         let fresh_keys: Vec<&str> = keys.iter().skip(stored_len).map(String::as_str).collect();
