@@ -44,7 +44,6 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::metadata::ParquetMetaData;
@@ -296,13 +295,17 @@ pub fn encode_rows<E: From<FileError>>(
             fresh,
         );
     }
-    // Parquet with compression takes about a third of Arrow's memory; the
-    // fresh rows are taken to be as large as the rows sampled.
+    // The fresh rows are taken to be as large as the rows sampled.
     let carried_size = carried.map_or(0, RecordBatch::get_array_memory_size);
     let fresh_size = sampled.map_or(0, |b| {
-        b.get_array_memory_size() / b.num_rows().max(1) * fresh_keys.len()
+        room(
+            b.get_array_memory_size(),
+            b.num_rows(),
+            fresh_keys.len(),
+            FILE_ROOM,
+        )
     });
-    let mut out = Aligned::with_capacity((carried_size + fresh_size) / 3 + 1024);
+    let mut out = Aligned::with_capacity((carried_size / 3 + fresh_size).min(FILE_ROOM) + 1024);
     let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(properties))
         .map_err(FileError::from)?;
     if let Some(batch) = carried {
@@ -315,10 +318,61 @@ pub fn encode_rows<E: From<FileError>>(
     Ok(out.into_bytes())
 }
 
-/// The most room set aside for a new file, and for one column of one of its
-/// row groups, before they are written ([`encode_new`]).
+/// The most room set aside for a file, and for one column of one of a new
+/// file's row groups, before they are written.
 const FILE_ROOM: usize = 256 << 20;
 const COLUMN_ROOM: usize = 32 << 20;
+
+/// Room for `rows` rows once encoded, from `memory`, the Arrow memory of
+/// `sampled` rows like them: a third of it per row (Parquet with
+/// compression), at most `cap`, since a sliced batch states the memory of
+/// the arrays it was cut from. What outgrows its room grows.
+fn room(memory: usize, sampled: usize, rows: usize, cap: usize) -> usize {
+    (memory / sampled.max(1))
+        .saturating_mul(rows)
+        .min(cap.saturating_mul(3))
+        / 3
+}
+
+/// A file written a column chunk at a time: its writer, the column writers
+/// of its row groups for the columns Arrow writes, its leaves, whether each
+/// has chunk statistics, and its codec.
+struct PageFile<W: std::io::Write + Send> {
+    file: parquet::file::writer::SerializedFileWriter<W>,
+    factory: parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+    descriptors: Vec<parquet::schema::types::ColumnDescPtr>,
+    stats: Vec<bool>,
+    codec: Compression,
+}
+
+impl<W: std::io::Write + Send> PageFile<W> {
+    fn open(
+        out: W,
+        schema: &arrow_schema::SchemaRef,
+        properties: WriterProperties,
+    ) -> Result<Self, parquet::errors::ParquetError> {
+        let codec = properties.compression(&ColumnPath::from(Vec::<String>::new()));
+        let writer = ArrowWriter::try_new(out, schema.clone(), Some(properties))?;
+        let (file, factory) = writer.into_serialized_writer()?;
+        let descriptors = file.schema_descr().columns().to_vec();
+        let written = file.properties();
+        let stats = (descriptors.iter())
+            .map(|d| written.statistics_enabled(d.path()) != EnabledStatistics::None)
+            .collect();
+        Ok(PageFile {
+            file,
+            factory,
+            descriptors,
+            stats,
+            codec,
+        })
+    }
+
+    /// Writes the footer.
+    fn close(self) -> Result<(), parquet::errors::ParquetError> {
+        self.file.close().map(drop)
+    }
+}
 
 /// Encodes a new file (no stored rows) of `rows` rows from the batches
 /// `first`, then `fresh`, as they come, in row groups of at most
@@ -336,33 +390,21 @@ fn encode_new<E: From<FileError>>(
 ) -> Result<Bytes, E> {
     let spliced = |e: SpliceError| E::from(FileError::from(e));
     let parquet = |e: parquet::errors::ParquetError| E::from(FileError::from(e));
-    let codec = properties.compression(&ColumnPath::from(Vec::<String>::new()));
-    // Room for the file and for each column of a row group: a third of the
-    // first batch's Arrow memory per row (Parquet with compression), capped:
-    // a sliced batch states the memory of the arrays it was cut from. What
-    // outgrows its room grows.
-    let per_row = |memory: usize| memory / first.as_ref().map_or(1, |b| b.num_rows().max(1));
-    let columns: Vec<usize> = first.as_ref().map_or(Vec::new(), |b| {
-        (b.columns().iter())
-            .map(|c| per_row(c.get_array_memory_size()))
-            .collect()
-    });
-    let size = per_row(first.as_ref().map_or(0, RecordBatch::get_array_memory_size));
-    let mut out = Aligned::with_capacity(size.saturating_mul(rows / 3).min(FILE_ROOM) + 1024);
-    let writer =
-        ArrowWriter::try_new(&mut out, schema.clone(), Some(properties)).map_err(parquet)?;
-    let (mut file, factory) = writer.into_serialized_writer().map_err(parquet)?;
-    let descriptors = file.schema_descr().columns().to_vec();
-    let written = file.properties().clone();
-    let stats: Vec<bool> = (descriptors.iter())
-        .map(|d| written.statistics_enabled(d.path()) != EnabledStatistics::None)
+    // Room for the file and for each column of a row group, from the first
+    // batch.
+    let sampled = first.as_ref().map_or(0, RecordBatch::num_rows);
+    let memory: Vec<usize> = (first.iter())
+        .flat_map(|b| b.columns().iter().map(|c| c.get_array_memory_size()))
         .collect();
+    let mut out =
+        Aligned::with_capacity(room(memory.iter().sum(), sampled, rows, FILE_ROOM) + 1024);
+    let mut page = PageFile::open(&mut out, schema, properties).map_err(parquet)?;
     let new_file = super::splice::NewFile {
         routes,
         fields: schema.fields(),
-        descriptors: &descriptors,
-        stats: &stats,
-        codec,
+        descriptors: &page.descriptors,
+        stats: &page.stats,
+        codec: page.codec,
     };
     let mut pending = first;
     let mut left = rows;
@@ -379,13 +421,13 @@ fn encode_new<E: From<FileError>>(
             continue;
         }
         let group = left.max(batch.num_rows()).min(MAX_ROW_GROUP_ROWS);
-        let room: Vec<usize> = (0..routes.len())
+        let rooms: Vec<usize> = (0..routes.len())
             .map(|i| {
-                let per_row = columns.get(i).copied().unwrap_or(0);
-                per_row.saturating_mul(group / 3).min(COLUMN_ROOM) + 4096
+                let memory = memory.get(i).copied().unwrap_or(0);
+                room(memory, sampled, group, COLUMN_ROOM) + 4096
             })
             .collect();
-        let writers = factory.create_column_writers(index).map_err(parquet)?;
+        let writers = page.factory.create_column_writers(index).map_err(parquet)?;
         index += 1;
         let mut failed = None;
         let mut taken = 0usize;
@@ -400,27 +442,27 @@ fn encode_new<E: From<FileError>>(
                     }
                 },
             };
-            let room = MAX_ROW_GROUP_ROWS - taken;
-            if room == 0 {
+            let space = MAX_ROW_GROUP_ROWS - taken;
+            if space == 0 {
                 pending = Some(batch);
                 return None;
             }
-            if batch.num_rows() > room {
-                pending = Some(batch.slice(room, batch.num_rows() - room));
-                taken += room;
-                return Some(batch.slice(0, room));
+            if batch.num_rows() > space {
+                pending = Some(batch.slice(space, batch.num_rows() - space));
+                taken += space;
+                return Some(batch.slice(0, space));
             }
             taken += batch.num_rows();
             Some(batch)
         };
         let columns = new_file
-            .row_group(writers, &room, &mut next)
+            .row_group(writers, &rooms, &mut next)
             .map_err(spliced)?;
         if let Some(e) = failed {
             return Err(e);
         }
         left = left.saturating_sub(taken);
-        let mut row_group = file.next_row_group().map_err(parquet)?;
+        let mut row_group = page.file.next_row_group().map_err(parquet)?;
         for column in columns {
             match column {
                 NewColumn::Pages(bytes, close) => row_group.append_column(&bytes, close),
@@ -430,7 +472,7 @@ fn encode_new<E: From<FileError>>(
         }
         row_group.close().map_err(parquet)?;
     }
-    file.close().map_err(parquet)?;
+    page.close().map_err(parquet)?;
     Ok(out.into_bytes())
 }
 
@@ -548,13 +590,9 @@ pub fn encode_spliced(
     )
     // Only a slice without record keys fails here; the Arrow path names it.
     .map_err(|e| SpliceError::Unsupported(e.to_string()))?;
-    let codec = properties.compression(&ColumnPath::from(Vec::<String>::new()));
     let fresh_size: usize = fresh.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut out = Aligned::with_capacity(stored.bytes.len() + fresh_size / 2 + 1024);
-    let writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(properties))?;
-    let (mut file, factory) = writer.into_serialized_writer()?;
-    let descriptors = file.schema_descr().columns().to_vec();
-    let written = file.properties().clone();
+    let mut page = PageFile::open(&mut out, schema, properties)?;
     let mut row = 0usize;
     let mut carried_row = 0usize;
     let mut index = 0usize;
@@ -569,18 +607,20 @@ pub fn encode_spliced(
         }
         let carried = stored.carried.slice(carried_row, kept);
         carried_row += kept;
-        let mut writers = factory.create_column_writers(index)?.into_iter();
+        let mut writers = page.factory.create_column_writers(index)?.into_iter();
         index += 1;
-        let mut row_group = file.next_row_group()?;
+        let mut row_group = page.file.next_row_group()?;
         for (i, (route, field)) in stored.routes.iter().zip(schema.fields()).enumerate() {
             let arrow_writer = writers.next();
             match route {
                 Route::Splice(kind) | Route::Dictionary(kind) => {
-                    let (Some(chunk), Some(descr)) = (group.columns().get(i), descriptors.get(i))
-                    else {
+                    let (Some(chunk), Some(descr), Some(&stats)) = (
+                        group.columns().get(i),
+                        page.descriptors.get(i),
+                        page.stats.get(i),
+                    ) else {
                         return Err(SpliceError::Unsupported("a column missing".into()));
                     };
-                    let stats = written.statistics_enabled(descr.path()) != EnabledStatistics::None;
                     let input = super::splice::Column {
                         stored: stored.bytes,
                         chunk,
@@ -596,11 +636,11 @@ pub fn encode_spliced(
                             *kind,
                             descr.clone(),
                             stats,
-                            codec,
+                            page.codec,
                             constant,
                         )?
                     } else {
-                        super::splice::column(input, *kind, descr.clone(), stats, codec)?
+                        super::splice::column(input, *kind, descr.clone(), stats, page.codec)?
                     };
                     row_group.append_column(&bytes, close)?;
                 }
@@ -615,9 +655,7 @@ pub fn encode_spliced(
                     };
                     let fresh_arrays = fresh_here.iter().filter_map(|b| b.columns().get(i));
                     for array in std::iter::once(column).chain(fresh_arrays) {
-                        for leaf in compute_leaves(field, array)? {
-                            w.write(&leaf)?;
-                        }
+                        super::splice::write_leaves(&mut w, field, array)?;
                     }
                     w.close()?.append_to_row_group(&mut row_group)?;
                 }
@@ -625,7 +663,7 @@ pub fn encode_spliced(
         }
         row_group.close()?;
     }
-    file.close()?;
+    page.close()?;
     Ok(out.into_bytes())
 }
 

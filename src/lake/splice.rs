@@ -138,17 +138,25 @@ fn same_codec(a: Compression, b: Compression) -> bool {
     std::mem::discriminant(&a) == std::mem::discriminant(&b)
 }
 
+/// The Parquet schema the Arrow writer makes of `arrow`, when it has one
+/// leaf per field, in order (no nested fields).
+fn leaves(arrow: &Schema) -> Option<parquet::schema::types::SchemaDescriptor> {
+    let out = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(arrow)
+        .ok()?;
+    let flat = out.num_columns() == arrow.fields().len()
+        && (arrow.fields().iter().enumerate())
+            .all(|(i, field)| out.column(i).path().parts().first() == Some(field.name()));
+    flat.then_some(out)
+}
+
 /// The route of each column when `stored` can be spliced into a file of
 /// `arrow`'s columns compressed with `codec`; `None` when it cannot (see the
 /// module doc).
 pub fn plan(stored: &ParquetMetaData, arrow: &Schema, codec: Compression) -> Option<Vec<Route>> {
-    // The Parquet schema the Arrow writer makes of `arrow`.
-    let out = parquet::arrow::ArrowSchemaConverter::new()
-        .convert(arrow)
-        .ok()?;
+    let out = leaves(arrow)?;
     let schema = stored.file_metadata().schema_descr();
     if schema.root_schema() != out.root_schema()
-        || out.num_columns() != arrow.fields().len()
         || stored.num_row_groups() == 0
         || !matches!(
             codec,
@@ -168,10 +176,6 @@ pub fn plan(stored: &ParquetMetaData, arrow: &Schema, codec: Compression) -> Opt
     let mut routes = Vec::with_capacity(out.num_columns());
     for (i, field) in arrow.fields().iter().enumerate() {
         let descr = out.column(i);
-        // One leaf per field, in order.
-        if descr.path().parts().first() != Some(field.name()) {
-            return None;
-        }
         let chunks = || groups.iter().map(|g| g.column(i));
         let dictionary = chunks().any(|c| c.dictionary_page_offset().is_some());
         // A chunk whose dictionary outgrew its limit holds PLAIN pages after
@@ -1226,24 +1230,15 @@ pub fn plan_new(
     arrow: &Schema,
     dictionary: impl Fn(&ColumnDescriptor) -> bool,
 ) -> Option<Vec<Route>> {
-    let out = parquet::arrow::ArrowSchemaConverter::new()
-        .convert(arrow)
-        .ok()?;
-    if out.num_columns() != arrow.fields().len() {
-        return None;
-    }
-    (arrow.fields().iter().enumerate())
-        .map(|(i, field)| {
-            let descr = out.column(i);
-            if descr.path().parts().first() != Some(field.name()) {
-                return None;
-            }
-            Some(match kind(&descr, field.data_type()) {
-                Some(k) if !dictionary(&descr) => Route::Splice(k),
-                _ => Route::Arrow,
-            })
-        })
-        .collect()
+    let out = leaves(arrow)?;
+    let routes = (arrow.fields().iter().enumerate()).map(|(i, field)| {
+        let descr = out.column(i);
+        match kind(&descr, field.data_type()) {
+            Some(k) if !dictionary(&descr) => Route::Splice(k),
+            _ => Route::Arrow,
+        }
+    });
+    Some(routes.collect())
 }
 
 /// One column of a row group of new rows ([`NewFile::row_group`]), for the
@@ -1329,11 +1324,7 @@ impl NewFile<'_> {
             {
                 match column {
                     Open::Pages(chunk) => chunk.fresh(array.as_ref())?,
-                    Open::Arrow(writer) => {
-                        for leaf in compute_leaves(field, array)? {
-                            writer.write(&leaf)?;
-                        }
-                    }
+                    Open::Arrow(writer) => write_leaves(writer, field, array)?,
                 }
             }
         }
@@ -1354,6 +1345,18 @@ impl NewFile<'_> {
             })
             .collect()
     }
+}
+
+/// Writes an array of `field` to its Arrow column writer.
+pub fn write_leaves(
+    writer: &mut ArrowColumnWriter,
+    field: &arrow_schema::FieldRef,
+    array: &ArrayRef,
+) -> Result<(), ParquetError> {
+    for leaf in compute_leaves(field, array)? {
+        writer.write(&leaf)?;
+    }
+    Ok(())
 }
 
 /// The fresh rows' arrays of column `i`, for [`Column::fresh`].
